@@ -1,0 +1,3 @@
+from ncacli.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""Helpers shared by the verbs: the stderr console, JSON output, models and states in and out."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from ncacli.errors import NcaError, UsageError
+
+console = Console(stderr=True)
+
+
+def emit_json(data: Any) -> None:
+    """One JSON document on stdout, for scripts."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def device(name: str):
+    from ncacli.engine.device import resolve_device
+
+    try:
+        return resolve_device(name)
+    except (ValueError, RuntimeError) as exc:
+        raise UsageError(f"--device {name}: {exc}") from None
+
+
+def parse_pair(text: str, option: str) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: expected two numbers like 0.5,0.5") from None
+    return a, b
+
+
+def check_name(kind: str, name: str, known: list[str]) -> None:
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f"; known: {', '.join(sorted(known))}"
+        raise UsageError(f"unknown {kind} '{name}'{hint}")
+
+
+def read_state(name: str, channels: int | None = None):
+    """A state file (or ``-``) → ``(state (B, C, H, W), step)``, checked against ``channels``."""
+    from ncacli.io.files import is_safetensors, read_input
+    from ncacli.io.images import PNG_MAGIC
+    from ncacli.io.state_file import check_channels, parse_state
+
+    data = read_input(name)
+    if data.startswith(PNG_MAGIC) and not is_safetensors(data):
+        raise NcaError(f"{name}: is an image, not a state file (write states with `nca grow --out state.safetensors`)")
+    state, step = parse_state(data, name)
+    if channels is not None:
+        check_channels(state, channels, name)
+    return state, step
+
+
+def write_picture_or_state(out: str, state, step: int, transparent: bool, scale: int, as_state: bool) -> str:
+    """Write ``state`` (B, C, H, W) as a PNG (first sample) or a state file; returns what was written."""
+    from ncacli.io.files import write_output
+    from ncacli.io.images import png_bytes, to_pixels
+    from ncacli.io.state_file import state_bytes
+
+    if as_state:
+        write_output(out, state_bytes(state, step))
+        return "state"
+    write_output(out, png_bytes(to_pixels(state[0, :4], transparent=transparent, scale=scale)))
+    return "png"
+
+
+def wants_state(out: str, fmt: str | None) -> bool:
+    """Output kind: ``--format`` wins; else ``.png`` → picture, ``-`` or ``.safetensors`` → state."""
+    if fmt is not None:
+        if fmt not in ("png", "state"):
+            raise UsageError(f"--format {fmt!r}: choose png or state")
+        return fmt == "state"
+    lower = out.lower()
+    if lower.endswith((".png",)):
+        return False
+    if out == "-" or lower.endswith(".safetensors"):
+        return True
+    raise UsageError(f"--out {out}: use a .png or .safetensors name, or - (or say --format png|state)")

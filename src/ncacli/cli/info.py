@@ -1,0 +1,34 @@
+"""``nca info``: what a model file holds."""
+
+from __future__ import annotations
+
+import typer
+
+from ncacli.cli.common import console, emit_json
+
+
+def info(
+    model_path: str = typer.Argument(..., metavar="MODEL", help="Model file (or - for stdin)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+) -> None:
+    """Show a model's format, architecture, parameter count and training provenance."""
+    from rich.table import Table
+
+    from ncacli.io.model_file import describe
+
+    data = describe(model_path)
+    if json_out:
+        emit_json(data)
+        return
+    table = Table(title=f"{model_path}", show_header=False, title_justify="left")
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    table.add_row("format", f"{data['format']} v{data['format_version']}")
+    table.add_row("parameters", f"{data['parameters']:,}")
+    for key, value in data["config"].items():
+        table.add_row(f"config.{key}", str(value))
+    for key, value in data["provenance"].items():
+        table.add_row(f"provenance.{key}", str(value))
+    for key, shape in data["tensors"].items():
+        table.add_row(f"tensor {key}", "×".join(map(str, shape)))
+    console.print(table)

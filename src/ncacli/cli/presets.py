@@ -1,0 +1,25 @@
+"""``nca presets``: the shipped presets, one line each."""
+
+from __future__ import annotations
+
+import typer
+
+from ncacli.cli.common import console, emit_json
+
+
+def presets(json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout.")) -> None:
+    """List the presets `nca train --preset` accepts."""
+    from rich.table import Table
+
+    from ncacli.config import list_presets, preset_summary
+
+    found = list_presets()
+    if json_out:
+        emit_json({name: {"path": str(path), "summary": preset_summary(path)} for name, path in found.items()})
+        return
+    table = Table(show_header=True)
+    table.add_column("preset", style="bold")
+    table.add_column("what it is")
+    for name, path in found.items():
+        table.add_row(name, preset_summary(path))
+    console.print(table)

@@ -1,0 +1,206 @@
+"""The typed run configuration, presets, and overrides.
+
+Precedence: built-in defaults < preset TOML < ``--config FILE`` < ``--set key=value`` < explicit flags.
+Keys are flat; an unknown key is an error with a "did you mean".
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ncacli.engine.nca import ModelConfig
+from ncacli.errors import UsageError
+
+MODES = ("growing", "persistent", "regenerating")
+
+
+@dataclass(frozen=True)
+class Config:
+    # model (see ncacli.engine.nca.ModelConfig)
+    channels: int = 16
+    hidden: int = 128
+    depth: int = 1
+    perception: str = "sobel"
+    update: str = "mlp"
+    fire_rate: float = 0.5
+    alive_threshold: float = 0.1
+    alive_masking: bool = True
+    padding_mode: str = "zeros"
+    # target and seed
+    emoji: str = "🦎"
+    target: str = ""
+    size: int = 40
+    padding: int = 16
+    seed_positions: list = field(default_factory=list)  # [] = auto (see engine.seeds)
+    # training
+    mode: str = "growing"
+    loss: str = "mse"
+    iters: int = 8000
+    batch: int = 8
+    steps_min: int = 64
+    steps_max: int = 96
+    lr: float = 2e-3
+    lr_milestones: list = field(default_factory=lambda: [2000])
+    lr_gamma: float = 0.1
+    grad_norm: bool = True
+    pool_size: int = 1024
+    damage_count: int = 3
+    checkpoint_every: int = 500
+    seed: int = 0
+    device: str = "auto"
+    preset: str = ""
+
+    def model_config(self) -> ModelConfig:
+        names = {f.name for f in fields(ModelConfig)}
+        return ModelConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_toml(self) -> str:
+        return "".join(f"{k} = {_toml_value(v)}\n" for k, v in self.to_dict().items())
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+
+
+def _coerce(key: str, value: Any, origin: str) -> Any:
+    kind = FIELD_TYPES[key]
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "list": isinstance(value, list),
+    }[kind]
+    if not ok:
+        raise UsageError(f"{origin}: {key} must be {'an' if kind == 'int' else 'a'} {kind}, not {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def check_keys(data: dict[str, Any], origin: str) -> None:
+    for key in data:
+        if key not in FIELD_TYPES:
+            close = difflib.get_close_matches(key, FIELD_TYPES, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UsageError(f"{origin}: unknown config key '{key}'{hint}")
+
+
+def apply(config: Config, data: dict[str, Any], origin: str) -> Config:
+    """Return ``config`` with ``data`` applied, after checking keys and types."""
+    check_keys(data, origin)
+    return replace(config, **{k: _coerce(k, v, origin) for k, v in data.items()})
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """``key=value`` → ``(key, value)``; the value is read as TOML, else taken as a string."""
+    if "=" not in item:
+        raise UsageError(f"--set {item!r}: expected key=value")
+    key, raw = (s.strip() for s in item.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path}: file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{what} {path}: not valid TOML ({exc})") from None
+
+
+def preset_dirs() -> list[Path]:
+    """Shipped presets live in ``ncacli/presets`` in a wheel and ``presets/`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    return [d for d in (here / "presets", here.parents[1] / "presets") if d.is_dir()]
+
+
+def list_presets() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in preset_dirs():
+        for p in sorted(d.glob("*.toml")):
+            found.setdefault(p.stem, p)
+    return found
+
+
+def preset_summary(path: Path) -> str:
+    """The preset's first comment line."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def load_preset(name: str) -> tuple[dict[str, Any], str]:
+    """A preset by name or path → ``(values, name)``."""
+    path = Path(name)
+    if name.endswith(".toml") or path.is_file():
+        return read_toml(path, "preset"), path.stem
+    presets = list_presets()
+    if name not in presets:
+        close = difflib.get_close_matches(name, presets, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UsageError(f"unknown preset '{name}'{hint}; `nca presets` lists them")
+    return read_toml(presets[name], f"preset {name}"), name
+
+
+def resolve(
+    preset: str | None = None,
+    config_file: Path | None = None,
+    sets: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+) -> Config:
+    """Build the config from its layers, in order of precedence."""
+    config = Config()
+    if preset:
+        values, name = load_preset(preset)
+        config = apply(config, values, f"preset {name}")
+        config = replace(config, preset=name)
+    if config_file is not None:
+        config = apply(config, read_toml(config_file, "config"), f"config {config_file}")
+    for item in sets or []:
+        key, value = parse_set(item)
+        config = apply(config, {key: value}, f"--set {item}")
+    config = apply(config, {k: v for k, v in (flags or {}).items() if v is not None}, "option")
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    if config.mode not in MODES:
+        raise UsageError(f"mode must be one of {', '.join(MODES)}, not {config.mode!r}")
+    if config.padding_mode not in ("zeros", "circular"):
+        raise UsageError(f"padding_mode must be 'zeros' or 'circular', not {config.padding_mode!r}")
+    if not 0.0 < config.fire_rate <= 1.0:
+        raise UsageError(f"fire_rate must be in (0, 1], not {config.fire_rate}")
+    if config.channels < 4:
+        raise UsageError(f"channels must be at least 4 (RGBA), not {config.channels}")
+    for key in ("iters", "batch", "steps_min", "hidden", "depth", "size", "pool_size", "checkpoint_every"):
+        if getattr(config, key) < 1:
+            raise UsageError(f"{key} must be at least 1, not {getattr(config, key)}")
+    if config.steps_max < config.steps_min:
+        raise UsageError(f"steps_max ({config.steps_max}) is below steps_min ({config.steps_min})")
+    if config.mode != "growing" and config.pool_size < config.batch:
+        raise UsageError(f"pool_size ({config.pool_size}) is smaller than batch ({config.batch})")
+    if config.damage_count >= config.batch and config.mode == "regenerating":
+        raise UsageError(f"damage_count ({config.damage_count}) must be below batch ({config.batch})")

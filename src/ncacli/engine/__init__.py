@@ -1,0 +1,22 @@
+"""The NCA engine: pure torch, no files, no terminal."""
+
+from ncacli.engine.damage import SHAPES, apply_damage, damage_mask, random_circles
+from ncacli.engine.nca import ALPHA, NCA, ModelConfig
+from ncacli.engine.perception import PERCEPTIONS, register_perception
+from ncacli.engine.pool import SamplePool
+from ncacli.engine.seeds import make_seed, seed_position_for
+
+__all__ = [
+    "ALPHA",
+    "NCA",
+    "PERCEPTIONS",
+    "SHAPES",
+    "ModelConfig",
+    "SamplePool",
+    "apply_damage",
+    "damage_mask",
+    "make_seed",
+    "random_circles",
+    "seed_position_for",
+    "register_perception",
+]

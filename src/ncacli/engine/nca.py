@@ -1,0 +1,115 @@
+"""The NCA: perceive, update, mask; one step and the rollout loop.
+
+A state is ``(B, C, H, W)`` float: channels 0..2 RGB (premultiplied), 3 alpha, the rest hidden.
+A step is a pure function of ``(state, generator)``; all randomness (the fire mask) comes
+from the generator passed in, so a rollout is repeatable from the generator's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ncacli.engine.perception import make_perception, pad
+from ncacli.engine.update import UPDATES
+
+ALPHA = 3
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model; saved as JSON in the model file."""
+
+    channels: int = 16
+    hidden: int = 128
+    depth: int = 1
+    perception: str = "sobel"
+    update: str = "mlp"
+    fire_rate: float = 0.5
+    alive_threshold: float = 0.1
+    alive_masking: bool = True
+    padding_mode: str = "zeros"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model keys {unknown}")
+        return cls(**data)
+
+
+Observer = Callable[[int, torch.Tensor], "torch.Tensor | None"]
+
+
+class NCA(nn.Module):
+    """A neural cellular automaton over states ``(B, C, H, W)``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.channels < 4:
+            raise ValueError("an NCA needs at least 4 channels (RGBA)")
+        if config.padding_mode not in ("zeros", "circular"):
+            raise ValueError(f"padding_mode must be 'zeros' or 'circular', not {config.padding_mode!r}")
+        self.config = config
+        self.perceive = make_perception(config.perception, config.channels, config.padding_mode)
+        in_features = config.channels * self.perceive.features_per_channel
+        self.update = UPDATES[config.update](in_features, config.channels, hidden=config.hidden, depth=config.depth)
+        # NHWC is several times faster for the 1×1 convolutions and the depthwise perception.
+        self.to(memory_format=torch.channels_last)
+
+    def alive(self, x: torch.Tensor) -> torch.Tensor:
+        """Cells with an alpha above the threshold in their 3×3 neighbourhood: ``(B, 1, H, W)`` bool."""
+        with torch.no_grad():  # a mask: no gradient flows through it, and max-pool needs no indices
+            alpha = x[:, ALPHA : ALPHA + 1].contiguous()
+            if self.config.padding_mode == "circular":
+                alpha = pad(alpha, 1, "circular")
+                return F.max_pool2d(alpha, 3, 1) > self.config.alive_threshold
+            return F.max_pool2d(alpha, 3, 1, 1) > self.config.alive_threshold
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One step: ``(B, C, H, W)`` → ``(B, C, H, W)``."""
+        cfg = self.config
+        if cfg.alive_masking:
+            pre = self.alive(x)
+        dx = self.update(self.perceive(x))
+        if cfg.fire_rate < 1.0:
+            fire = torch.rand(
+                x.shape[0], 1, x.shape[2], x.shape[3], generator=generator, device=x.device, dtype=x.dtype
+            )
+            dx = dx * (fire <= cfg.fire_rate)
+        x = x + dx
+        if cfg.alive_masking:
+            x = x * (pre & self.alive(x))
+        return x
+
+    def rollout(
+        self,
+        x: torch.Tensor,
+        steps: int,
+        generator: torch.Generator | None = None,
+        observe: Observer | None = None,
+    ) -> torch.Tensor:
+        """Run ``steps`` steps from ``x`` ``(B, C, H, W)``.
+
+        ``observe(step, state)`` is called after every step (1-based); if it returns a
+        tensor, that replaces the state (damage mid-run, recording frames).
+        """
+        x = x.contiguous(memory_format=torch.channels_last)
+        for i in range(1, steps + 1):
+            x = self(x, generator)
+            if observe is not None:
+                replaced = observe(i, x)
+                if replaced is not None:
+                    x = replaced.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,25 @@
+"""The sample pool of the persistent and regenerating experiments."""
+
+from __future__ import annotations
+
+import torch
+
+
+class SamplePool:
+    """A pool of states ``(N, C, H, W)``; batches are drawn from it and written back."""
+
+    def __init__(self, seed: torch.Tensor, size: int) -> None:
+        """``seed`` is one state ``(1, C, H, W)``; the pool starts as ``size`` copies."""
+        self.states = seed.repeat(size, 1, 1, 1)
+
+    def __len__(self) -> int:
+        return self.states.shape[0]
+
+    def sample(self, batch: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``batch`` distinct indices → ``(indices (batch,), states (batch, C, H, W))``."""
+        idx = torch.randperm(len(self), generator=generator, device=self.states.device)[:batch]
+        return idx, self.states[idx].clone()
+
+    def commit(self, idx: torch.Tensor, states: torch.Tensor) -> None:
+        """Write ``states`` back at ``idx``."""
+        self.states[idx] = states.detach().to(self.states.dtype)

