@@ -77,7 +77,7 @@ def load_target(target: str, emoji: str, size: int, padding: int) -> tuple[torch
 
 def to_pixels(rgba: torch.Tensor, transparent: bool = False, scale: int = 1) -> np.ndarray:
     """Premultiplied ``(4, H, W)`` → uint8 ``(H·s, W·s, 3)`` on white, or straight-alpha ``(…, 4)``."""
-    rgba = rgba.detach().float().cpu()
+    rgba = torch.nan_to_num(rgba.detach().float().cpu(), nan=0.0, posinf=1.0, neginf=0.0)
     rgb, alpha = rgba[:3].clamp(0, 1), rgba[3:4].clamp(0, 1)
     if transparent:
         straight = torch.where(alpha > 0, rgb / alpha.clamp_min(1e-6), torch.zeros_like(rgb)).clamp(0, 1)

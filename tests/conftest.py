@@ -1,0 +1,72 @@
+"""Shared fixtures: a tiny target, a tiny trained model, and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+# Every preset shrunk: small grid, short rollouts, small batch and pool.
+TINY = ["--size", "10", "--padding", "3", "--batch", "4", "--set", "steps_min=8", "--set", "steps_max=12",
+        "--set", "pool_size=16", "--set", "damage_count=1", "--set", "hidden=32", "--set", "checkpoint_every=5",
+        "--seed", "1", "--quiet", "--device", "cpu"]
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``nca ARGS`` in this process → ``(exit code, stdout, stderr)``."""
+    from ncacli.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_nca(*args: str, input: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``nca`` as a real process (``python -m ncacli``)."""
+    return subprocess.run([sys.executable, "-m", "ncacli", *map(str, args)], input=input, capture_output=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def target_png(tmp_path_factory) -> Path:
+    """A 16×16 RGBA picture: an orange disc with a blue centre on transparency."""
+    yy, xx = np.mgrid[0:16, 0:16]
+    r = np.hypot(yy - 7.5, xx - 7.5)
+    img = np.zeros((16, 16, 4), np.uint8)
+    img[r < 7] = (255, 140, 0, 255)
+    img[r < 3] = (30, 60, 220, 255)
+    path = tmp_path_factory.mktemp("img") / "disc.png"
+    Image.fromarray(img).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, target_png) -> Path:
+    """A run directory of a tiny growing model trained for 10 iterations."""
+    from ncacli.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    code = main(["train", "--target", str(target_png), "--preset", "growing", "--iters", "10", "--out", str(out),
+                 *TINY])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_run) -> Path:
+    return tiny_run / "model.safetensors"

@@ -1,0 +1,62 @@
+"""Config layers, presets, and their errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from ncacli.config import Config, list_presets, load_preset, resolve
+from ncacli.errors import UsageError
+
+
+def test_precedence_defaults_preset_file_set_flags(tmp_path):
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text("iters = 30\nbatch = 5\nlr = 0.01\n")
+    config = resolve("persistent", cfg_file, ["batch=6", "fire_rate=0.75"], {"batch": 7, "seed": None})
+    assert config.mode == "persistent" and config.preset == "persistent"  # preset
+    assert config.iters == 30 and config.lr == 0.01  # file over preset
+    assert config.fire_rate == 0.75  # --set
+    assert config.batch == 7  # flag over --set
+    assert config.seed == Config().seed  # unset flag leaves the value alone
+
+
+def test_every_shipped_preset_resolves():
+    presets = list_presets()
+    assert {"growing", "persistent", "regenerating"} <= set(presets)
+    for name in presets:
+        config = resolve(name)
+        assert config.model_config().channels >= 4
+    assert resolve("regenerating").damage_count == 3 and resolve("growing").iters == 8000
+
+
+def test_preset_from_a_path(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('# mine\nmode = "persistent"\npool_size = 64\n')
+    assert resolve(str(path)).pool_size == 64
+    assert load_preset(str(path))[1] == "mine"
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path):
+    with pytest.raises(UsageError, match="unknown config key 'fire_rat'.*did you mean 'fire_rate'"):
+        resolve(None, None, ["fire_rat=0.5"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("itres = 3\n")
+    with pytest.raises(UsageError, match=r"config .*bad.toml: unknown config key 'itres'.*'iters'"):
+        resolve(None, bad)
+
+
+def test_unknown_preset_and_bad_values():
+    with pytest.raises(UsageError, match="unknown preset 'regenerate'.*did you mean 'regenerating'"):
+        resolve("regenerate")
+    with pytest.raises(UsageError, match="batch must be an int"):
+        resolve(None, None, ["batch=big"])
+    with pytest.raises(UsageError, match="fire_rate must be in"):
+        resolve(None, None, ["fire_rate=0"])
+    with pytest.raises(UsageError, match="mode must be one of"):
+        resolve(None, None, ["mode=shrinking"])
+
+
+def test_config_round_trips_through_toml(tmp_path):
+    import tomllib
+
+    config = resolve("regenerating", None, ["seed_positions=[[0.25, 0.5]]", 'emoji="🦋"'])
+    assert Config(**tomllib.loads(config.to_toml())) == config

@@ -1,0 +1,121 @@
+"""The engine: perception, update, masking, rollout, seeds, damage, pool."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ncacli.engine import NCA, PERCEPTIONS, ModelConfig, SamplePool, apply_damage, damage_mask, make_seed
+from ncacli.engine.seeds import seed_position_for
+from ncacli.plugins import load_perceptions
+
+load_perceptions()
+
+
+def randomised(config: ModelConfig, seed: int = 0) -> NCA:
+    torch.manual_seed(seed)
+    model = NCA(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.1)
+    return model
+
+
+def test_distill_configuration_has_8336_parameters():
+    assert NCA(ModelConfig()).parameter_count() == 8336
+
+
+def test_untrained_model_keeps_the_seed():
+    model = NCA(ModelConfig())
+    seed = make_seed(2, 16, 20, 20)
+    out = model.rollout(seed, 10, torch.Generator().manual_seed(0))
+    assert torch.equal(out, seed)
+
+
+def test_sobel_sees_a_horizontal_ramp():
+    model = NCA(ModelConfig())
+    x = torch.arange(8.0).view(1, 1, 1, 8).expand(1, 16, 8, 8).contiguous()
+    features = model.perceive(x)  # per channel: identity, d/dx, d/dy
+    assert torch.allclose(features[0, 1, 4, 4], torch.tensor(1.0))  # (1+2+1)·(+1 -(-1))/8 = 1 per cell
+    assert torch.allclose(features[0, 2, 4, 4], torch.tensor(0.0))
+    assert torch.allclose(features[0, 0], x[0, 0])
+
+
+@pytest.mark.parametrize("name", sorted(PERCEPTIONS))
+@pytest.mark.parametrize("padding_mode", ["zeros", "circular"])
+def test_every_registered_perception_steps_and_trains(name, padding_mode):
+    model = randomised(ModelConfig(perception=name, hidden=16, padding_mode=padding_mode))
+    x = make_seed(2, 16, 12, 12)
+    out = model.rollout(x, 6, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    loss = (out[:, :4] ** 2).mean()
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert model.perceive(x).shape[1] == 16 * model.perceive.features_per_channel
+
+
+def test_rollout_is_repeatable_from_the_generator_and_varies_with_it():
+    model = randomised(ModelConfig(hidden=16, alive_masking=False))
+    seed = make_seed(1, 16, 16, 16)
+    a = model.rollout(seed, 12, torch.Generator().manual_seed(3))
+    b = model.rollout(seed, 12, torch.Generator().manual_seed(3))
+    c = model.rollout(seed, 12, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_fire_rate_one_updates_every_cell_the_same_way():
+    model = randomised(ModelConfig(hidden=16, fire_rate=1.0, alive_masking=False))
+    x = torch.zeros(1, 16, 8, 8)
+    out = model(x)
+    # without masking and with a constant input every cell gets the same update
+    assert torch.allclose(out, out[:, :, :1, :1].expand_as(out))
+    assert out.abs().sum() > 0
+
+
+def test_alive_masking_kills_cells_far_from_life():
+    model = NCA(ModelConfig())
+    x = torch.zeros(1, 16, 9, 9)
+    x[0, 5, 0, 0] = 1.0  # a hidden value with no alpha anywhere near it
+    x[0, 3:, 4, 4] = 1.0  # a live seed
+    out = model(x)
+    assert out[0, 5, 0, 0] == 0 and out[0, 3, 4, 4] == 1
+
+
+def test_circular_padding_wraps_the_neighbourhood():
+    x = torch.zeros(1, 16, 8, 8)
+    x[0, 3, 4, 0] = 1.0  # alive at the left edge
+    wrap, zeros = NCA(ModelConfig(padding_mode="circular")), NCA(ModelConfig())
+    assert wrap.alive(x)[0, 0, 4, 7] and not zeros.alive(x)[0, 0, 4, 7]
+    assert wrap.perceive(x)[0, 3 * 3 + 1, 4, 7] != 0  # the x-gradient of alpha seen across the edge
+
+
+def test_seed_positions_and_auto_seed():
+    seed = make_seed(1, 16, 10, 20, positions=[(0.5, 0.5), (0.0, 0.0)])
+    assert seed[0, 3:, 5, 10].eq(1).all() and seed[0, 3:, 0, 0].eq(1).all() and seed[0, :3].eq(0).all()
+    target = torch.zeros(4, 11, 11)
+    assert seed_position_for(torch.ones(4, 11, 11)) == (5.5 / 11, 5.5 / 11)
+    target[3, 2, 8] = 1.0  # the only opaque cell
+    assert seed_position_for(target) == (8.5 / 11, 2.5 / 11)
+
+
+def test_damage_shapes():
+    circle = damage_mask(100, 100, "circle", (0.5, 0.5), 0.2)
+    assert abs(circle.sum().item() - math.pi * 20**2) < 40
+    assert damage_mask(10, 10, "left")[0, 0, :, :5].all() and not damage_mask(10, 10, "left")[0, 0, :, 5:].any()
+    assert damage_mask(10, 10, "top")[0, 0, :5].all() and not damage_mask(10, 10, "top")[0, 0, 5:].any()
+    assert damage_mask(10, 10, "square", (0.5, 0.5), 0.2).sum() == 16
+    state = torch.ones(2, 16, 10, 10)
+    assert apply_damage(state, damage_mask(10, 10, "right"))[:, :, :, 5:].eq(0).all()
+    with pytest.raises(ValueError):
+        damage_mask(10, 10, "triangle")
+
+
+def test_pool_samples_distinct_and_commits():
+    pool = SamplePool(make_seed(1, 16, 4, 4), 10)
+    idx, batch = pool.sample(4, torch.Generator().manual_seed(0))
+    assert len(set(idx.tolist())) == 4
+    pool.commit(idx, torch.full_like(batch, 2.0))
+    assert pool.states[idx].eq(2).all() and (pool.states.eq(2).all(dim=(1, 2, 3)).sum() == 4)
