@@ -124,22 +124,36 @@ def main() -> None:
         steps = args.steps if name == "train_iteration" else args.infer_steps
         cells = args.batch * args.size * args.size * steps
         results[name] = {
-            "reference_s": statistics.median(ref), "engine_s": statistics.median(eng),
-            "reference_spread_s": max(ref) - min(ref), "engine_spread_s": max(eng) - min(eng),
+            "reference_s": statistics.median(ref),
+            "engine_s": statistics.median(eng),
+            "reference_spread_s": max(ref) - min(ref),
+            "engine_spread_s": max(eng) - min(eng),
             "ratio": statistics.median(eng) / statistics.median(ref),
-            "engine_cell_steps_per_s": cells / statistics.median(eng), "steps": steps,
+            "engine_cell_steps_per_s": cells / statistics.median(eng),
+            "steps": steps,
         }
-    report = {"device": "cpu", "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-              "torch": torch.__version__, "batch": args.batch, "grid": args.size, "max_abs_diff": max_diff,
-              **results}
+    report = {
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "batch": args.batch,
+        "grid": args.size,
+        "max_abs_diff": max_diff,
+        **results,
+    }
     if args.json:
         print(json.dumps(report))
         return
-    print(f"cpu, {report['threads']} threads, torch {torch.__version__}, batch {args.batch}, "
-          f"{args.size}×{args.size}; engine vs reference max |diff| after 32 steps: {max_diff:.2e}")
+    print(
+        f"cpu, {report['threads']} threads, torch {torch.__version__}, batch {args.batch}, "
+        f"{args.size}×{args.size}; engine vs reference max |diff| after 32 steps: {max_diff:.2e}"
+    )
     for name, r in results.items():
-        print(f"{name:18s} reference {r['reference_s']:.3f} s  engine {r['engine_s']:.3f} s  "
-              f"ratio {r['ratio']:.2f}  ({r['engine_cell_steps_per_s'] / 1e6:.2f} M cell-steps/s, {r['steps']} steps)")
+        print(
+            f"{name:18s} reference {r['reference_s']:.3f} s  engine {r['engine_s']:.3f} s  "
+            f"ratio {r['ratio']:.2f}  ({r['engine_cell_steps_per_s'] / 1e6:.2f} M cell-steps/s, {r['steps']} steps)"
+        )
 
 
 if __name__ == "__main__":

@@ -15,9 +15,31 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every preset shrunk: small grid, short rollouts, small batch and pool.
-TINY = ["--size", "10", "--padding", "3", "--batch", "4", "--set", "steps_min=8", "--set", "steps_max=12",
-        "--set", "pool_size=16", "--set", "damage_count=1", "--set", "hidden=32", "--set", "checkpoint_every=5",
-        "--seed", "1", "--quiet", "--device", "cpu"]
+TINY = [
+    "--size",
+    "10",
+    "--padding",
+    "3",
+    "--batch",
+    "4",
+    "--set",
+    "steps_min=8",
+    "--set",
+    "steps_max=12",
+    "--set",
+    "pool_size=16",
+    "--set",
+    "damage_count=1",
+    "--set",
+    "hidden=32",
+    "--set",
+    "checkpoint_every=5",
+    "--seed",
+    "1",
+    "--quiet",
+    "--device",
+    "cpu",
+]
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -34,8 +56,13 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 def run_nca(*args: str, input: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``nca`` as a real process (``python -m ncacli``)."""
-    return subprocess.run([sys.executable, "-m", "ncacli", *map(str, args)], input=input, capture_output=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ncacli", *map(str, args)],
+        input=input,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
 
 
 def last_json(out: str) -> dict:
@@ -61,8 +88,9 @@ def tiny_run(tmp_path_factory, target_png) -> Path:
     from ncacli.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    code = main(["train", "--target", str(target_png), "--preset", "growing", "--iters", "10", "--out", str(out),
-                 *TINY])
+    code = main(
+        ["train", "--target", str(target_png), "--preset", "growing", "--iters", "10", "--out", str(out), *TINY]
+    )
     assert code == 0
     return out
 

@@ -11,7 +11,7 @@ import imageio.v3 as iio
 import pytest
 from PIL import Image
 
-from conftest import ROOT, TINY, last_json, run_cli, run_nca
+from conftest import ROOT, TINY, run_cli, run_nca
 
 
 def one_error_line(err: str, *needles: str) -> None:
@@ -47,8 +47,12 @@ def test_grow_writes_png_and_state(capsys, tmp_path, tiny_model):
     assert Image.open(tmp_path / "t.png").mode == "RGBA"
     state = tmp_path / "s.safetensors"
     assert run_cli(capsys, "grow", tiny_model, "--steps", "10", "--out", state, "--batch", "3")[0] == 0
-    assert run_cli(capsys, "grow", tiny_model, "--from", state, "--steps", "10", "--out", tmp_path / "s2.safetensors",
-                   "--json")[0] == 0
+    assert (
+        run_cli(
+            capsys, "grow", tiny_model, "--from", state, "--steps", "10", "--out", tmp_path / "s2.safetensors", "--json"
+        )[0]
+        == 0
+    )
 
 
 def test_grow_from_a_state_carries_on_its_step_count(capsys, tmp_path, tiny_model):
@@ -77,8 +81,9 @@ def test_damage_state_and_image(capsys, tmp_path, tiny_model, target_png):
         assert step == 10
     left, _ = read_state(str(tmp_path / "d-left.safetensors"))
     assert left[0, :, :, :8].abs().sum() == 0
-    code, _, err = run_cli(capsys, "damage", target_png, "--shape", "circle", "--radius", "0.3",
-                           "--out", tmp_path / "holed.png")
+    code, _, err = run_cli(
+        capsys, "damage", target_png, "--shape", "circle", "--radius", "0.3", "--out", tmp_path / "holed.png"
+    )
     assert code == 0, err
     holed = Image.open(tmp_path / "holed.png")
     assert holed.mode == "RGBA" and holed.getpixel((8, 8))[3] == 0
@@ -87,8 +92,10 @@ def test_damage_state_and_image(capsys, tmp_path, tiny_model, target_png):
 def test_shell_pipeline_grow_damage_grow(tmp_path, tiny_model):
     healed = tmp_path / "healed.png"
     py = f'"{sys.executable}" -m ncacli'
-    cmd = (f"{py} grow {tiny_model} --steps 20 --out - | {py} damage - --shape circle --out - | "
-           f"{py} grow {tiny_model} --from - --steps 30 --out {healed}")
+    cmd = (
+        f"{py} grow {tiny_model} --steps 20 --out - | {py} damage - --shape circle --out - | "
+        f"{py} grow {tiny_model} --from - --steps 30 --out {healed}"
+    )
     proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == b""  # stdout carried only the states between the verbs
@@ -98,8 +105,23 @@ def test_shell_pipeline_grow_damage_grow(tmp_path, tiny_model):
 @pytest.mark.parametrize("suffix", [".gif", ".mp4"])
 def test_render_gif_and_mp4(capsys, tmp_path, tiny_model, suffix):
     out = tmp_path / f"growth{suffix}"
-    code, stdout, err = run_cli(capsys, "render", tiny_model, out, "--steps", "24", "--every", "2", "--scale", "3",
-                                "--damage-at", "12", "--fps", "10", "--json")
+    code, stdout, err = run_cli(
+        capsys,
+        "render",
+        tiny_model,
+        out,
+        "--steps",
+        "24",
+        "--every",
+        "2",
+        "--scale",
+        "3",
+        "--damage-at",
+        "12",
+        "--fps",
+        "10",
+        "--json",
+    )
     assert code == 0, err
     assert json.loads(stdout)["frames"] == 13
     if suffix == ".gif":
@@ -169,8 +191,8 @@ def test_unknown_emoji_preset_key_and_perception(capsys):
 
 
 def test_truncated_and_foreign_model_files(capsys, tmp_path, tiny_model):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     truncated = tmp_path / "half.safetensors"
     truncated.write_bytes(tiny_model.read_bytes()[:500])

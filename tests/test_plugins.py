@@ -19,8 +19,9 @@ def install_metadata(site: Path, name: str, groups: dict[str, dict[str, str]]) -
     info = site / f"{name.replace('-', '_')}-0.1.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1.0\n")
-    text = "".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n"
-                   for group, eps in groups.items())
+    text = "".join(
+        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n" for group, eps in groups.items()
+    )
     (info / "entry_points.txt").write_text(text)
 
 
@@ -47,8 +48,19 @@ def test_plugins_lists_the_example_and_warns_about_the_broken_one(plugin_env):
 
 def test_the_plugin_verb_and_perception_run(plugin_env, tmp_path, target_png):
     out = tmp_path / "moore"
-    proc = run_nca("train", "--target", target_png, "--iters", "3", "--out", out, *TINY, "--set",
-                   "perception=moore", env=plugin_env)
+    proc = run_nca(
+        "train",
+        "--target",
+        target_png,
+        "--iters",
+        "3",
+        "--out",
+        out,
+        *TINY,
+        "--set",
+        "perception=moore",
+        env=plugin_env,
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     state = tmp_path / "s.safetensors"
     assert run_nca("grow", out / "model.safetensors", "--steps", "5", "--out", state, env=plugin_env).returncode == 0

@@ -16,8 +16,19 @@ from ncacli.config import list_presets, resolve
 from ncacli.io.images import image_to_rgba
 from ncacli.train.loop import Trainer, run
 
-SETS = ["iters=10", "steps_min=8", "steps_max=12", "pool_size=16", "damage_count=1", "hidden=32", "batch=4", "size=10",
-        "padding=3", "checkpoint_every=5", "device='cpu'"]
+SETS = [
+    "iters=10",
+    "steps_min=8",
+    "steps_max=12",
+    "pool_size=16",
+    "damage_count=1",
+    "hidden=32",
+    "batch=4",
+    "size=10",
+    "padding=3",
+    "checkpoint_every=5",
+    "device='cpu'",
+]
 
 
 def tiny_trainer(target_png, preset="growing", extra=()):
@@ -35,13 +46,21 @@ def test_short_training_lowers_the_loss(target_png):
 @pytest.mark.parametrize("preset", sorted(list_presets()))
 def test_every_preset_shrunk_trains(capsys, tmp_path, target_png, preset):
     out = tmp_path / preset
-    code, stdout, err = run_cli(capsys, "train", "--target", target_png, "--preset", preset, "--iters", "6",
-                                "--out", out, *TINY)
+    code, stdout, err = run_cli(
+        capsys, "train", "--target", target_png, "--preset", preset, "--iters", "6", "--out", out, *TINY
+    )
     assert code == 0, err
     result = last_json(stdout)
     assert result["model"] == str(out / "model.safetensors") and result["iterations"] == 6
-    for name in ("config.toml", "metrics.jsonl", "model.safetensors", "preview.png", "resume.safetensors",
-                 "checkpoints/step-000005.safetensors", "checkpoints/step-000005.png"):
+    for name in (
+        "config.toml",
+        "metrics.jsonl",
+        "model.safetensors",
+        "preview.png",
+        "resume.safetensors",
+        "checkpoints/step-000005.safetensors",
+        "checkpoints/step-000005.png",
+    ):
         assert (out / name).is_file(), name
     lines = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in lines] == [1, 2, 3, 4, 5, 6]
@@ -73,8 +92,21 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, target_png):
 
 def test_nan_loss_stops_with_a_checkpoint_and_a_clear_line(capsys, tmp_path, target_png):
     out = tmp_path / "nan"
-    code, stdout, err = run_cli(capsys, "train", "--target", target_png, "--iters", "30", "--out", out, *TINY,
-                                "--set", "lr=1e30", "--set", "grad_norm=false")
+    code, stdout, err = run_cli(
+        capsys,
+        "train",
+        "--target",
+        target_png,
+        "--iters",
+        "30",
+        "--out",
+        out,
+        *TINY,
+        "--set",
+        "lr=1e30",
+        "--set",
+        "grad_norm=false",
+    )
     assert code == 1
     assert "loss became nan at iteration" in err and "last good checkpoint" in err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -84,8 +116,9 @@ def test_nan_loss_stops_with_a_checkpoint_and_a_clear_line(capsys, tmp_path, tar
 def test_ctrl_c_saves_and_resume_finishes(tmp_path, target_png):
     out = tmp_path / "interrupted"
     args = ["train", "--target", str(target_png), "--iters", "400", "--out", str(out), *TINY]
-    proc = subprocess.Popen([sys.executable, "-m", "ncacli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ncacli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+    )
     metrics = out / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
@@ -99,8 +132,12 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, target_png):
     assert (out / f"checkpoints/step-{done:06d}.safetensors").is_file()
     assert not (out / "model.safetensors").exists()
 
-    resumed = subprocess.run([sys.executable, "-m", "ncacli", "train", "--resume", str(out), "--iters",
-                              str(done + 3), "--quiet"], capture_output=True, timeout=120, cwd=ROOT)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "ncacli", "train", "--resume", str(out), "--iters", str(done + 3), "--quiet"],
+        capture_output=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert resumed.returncode == 0, resumed.stderr.decode()
     assert json.loads(resumed.stdout.decode().splitlines()[-1])["iterations"] == done + 3
     iterations = [json.loads(ln)["iteration"] for ln in metrics.read_text().splitlines()]

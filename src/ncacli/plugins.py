@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Callable
+from typing import Any
 
 DIST = "ncacli"
 DISABLE_ENV = "NCA_NO_PLUGINS"
@@ -67,7 +68,8 @@ def load_group(kind: str, register: Callable[[str, Any], None]) -> list[PluginRe
             register(ep.name, ep.load())
         except Exception as exc:  # a broken plugin must not take the tool down
             record.status = f"failed: {type(exc).__name__}: {exc}"
-            warnings.warn(f"plugin {ep.name!r} from {package} failed to load ({exc}); skipped", PluginWarning)
+            message = f"plugin {ep.name!r} from {package} failed to load ({exc}); skipped"
+            warnings.warn(message, PluginWarning, stacklevel=2)
         RECORDS[(kind, ep.name)] = record
         records.append(record)
     return records

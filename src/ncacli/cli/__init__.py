@@ -11,6 +11,7 @@ import typer
 from ncacli import __version__
 from ncacli.errors import NcaError
 
+
 def _version(value: bool) -> None:
     if value:
         print(f"nca {__version__}")

@@ -52,8 +52,14 @@ def grow(
         state = model.rollout(state.to(dev), steps, g).cpu()
     kind = write_picture_or_state(out, state, start + steps, transparent, scale, as_state)
     alive = int((state[:, 3] > model.config.alive_threshold).sum())
-    summary = {"out": out, "kind": kind, "steps": steps, "step": start + steps, "shape": list(state.shape),
-               "alive_cells": alive}
+    summary = {
+        "out": out,
+        "kind": kind,
+        "steps": steps,
+        "step": start + steps,
+        "shape": list(state.shape),
+        "alive_cells": alive,
+    }
     if json_out and out != "-":
         emit_json(summary)
     else:

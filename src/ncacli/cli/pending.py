@@ -11,8 +11,9 @@ from ncacli.errors import NcaError
 
 def evaluate(model_path: Optional[str] = typer.Argument(None, metavar="[MODEL]")) -> None:
     """LPIPS and regeneration (recovery %) after damage or mutation (not yet available)."""
-    raise NcaError("`nca evaluate` is not yet available in this version; "
-                   "`nca grow` + `nca damage` can already regrow a pattern")
+    raise NcaError(
+        "`nca evaluate` is not yet available in this version; `nca grow` + `nca damage` can already regrow a pattern"
+    )
 
 
 def benchmark(model_path: Optional[str] = typer.Argument(None, metavar="[MODEL]")) -> None:

@@ -26,7 +26,9 @@ def train(
     padding: Optional[int] = typer.Option(None, "--padding", help="Empty cells around the target."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (weights, batches, fire masks)."),
     device_name: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, mps."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<time>-<preset>-<target>)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Run directory (default runs/<time>-<preset>-<target>)."
+    ),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -35,15 +37,24 @@ def train(
     from ncacli.io.images import load_target
     from ncacli.train.run_dir import RunDir, default_run_dir
 
-    flags = {"target": target, "emoji": emoji, "iters": iters, "batch": batch, "size": size,
-             "padding": padding, "seed": seed, "device": device_name}
+    flags = {
+        "target": target,
+        "emoji": emoji,
+        "iters": iters,
+        "batch": batch,
+        "size": size,
+        "padding": padding,
+        "seed": seed,
+        "device": device_name,
+    }
     if resume is not None:
         run_dir = RunDir(resume)
         if not (resume / "config.toml").exists():
             raise NcaError(f"{resume}: not a run directory (no config.toml)")
         config = cfgmod.apply(cfgmod.Config(), cfgmod.read_toml(resume / "config.toml", "config"), str(resume))
-        config = cfgmod.apply(config, {k: v for k, v in flags.items() if v is not None and k in ("iters", "device")},
-                              "option")
+        config = cfgmod.apply(
+            config, {k: v for k, v in flags.items() if v is not None and k in ("iters", "device")}, "option"
+        )
         tensors, meta = run_dir.load_resume()
         target_rgba, target_desc = tensors["target"], config.target or f"emoji {config.emoji}"
     else:
@@ -62,12 +73,26 @@ def train(
     else:
         run_dir.create(config)
 
-    provenance = {"preset": config.preset, "target": target_desc, "mode": config.mode, "seed": config.seed,
-                  "loss": config.loss, "device": str(trainer.device),
-                  "grid": list(target_rgba.shape[1:]), "seed_positions": trainer.seed_positions}
+    provenance = {
+        "preset": config.preset,
+        "target": target_desc,
+        "mode": config.mode,
+        "seed": config.seed,
+        "loss": config.loss,
+        "device": str(trainer.device),
+        "grid": list(target_rgba.shape[1:]),
+        "seed_positions": trainer.seed_positions,
+    }
     _fit(trainer, run_dir, provenance, quiet)
-    emit_json({"run_dir": str(run_dir.path), "model": str(run_dir.model_path), "preview": str(run_dir.preview_path),
-               "iterations": trainer.iteration, "loss": _last_loss(run_dir)})
+    emit_json(
+        {
+            "run_dir": str(run_dir.path),
+            "model": str(run_dir.model_path),
+            "preview": str(run_dir.preview_path),
+            "iterations": trainer.iteration,
+            "loss": _last_loss(run_dir),
+        }
+    )
 
 
 def _check_registries(config) -> None:
@@ -111,9 +136,15 @@ def _fit(trainer, run_dir, provenance, quiet: bool) -> None:
     previous = signal.signal(signal.SIGINT, on_sigint)
     cfg = trainer.config
     progress = Progress(
-        TextColumn("[bold]train[/] {task.fields[mode]}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.5f}"), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-        console=console, disable=quiet, transient=False,
+        TextColumn("[bold]train[/] {task.fields[mode]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.5f}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
     )
     last_time = [time.perf_counter()]
 
@@ -122,15 +153,17 @@ def _fit(trainer, run_dir, provenance, quiet: bool) -> None:
         now = time.perf_counter()
         dt, last_time[0] = now - last_time[0], now
         cells = cfg.batch * trainer.target.shape[1] * trainer.target.shape[2] * record.steps
-        progress.update(task, completed=record.iteration, loss=record.loss, rate=f"{cells / dt / 1e6:.2f} Mcell-steps/s")
+        rate = f"{cells / dt / 1e6:.2f} Mcell-steps/s"
+        progress.update(task, completed=record.iteration, loss=record.loss, rate=rate)
 
     def on_checkpoint(tr) -> None:
         run_dir.save_checkpoint(tr, provenance)
 
     try:
         with progress:
-            task = progress.add_task("train", total=cfg.iters, completed=trainer.iteration, mode=cfg.mode,
-                                     loss=float("nan"), rate="")
+            task = progress.add_task(
+                "train", total=cfg.iters, completed=trainer.iteration, mode=cfg.mode, loss=float("nan"), rate=""
+            )
             finished = run(trainer, on_record, on_checkpoint, lambda: stop["requested"])
     except NonFiniteLoss as exc:
         signal.signal(signal.SIGINT, previous)
@@ -143,8 +176,10 @@ def _fit(trainer, run_dir, provenance, quiet: bool) -> None:
         signal.signal(signal.SIGINT, previous)
     if not finished:
         path = run_dir.save_checkpoint(trainer, provenance)
-        console.print(f"interrupted at iteration {trainer.iteration}: saved {path}; "
-                      f"continue with `nca train --resume {run_dir.path}`")
+        console.print(
+            f"interrupted at iteration {trainer.iteration}: saved {path}; "
+            f"continue with `nca train --resume {run_dir.path}`"
+        )
         raise typer.Exit(130)
     run_dir.save_final(trainer, provenance)
     console.print(f"model: {run_dir.model_path}\npreview: {run_dir.preview_path}")

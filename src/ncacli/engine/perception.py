@@ -9,7 +9,7 @@ New perceptions register with :func:`register_perception` or through the
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,11 @@ class FixedKernelPerception(nn.Module):
 class Sobel(FixedKernelPerception):
     """Identity + Sobel x/y, each Sobel divided by 8 (the Distill Growing NCA)."""
 
-    kernels = [IDENTITY, [[v / 8 for v in row] for row in SOBEL_X], [[v / 8 for v in col] for col in zip(*SOBEL_X)]]
+    kernels = [
+        IDENTITY,
+        [[v / 8 for v in row] for row in SOBEL_X],
+        [[v / 8 for v in col] for col in zip(*SOBEL_X, strict=True)],
+    ]
 
 
 class SobelLaplacian(FixedKernelPerception):

@@ -6,7 +6,7 @@ starts at zero, so an untrained model leaves the state unchanged.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -7,7 +7,8 @@ the resolved :class:`ncacli.config.Config` — and returns a callable mapping st
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

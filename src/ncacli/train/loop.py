@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -37,8 +38,13 @@ class Record:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"iteration": self.iteration, "loss": self.loss, "lr": self.lr, "steps": self.steps,
-                "seconds": round(self.seconds, 4)}
+        return {
+            "iteration": self.iteration,
+            "loss": self.loss,
+            "lr": self.lr,
+            "steps": self.steps,
+            "seconds": round(self.seconds, 4),
+        }
 
 
 class Trainer:
@@ -86,8 +92,9 @@ class Trainer:
         cfg = self.config
         start = time.perf_counter()
         idx, x = self.batch()
-        steps = int(torch.randint(cfg.steps_min, cfg.steps_max + 1, (1,), generator=self.generator,
-                                  device=self.device).item())
+        steps = int(
+            torch.randint(cfg.steps_min, cfg.steps_max + 1, (1,), generator=self.generator, device=self.device).item()
+        )
         out = self.model.rollout(x, steps, self.generator)
         loss = self.loss_fn(out).mean()
         value = loss.item()
@@ -126,16 +133,22 @@ class Trainer:
             tensors["pool"] = self.pool.states
         tensors["target"] = self.target
         tensors["rng"] = self.generator.get_state()
-        meta = {"iteration": str(self.iteration), "seconds": repr(self.seconds),
-                "scheduler_last_epoch": str(self.scheduler.last_epoch)}
+        meta = {
+            "iteration": str(self.iteration),
+            "seconds": repr(self.seconds),
+            "scheduler_last_epoch": str(self.scheduler.last_epoch),
+        }
         return tensors, meta
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         names = dict(self.model.named_parameters())
         for name, p in names.items():
-            st = {k.rsplit(".", 1)[1]: v.to(self.device) for k, v in tensors.items()
-                  if k.startswith(f"optim.{name}.") and k.count(".") == name.count(".") + 2}
+            st = {
+                k.rsplit(".", 1)[1]: v.to(self.device)
+                for k, v in tensors.items()
+                if k.startswith(f"optim.{name}.") and k.count(".") == name.count(".") + 2
+            }
             if st:
                 st["step"] = st["step"].cpu()
                 self.optimizer.state[p] = st
@@ -145,8 +158,9 @@ class Trainer:
         self.iteration = int(meta["iteration"])
         self.seconds = float(meta["seconds"])
         self.scheduler.last_epoch = int(meta["scheduler_last_epoch"])
-        lr = self.config.lr * self.config.lr_gamma ** sum(m <= self.scheduler.last_epoch
-                                                          for m in self.config.lr_milestones)
+        lr = self.config.lr * self.config.lr_gamma ** sum(
+            m <= self.scheduler.last_epoch for m in self.config.lr_milestones
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
