@@ -19,17 +19,9 @@ MODES = ("growing", "persistent", "regenerating")
 
 
 @dataclass(frozen=True)
-class Config:
-    # model (see ncacli.engine.nca.ModelConfig)
-    channels: int = 16
-    hidden: int = 128
-    depth: int = 1
-    perception: str = "sobel"
-    update: str = "mlp"
-    fire_rate: float = 0.5
-    alive_threshold: float = 0.1
-    alive_masking: bool = True
-    padding_mode: str = "zeros"
+class Config(ModelConfig):
+    """Model keys (inherited from :class:`ModelConfig`), then target, seed and training keys."""
+
     # target and seed
     emoji: str = "🦎"
     target: str = ""

@@ -84,3 +84,12 @@ def wants_state(out: str, fmt: str | None) -> bool:
     if out == "-" or lower.endswith(".safetensors"):
         return True
     raise UsageError(f"--out {out}: use a .png or .safetensors name, or - (or say --format png|state)")
+
+
+def seed_state(model, provenance: dict, batch: int = 1, grid: tuple[int, int] | None = None):
+    """The seed the model was trained from ``(B, C, H, W)``: its grid and seed positions from provenance."""
+    from ncacli.engine import make_seed
+
+    h, w = grid if grid is not None else provenance.get("grid", [72, 72])
+    positions = provenance.get("seed_positions") or [[0.5, 0.5]]
+    return make_seed(batch, model.config.channels, h, w, positions)

@@ -6,7 +6,15 @@ from typing import Optional
 
 import typer
 
-from ncacli.cli.common import console, device, emit_json, read_state, wants_state, write_picture_or_state
+from ncacli.cli.common import (
+    console,
+    device,
+    emit_json,
+    read_state,
+    seed_state,
+    wants_state,
+    write_picture_or_state,
+)
 
 
 def grow(
@@ -27,7 +35,6 @@ def grow(
     import torch
 
     from ncacli.cli.common import parse_pair
-    from ncacli.engine import make_seed
     from ncacli.io.model_file import load_model
 
     as_state = wants_state(out, fmt)
@@ -41,11 +48,11 @@ def grow(
     if from_state is not None:
         state, start = read_state(from_state, cfg.channels)
     else:
-        h, w = provenance.get("grid", [72, 72])
+        grid = None
         if size is not None:
-            w, h = (int(v) for v in parse_pair(size.replace("x", ","), "--grid"))
-        positions = provenance.get("seed_positions", [[0.5, 0.5]])
-        state, start = make_seed(batch, cfg.channels, h, w, positions), 0
+            h, w = (int(v) for v in parse_pair(size.lower().replace("x", ","), "--grid"))
+            grid = (h, w)
+        state, start = seed_state(model, provenance, batch, grid), 0
     g = torch.Generator(device=dev)
     g.manual_seed(seed)
     with torch.no_grad():

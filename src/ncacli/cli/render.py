@@ -29,8 +29,8 @@ def render(
     """Write a video of the NCA growing (and regrowing after `--damage-at`)."""
     import torch
 
-    from ncacli.cli.common import check_name, read_state
-    from ncacli.engine import SHAPES, apply_damage, damage_mask, make_seed
+    from ncacli.cli.common import check_name, read_state, seed_state
+    from ncacli.engine import SHAPES, apply_damage, damage_mask
     from ncacli.io.images import to_pixels
     from ncacli.io.model_file import load_model
     from ncacli.io.video import FORMATS, write_video
@@ -45,8 +45,7 @@ def render(
     if from_state is not None:
         state = read_state(from_state, model.config.channels)[0][:1]
     else:
-        h, w = provenance.get("grid", [72, 72])
-        state = make_seed(1, model.config.channels, h, w, provenance.get("seed_positions", [[0.5, 0.5]]))
+        state = seed_state(model, provenance)
     state = state.to(dev)
     _, _, h, w = state.shape
     mask = damage_mask(h, w, shape, parse_pair(center, "--center"), radius, device=dev)
