@@ -14,6 +14,14 @@ from ncacli.errors import NcaError, UsageError
 console = Console(stderr=True)
 
 
+def print_table(table: Any, width: int = 132) -> None:
+    """A Rich table on stderr: as wide as the terminal, or ``width`` columns when stderr is a pipe or file."""
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(file=sys.stderr, width=width).print(table)
+
+
 def emit_json(data: Any) -> None:
     """One JSON document on stdout, for scripts."""
     sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")

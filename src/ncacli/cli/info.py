@@ -31,4 +31,6 @@ def info(
         table.add_row(f"provenance.{key}", str(value))
     for key, shape in data["tensors"].items():
         table.add_row(f"tensor {key}", "×".join(map(str, shape)))
+    if data["target"]:
+        table.add_row("target", "×".join(map(str, data["target"])) + " RGBA (kept for `nca evaluate`)")
     console.print(table)

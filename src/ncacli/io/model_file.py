@@ -1,6 +1,8 @@
 """Model files: one self-describing safetensors file.
 
-Tensors are the module's ``state_dict``; ``__metadata__`` holds ``format`` (``nca-model``),
+Tensors are the module's ``state_dict`` plus, when the model was trained on one, ``target``: the
+``(4, H, W)`` premultiplied RGBA target it learned (so ``nca evaluate`` needs nothing but the file).
+``__metadata__`` holds ``format`` (``nca-model``),
 ``format_version``, ``config`` (the architecture as JSON) and ``provenance`` (JSON: preset,
 target, iterations, seed, toolkit version, ...).
 """
@@ -11,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ncacli import __version__
 from ncacli.engine.nca import NCA, ModelConfig
 from ncacli.errors import NcaError
@@ -18,20 +22,24 @@ from ncacli.io.files import atomic_write_bytes, pack, read_input, unpack
 
 FORMAT = "nca-model"
 FORMAT_VERSION = "1"
+TARGET = "target"
 
 
-def model_bytes(model: NCA, provenance: dict[str, Any]) -> bytes:
+def model_bytes(model: NCA, provenance: dict[str, Any], target: torch.Tensor | None = None) -> bytes:
+    tensors = dict(model.state_dict())
+    if target is not None:
+        tensors[TARGET] = target.float()
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "config": json.dumps(model.config.to_dict()),
         "provenance": json.dumps({"toolkit_version": __version__, **provenance}, ensure_ascii=False),
     }
-    return pack(model.state_dict(), metadata)
+    return pack(tensors, metadata)
 
 
-def save_model(model: NCA, path: Path, provenance: dict[str, Any]) -> None:
-    atomic_write_bytes(path, model_bytes(model, provenance))
+def save_model(model: NCA, path: Path, provenance: dict[str, Any], target: torch.Tensor | None = None) -> None:
+    atomic_write_bytes(path, model_bytes(model, provenance, target))
 
 
 def read_model_file(name: str) -> tuple[dict, dict[str, str]]:
@@ -50,7 +58,14 @@ def read_model_file(name: str) -> tuple[dict, dict[str, str]]:
 
 def load_model(name: str, device: str = "cpu") -> tuple[NCA, dict[str, Any]]:
     """Rebuild the model from the file alone → ``(model, provenance)``."""
+    model, provenance, _ = load_model_and_target(name, device)
+    return model, provenance
+
+
+def load_model_and_target(name: str, device: str = "cpu") -> tuple[NCA, dict[str, Any], torch.Tensor | None]:
+    """``(model, provenance, target (4, H, W) or None)`` from a model file."""
     tensors, meta = read_model_file(name)
+    target = tensors.pop(TARGET, None)
     try:
         config = ModelConfig.from_dict(json.loads(meta["config"]))
         provenance = json.loads(meta.get("provenance", "{}"))
@@ -63,7 +78,7 @@ def load_model(name: str, device: str = "cpu") -> tuple[NCA, dict[str, Any]]:
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise NcaError(f"{name}: weights do not match the architecture (missing {missing}, unexpected {unexpected})")
-    return model.to(device).eval(), provenance
+    return model.to(device).eval(), provenance, target
 
 
 def describe(name: str) -> dict[str, Any]:
@@ -75,6 +90,7 @@ def describe(name: str) -> dict[str, Any]:
         "format_version": meta["format_version"],
         "config": json.loads(meta.get("config", "{}")),
         "provenance": json.loads(meta.get("provenance", "{}")),
-        "parameters": sum(t.numel() for t in tensors.values()),
-        "tensors": {k: list(t.shape) for k, t in sorted(tensors.items())},
+        "parameters": sum(t.numel() for k, t in tensors.items() if k != TARGET),
+        "tensors": {k: list(t.shape) for k, t in sorted(tensors.items()) if k != TARGET},
+        "target": list(tensors[TARGET].shape) if TARGET in tensors else None,
     }

@@ -84,13 +84,13 @@ class RunDir:
 
     def save_checkpoint(self, trainer: Trainer, provenance: dict[str, Any]) -> Path:
         path = self.path / "checkpoints" / f"step-{trainer.iteration:06d}.safetensors"
-        save_model(trainer.model, path, {**provenance, "iterations": trainer.iteration})
+        save_model(trainer.model, path, {**provenance, "iterations": trainer.iteration}, trainer.target)
         atomic_write_bytes(path.with_suffix(".png"), self.preview(trainer))
         self.save_resume(trainer)
         return path
 
     def save_final(self, trainer: Trainer, provenance: dict[str, Any]) -> None:
-        save_model(trainer.model, self.model_path, {**provenance, "iterations": trainer.iteration})
+        save_model(trainer.model, self.model_path, {**provenance, "iterations": trainer.iteration}, trainer.target)
         atomic_write_bytes(self.preview_path, self.preview(trainer))
         self.save_resume(trainer)
 

@@ -1,4 +1,4 @@
-"""``nca evaluate`` and ``nca benchmark``: registered verbs whose full protocol lands later."""
+"""``nca benchmark``: speed and memory beside a plain PyTorch reference."""
 
 from __future__ import annotations
 
@@ -7,13 +7,6 @@ from typing import Optional
 import typer
 
 from ncacli.errors import NcaError
-
-
-def evaluate(model_path: Optional[str] = typer.Argument(None, metavar="[MODEL]")) -> None:
-    """LPIPS and regeneration (recovery %) after damage or mutation (not yet available)."""
-    raise NcaError(
-        "`nca evaluate` is not yet available in this version; `nca grow` + `nca damage` can already regrow a pattern"
-    )
 
 
 def benchmark(model_path: Optional[str] = typer.Argument(None, metavar="[MODEL]")) -> None:

@@ -1,0 +1,111 @@
+"""LPIPS (Zhang et al. 2018) through the ``lpips`` package.
+
+The learned linear heads ship inside ``lpips``; the backbone (AlexNet, VGG16 or SqueezeNet 1.1)
+comes from torchvision's cache (``$TORCH_HOME/hub/checkpoints``), downloaded there on first use as
+torchvision does. A local file of the torchvision backbone weights can be given instead, and
+``weights="random"`` builds a randomly initialised backbone through the same path (for tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ncacli.errors import NcaError, UsageError
+from ncacli.evaluation.metrics import Metric, composite, rgba
+
+NETS = ("alex", "vgg", "squeeze")
+# the smallest side LPIPS sees: AlexNet's pooling needs ≥ 31 cells, so small grids are scaled up (nearest)
+MIN_SIDE = 64
+
+
+def backbone_weights(net: str):
+    """torchvision's weights entry for an LPIPS backbone (its URL names the cached file)."""
+    from torchvision.models import AlexNet_Weights, SqueezeNet1_1_Weights, VGG16_Weights
+
+    return {
+        "alex": AlexNet_Weights.IMAGENET1K_V1,
+        "vgg": VGG16_Weights.IMAGENET1K_V1,
+        "squeeze": SqueezeNet1_1_Weights.IMAGENET1K_V1,
+    }[net]
+
+
+def cache_path(net: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(backbone_weights(net).url).name
+
+
+def _missing_message(net: str, reason: str) -> str:
+    url = backbone_weights(net).url
+    return (
+        f"LPIPS ({net}) needs the torchvision backbone weights {Path(url).name}: not in {cache_path(net).parent} "
+        f"and not downloadable here ({reason}). Put the file from {url} there, or pass it with --lpips-weights FILE, "
+        f"or measure without LPIPS: --metric mse,psnr,ssim"
+    )
+
+
+def build_lpips(net: str = "alex", weights: str | None = None):
+    """An ``lpips.LPIPS`` network. ``weights``: None (torchvision's cache), a file path, or ``"random"``."""
+    import lpips
+
+    if net not in NETS:
+        raise UsageError(f"--lpips-net {net!r}: choose from {', '.join(NETS)}")
+    pretrained = weights is None
+    quiet = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
+        warnings.simplefilter("ignore")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # a "random" backbone is the same one every time
+            try:
+                model = lpips.LPIPS(net=net, pnet_rand=not pretrained, verbose=False)
+            except (OSError, RuntimeError) as exc:  # URLError is an OSError; a corrupt cache file a RuntimeError
+                if not pretrained:
+                    raise
+                reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+                raise NcaError(_missing_message(net, str(reason))) from None
+    if weights not in (None, "random"):
+        _load_backbone_file(model, net, weights)
+    return model.eval()
+
+
+def _load_backbone_file(model, net: str, path: str) -> None:
+    """Copy a torchvision state dict (e.g. ``alexnet-owt-7be5be79.pth``) into the LPIPS backbone."""
+    from torchvision import models
+
+    if not Path(path).is_file():
+        raise NcaError(f"{path}: LPIPS backbone weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        tv = {"alex": models.alexnet, "vgg": models.vgg16, "squeeze": models.squeezenet1_1}[net](weights=None)
+        tv.load_state_dict(state)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NcaError(f"{path}: not torchvision {net} weights ({first[:200]})") from None
+    for slice_ in model.net.children():
+        for index, layer in slice_.named_children():
+            layer.load_state_dict(tv.features[int(index)].state_dict())
+
+
+def to_lpips_input(x: torch.Tensor) -> torch.Tensor:
+    """Premultiplied RGBA ``(B, 4, H, W)`` → RGB over white in [−1, 1], scaled up to ``MIN_SIDE`` if smaller."""
+    rgb = composite(x) * 2.0 - 1.0
+    side = min(rgb.shape[-2:])
+    if side < MIN_SIDE:
+        rgb = F.interpolate(rgb, scale_factor=math.ceil(MIN_SIDE / side), mode="nearest")
+    return rgb
+
+
+def lpips_metric(net: str = "alex", weights: str | None = None, device="cpu") -> Metric:
+    model = build_lpips(net, weights).to(device)
+
+    def fn(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        a = to_lpips_input(rgba(x))
+        b = to_lpips_input(target.clamp(0, 1)[None].to(a.device)).expand_as(a)
+        return model(a, b, normalize=False).flatten()
+
+    return Metric("lpips", fn, higher_is_better=False)

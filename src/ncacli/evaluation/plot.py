@@ -1,0 +1,51 @@
+"""The metric over time with the perturbation marked (seed 004, Figure 17 style) → PNG bytes."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from ncacli.evaluation.protocol import Protocol
+
+LABELS = {"lpips": "LPIPS ↓", "mse": "MSE ↓", "psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑"}
+
+
+def plot_png(result: dict[str, Any], protocol: Protocol, title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    names = list(result["curve"])
+    fig = Figure(figsize=(7.0, 2.4 * len(names)), dpi=120, layout="constrained")
+    axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
+    what = f"{protocol.perturb}" + (f" ({protocol.shape})" if protocol.perturb == "damage" else "")
+    for ax, name in zip(axes, names, strict=True):
+        curve = result["curve"][name]
+        steps, mean, std = curve["steps"], curve["mean"], curve["std"]
+        ax.axvspan(*protocol.stage1, color="0.9", label=f"stage 1 ({protocol.stage1[0]}–{protocol.stage1[1]})")
+        ax.plot(steps, mean, color="tab:blue", lw=1.5, label=f"mean of {protocol.trials} trials")
+        ax.fill_between(
+            steps, [m - s for m, s in zip(mean, std, strict=True)], [m + s for m, s in zip(mean, std, strict=True)],
+            color="tab:blue", alpha=0.2, lw=0,
+        )  # fmt: skip
+        if protocol.perturb != "none":
+            ax.axvline(
+                protocol.perturb_at, color="tab:red", ls="--", lw=1, label=f"{what} at step {protocol.perturb_at}"
+            )
+        rec = result["metrics"][name]["recovery"]
+        ax.set_ylabel(LABELS.get(name, name))
+        if rec is not None:
+            ax.set_title(f"recovery {rec:.1f}%", loc="right", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="best")
+    axes[0].set_title(_plain(title), loc="left", fontsize=9)
+    axes[-1].set_xlabel("step")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _plain(text: str) -> str:
+    """Emoji are missing from matplotlib's default font: write them as code points."""
+    return "".join(c if ord(c) < 0x2000 else f"U+{ord(c):04X}" for c in text)
