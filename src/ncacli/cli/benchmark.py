@@ -1,14 +1,197 @@
-"""``nca benchmark``: speed and memory beside a plain PyTorch reference."""
+"""``nca benchmark``: speed and memory of the engine beside a plain PyTorch reference, in one process."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
-from ncacli.errors import NcaError
+from ncacli.cli.common import check_name, console, device, emit_json, print_table
+from ncacli.errors import UsageError
+
+SUITE_NAMES = ["standard", "distill", "ncatorch-table6", "scaling", "all"]
 
 
-def benchmark(model_path: Optional[str] = typer.Argument(None, metavar="[MODEL]")) -> None:
-    """Speed and memory beside a plain reference (not yet available; see benchmarks/train_step.py)."""
-    raise NcaError("`nca benchmark` is not yet available in this version; run `python benchmarks/train_step.py`")
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 3:
+        raise UsageError(f"--sizes {text!r}: expected grid widths of at least 3, like 64,128,256")
+    return tuple(sorted(set(sizes)))
+
+
+def benchmark(
+    model_path: Optional[str] = typer.Argument(
+        None, metavar="[MODEL]", help="Model file: its architecture and weights (default: the Distill model)."
+    ),
+    suite: Optional[str] = typer.Option(
+        None, "--suite", "-s", help="standard (distill + ncatorch-table6), distill, ncatorch-table6, scaling, all."
+    ),
+    size: Optional[int] = typer.Option(None, "--size", min=3, help="Custom configuration: grid N×N (default 72)."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Custom configuration: batch (default 8)."),
+    steps: Optional[int] = typer.Option(
+        None, "--steps", "-n", min=1, help="Custom configuration: rollout steps (default 80 to train, 96 to grow)."
+    ),
+    sizes: str = typer.Option(
+        "64,128,256,512", "--sizes", help="Grid widths of the scaling suite (steps = W/2, batch 1)."
+    ),
+    repeats: Optional[int] = typer.Option(
+        None, "--repeats", "-r", min=1, help="Timed runs (default 3 on CPU, 10 on GPU)."
+    ),
+    warmup: Optional[int] = typer.Option(
+        None, "--warmup", min=1, help="Untimed runs first (default 1 on CPU, 2 on GPU)."
+    ),
+    no_reference: bool = typer.Option(False, "--no-reference", help="Measure the engine only."),
+    max_seconds: float = typer.Option(
+        60.0, "--max-seconds", min=0, help="Scaling suite: skip a measurement estimated to take longer (0: no limit)."
+    ),
+    max_memory: Optional[float] = typer.Option(
+        None,
+        "--max-memory",
+        min=0,
+        help="Memory budget in MB (default: 0.8 × MemAvailable on CPU; none on GPU, where OOM is caught).",
+    ),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="torch CPU threads (default: torch's choice)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed for the fire masks and the default model's weights."),
+    device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+    json_out: bool = typer.Option(False, "--json", help="Also print one JSON document on stdout."),
+) -> None:
+    """Time training iterations and inference rollouts, and their peak memory, beside a plain reference."""
+    custom = size is not None or batch is not None or steps is not None
+    if suite is not None:
+        check_name("suite", suite, SUITE_NAMES)
+        if custom:
+            raise UsageError("--size/--batch/--steps make one custom configuration; leave out --suite")
+    scaling_sizes = _sizes(sizes)
+    import torch
+
+    from ncacli.bench import Settings, cases_for, custom_case, run_benchmark, trained_like
+
+    dev = device(device_name)
+    if model_path is not None:
+        from ncacli.io.model_file import load_model
+
+        model, _ = load_model(model_path, str(dev))
+        source = model_path
+    else:
+        model = trained_like(seed=seed).to(dev)
+        source = "Distill ModelConfig, random weights (last layer ~ N(0, 0.02))"
+    if suite is None and (custom or model_path is not None):
+        cases, suite = [custom_case(size, batch, steps)], "custom"
+    else:
+        suite = suite or "standard"
+        cases = cases_for(suite, scaling_sizes)
+    gpu = dev.type != "cpu"
+    settings = Settings(
+        device=dev,
+        repeats=repeats or (10 if gpu else 3),
+        warmup=warmup or (2 if gpu else 1),
+        max_seconds=max_seconds or None,
+        max_memory=int(max_memory * 1024 * 1024) if max_memory is not None else None,
+        seed=seed,
+    )
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        with console.status("benchmark: starting", spinner="dots") as status:
+            report = run_benchmark(model, cases, settings, not no_reference, lambda text: status.update(text))
+    finally:
+        torch.set_num_threads(before)  # run in-process (tests, scripts), leave the caller's setting alone
+    report = {"suite": suite, "model_source": source, **report}
+    for warning in report["warnings"]:
+        console.print(f"[yellow]{escape(warning)}[/yellow]", highlight=False, soft_wrap=True)
+    show(report)
+    if json_out:
+        emit_json(report)
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.2f} s" if s >= 1 else f"{s * 1000:.1f} ms"
+
+
+def _time(m: dict[str, Any] | None, spread: bool = True) -> str:
+    if m is None:
+        return "—"
+    if m["status"] != "ok":
+        return m["note"] or m["status"]
+    median, low, high = m["median_s"], m["min_s"], m["max_s"]
+    if not spread or low == high:
+        return _seconds(median)
+    if median >= 1:
+        return f"{median:.2f} s [{low:.2f}–{high:.2f}]"
+    return f"{median * 1000:.1f} ms [{low * 1000:.1f}–{high * 1000:.1f}]"
+
+
+def _rate(value: float | None) -> str:
+    if not value:
+        return "—"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f}"
+
+
+def _mb(m: dict[str, Any] | None) -> str:
+    if m is None or m["peak_mb"] is None:
+        return "—"
+    return f"{m['peak_mb']:,.1f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def show(report: dict[str, Any]) -> None:
+    """The header line, the table (rows: configuration × phase), and notes; all on stderr."""
+    from rich.table import Table
+
+    rows = report["rows"]
+    runs = f" · {rows[0]['warmup']} warm-up + {rows[0]['repeats']} timed runs, median [min–max]" if rows else ""
+    console.print(
+        f"{report['device']}: {report['device_name']} · torch {report['torch']} · "
+        f"{report['threads']} thread{'s' if report['threads'] != 1 else ''}, {report['cpu_count']} CPUs{runs}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    table = Table()
+    table.add_column("configuration")
+    table.add_column("phase: batch × steps")
+    for column in ("engine", "reference", "ratio", "ms/step", "cell-steps/s", "engine MB", "ref. MB", "MB ratio"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        engine, ref = row["engine"], row["reference"]
+        table.add_row(
+            row["case"],
+            f"{row['phase']}: {row['batch']} × {row['steps']}",
+            _time(engine),
+            _time(ref, spread=False),
+            _ratio(row["time_ratio"]),
+            f"{engine['ms_per_step']:.2f}" if engine["ms_per_step"] else "—",
+            _rate(engine["cell_steps_per_s"]),
+            _mb(engine),
+            _mb(ref),
+            _ratio(row["memory_ratio"]),
+        )
+    print_table(table, width=200)
+    notes = ["ratio = engine / reference: below 1, the engine is faster or smaller", f"memory: {report['memory']}"]
+    if report["reference"]["note"]:
+        notes.append(report["reference"]["note"])
+    measured = [m for row in rows for m in (row["engine"], row["reference"]) if m is not None]
+    if any(m["status"] == "skipped" for m in measured):
+        notes.append(
+            f"skipped: warm-up + timed runs estimated to take longer than --max-seconds {report['max_seconds']:g}"
+        )
+    if any(m["oom"] and m["estimated_mb"] for m in measured):
+        notes.append(f"OOM (estimated …): not run, the estimate is over the budget ({report['memory_budget_source']})")
+    load = report["other_process_load"]
+    if load.get("cores") is not None:
+        notes.append(f"other processes kept {load['cores']:.2f} cores busy on average")
+    for note in notes:
+        console.print(f"[dim]{escape(note)}[/dim]", highlight=False, soft_wrap=True)
