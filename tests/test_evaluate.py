@@ -253,3 +253,16 @@ def test_old_model_without_target_uses_its_run_config(capsys, tiny_run, tmp_path
     assert code == 0, err
     doc = json.loads(out)
     assert np.isfinite(doc["metrics"]["mse"]["stage2"]["mean"])
+
+
+def test_model_file_keeps_a_checked_target(tmp_path):
+    from ncacli.io.model_file import describe, load_model_and_target, save_model
+
+    target = disc_target(16)
+    good, bad = tmp_path / "good.safetensors", tmp_path / "bad.safetensors"
+    save_model(Frozen(), good, {}, target)
+    _, _, loaded = load_model_and_target(str(good))
+    assert torch.equal(loaded, target) and describe(str(good))["target"] == [4, 16, 16]
+    save_model(Frozen(), bad, {}, torch.zeros(3, 16))
+    with pytest.raises(NcaError, match="bad.safetensors: its target tensor is not"):
+        load_model_and_target(str(bad))

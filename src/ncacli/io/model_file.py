@@ -66,6 +66,8 @@ def load_model_and_target(name: str, device: str = "cpu") -> tuple[NCA, dict[str
     """``(model, provenance, target (4, H, W) or None)`` from a model file."""
     tensors, meta = read_model_file(name)
     target = tensors.pop(TARGET, None)
+    if target is not None and (target.ndim != 3 or target.shape[0] != 4 or not torch.isfinite(target).all()):
+        raise NcaError(f"{name}: its target tensor is not a finite (4, H, W) RGBA image ({list(target.shape)})")
     try:
         config = ModelConfig.from_dict(json.loads(meta["config"]))
         provenance = json.loads(meta.get("provenance", "{}"))
