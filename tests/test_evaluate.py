@@ -32,6 +32,11 @@ def test_recovery_formula_on_constructed_numbers():
     # higher is better (PSNR, SSIM): the same formula
     assert recovery(30.0, 10.0, 25.0) == pytest.approx(75.0)
     assert math.isnan(recovery(0.2, 0.2, 0.1))  # a perturbation that changed nothing
+    # given the metric's direction: a perturbation that made it better leaves nothing to recover
+    assert recovery(0.1, 0.5, 0.3, higher_is_better=False) == pytest.approx(50.0)
+    assert math.isnan(recovery(0.0602, 0.0567, 0.8852, higher_is_better=False))
+    assert math.isnan(recovery(0.30, 0.31, 0.2, higher_is_better=True))
+    assert math.isnan(recovery(0.1, 0.10001, 0.2, higher_is_better=False))  # within 0.1%
 
 
 def disc_target(size: int = 24) -> torch.Tensor:

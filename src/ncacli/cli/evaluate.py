@@ -213,6 +213,10 @@ def _print_table(doc: dict, protocol) -> None:
             _fmt(m["stage3"], digits),
             "—" if rec is None else f"{rec:.1f}",
         )
+    captions = []
+    if p.perturb == "damage" and any(m["recovery"] is None for m in doc["metrics"].values()):
+        captions.append("recovery —: the damage did not make that metric worse, so there was nothing to recover")
     if "lpips" in doc["metrics"] and doc["protocol"]["lpips_weights"] == "random":
-        table.caption = "lpips with a random backbone (--lpips-weights random): a test of the pipeline, not a measure"
+        captions.append("lpips with a random backbone (--lpips-weights random): a test of the pipeline, not a measure")
+    table.caption = "\n".join(captions) or None
     print_table(table)

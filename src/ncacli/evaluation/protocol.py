@@ -61,11 +61,15 @@ class Protocol:
         return steps | set(self.extra_steps)
 
 
-def recovery(m_pre: float, m_d: float, m_final: float) -> float:
-    """Recovery % of seed 004, eq. 3; NaN when the perturbation did not change the metric."""
+def recovery(m_pre: float, m_d: float, m_final: float, higher_is_better: bool | None = None) -> float:
+    """Recovery % of seed 004, eq. 3. NaN when the perturbation did not change the metric, or, given the
+    metric's direction, did not make it worse by more than 0.1%: then there is nothing to recover."""
     gap = m_pre - m_d
-    if not math.isfinite(gap) or abs(gap) <= 1e-9 * max(1.0, abs(m_pre), abs(m_d)):
+    tolerance = 1e-9 + (1e-3 * max(abs(m_pre), abs(m_d)) if higher_is_better is not None else 0.0)
+    if not math.isfinite(gap) or abs(gap) <= tolerance:
         return math.nan
+    if higher_is_better is not None and (gap < 0) == higher_is_better:
+        return math.nan  # the perturbation improved the metric
     return (m_final - m_d) / gap * 100.0
 
 
@@ -153,7 +157,11 @@ def _summarise(values, before, metrics, protocol: Protocol, centres) -> dict[str
         if protocol.perturb == "none":  # nothing to recover from
             rec, means[1] = [math.nan] * protocol.trials, means[0]
         else:
-            rec = [recovery(float(p), float(d), float(f)) for p, d, f in zip(stage2, perturbed, stage3, strict=True)]
+            better = metric.higher_is_better
+            rec = [
+                recovery(float(p), float(d), float(f), better)
+                for p, d, f in zip(stage2, perturbed, stage3, strict=True)
+            ]
         out["metrics"][name] = {
             "higher_is_better": metric.higher_is_better,
             "stage1": _stats(stage1.tolist()),
@@ -162,7 +170,7 @@ def _summarise(values, before, metrics, protocol: Protocol, centres) -> dict[str
             "perturbed": _stats(perturbed.tolist()),
             "stage3": _stats(stage3.tolist()),
             # eq. 3 on the trial means (the headline), and per trial (spread; noisy when a cut barely hurts)
-            "recovery": _nan_to_none(recovery(*means)),
+            "recovery": _nan_to_none(recovery(*means, metric.higher_is_better)),
             "recovery_per_trial": _stats(rec),
         }
         for i in range(protocol.trials):
