@@ -106,3 +106,38 @@ def tiny_run(tmp_path_factory, target_png) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_run) -> Path:
     return tiny_run / "model.safetensors"
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny randomly initialised open_clip model: ``(config JSON, weights file)``, built through open_clip."""
+    from tiny_clip import write_tiny_clip
+
+    return write_tiny_clip(tmp_path_factory.mktemp("clip"))
+
+
+@pytest.fixture(scope="session")
+def style_png(tmp_path_factory) -> Path:
+    """A 24×24 opaque texture: diagonal orange and green stripes with a little noise."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:24, 0:24]
+    stripes = ((xx + yy) // 3) % 2
+    img = np.where(stripes[..., None] == 1, [230, 120, 20], [40, 150, 60]).astype(np.float64)
+    img += rng.normal(0, 12, img.shape)
+    path = tmp_path_factory.mktemp("style") / "stripes.png"
+    Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+def objective_args(preset: str, tiny_clip: tuple[Path, Path], style_png: Path) -> list[str]:
+    """What a shrunk run of ``preset`` needs besides TINY: a prompt and the tiny CLIP, a style and a random VGG."""
+    from ncacli.config import load_preset
+
+    names = load_preset(preset)[0].get("loss", "mse").split("+")
+    args: list[str] = []
+    if "clip" in names:
+        args += ["--prompt", "fire", "--clip-model", str(tiny_clip[0]), "--clip-pretrained", str(tiny_clip[1])]
+        args += ["--set", "clip_augmentations=2"]
+    if "style" in names:
+        args += ["--style", str(style_png), "--set", "vgg_weights=random", "--set", "style_size=24"]
+    return args

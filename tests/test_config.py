@@ -21,11 +21,30 @@ def test_precedence_defaults_preset_file_set_flags(tmp_path):
 
 def test_every_shipped_preset_resolves():
     presets = list_presets()
-    assert {"growing", "persistent", "regenerating"} <= set(presets)
+    assert {"growing", "persistent", "regenerating", "clip", "clip-large", "texture"} <= set(presets)
     for name in presets:
-        config = resolve(name)
+        config = resolve(name, flags={"prompt": "fire", "style": "leaves.jpg", "loss": "style+clip"})
         assert config.model_config().channels >= 4
+        loss = load_preset(name)[0].get("loss", "mse").split("+")
+        needed = {"prompt": "fire"} if "clip" in loss else {"style": "leaves.jpg"} if "style" in loss else {}
+        assert resolve(name, flags=needed).loss.split("+") == loss
     assert resolve("regenerating").damage_count == 3 and resolve("growing").iters == 8000
+
+
+def test_objective_keys_are_checked():
+    with pytest.raises(UsageError, match="needs a prompt"):
+        resolve("clip")
+    with pytest.raises(UsageError, match="needs a style image"):
+        resolve("texture")
+    with pytest.raises(UsageError, match="loss_weights names 'clip'"):
+        resolve(flags={"loss": "mse", "loss_weights": {"clip": 1.0}})
+    with pytest.raises(UsageError, match="seed_kind must be one of"):
+        resolve(sets=["seed_kind=random"])
+    with pytest.raises(UsageError, match="signal_channels"):
+        resolve(sets=["signal_channels=13"])
+    config = resolve("clip", sets=["loss_weights={clip = 2.0}"], flags={"prompt": "fire"})
+    assert config.loss_weights == {"clip": 2.0} and config.lr_schedule == "cosine"
+    assert 'loss_weights = {clip = 2.0}' in config.to_toml()
 
 
 def test_preset_from_a_path(tmp_path):

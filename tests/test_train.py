@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, TINY, last_json, run_cli
+from conftest import ROOT, TINY, last_json, objective_args, run_cli
 from ncacli.config import list_presets, resolve
 from ncacli.io.images import image_to_rgba
 from ncacli.train.loop import Trainer, run
@@ -44,10 +44,11 @@ def test_short_training_lowers_the_loss(target_png):
 
 
 @pytest.mark.parametrize("preset", sorted(list_presets()))
-def test_every_preset_shrunk_trains(capsys, tmp_path, target_png, preset):
+def test_every_preset_shrunk_trains(capsys, tmp_path, target_png, tiny_clip, style_png, preset):
     out = tmp_path / preset
+    extra = objective_args(preset, tiny_clip, style_png)
     code, stdout, err = run_cli(
-        capsys, "train", "--target", target_png, "--preset", preset, "--iters", "6", "--out", out, *TINY
+        capsys, "train", "--target", target_png, "--preset", preset, "--iters", "6", "--out", out, *TINY, *extra
     )
     assert code == 0, err
     result = last_json(stdout)

@@ -16,6 +16,13 @@ from ncacli.engine.nca import ModelConfig
 from ncacli.errors import UsageError
 
 MODES = ("growing", "persistent", "regenerating")
+SEED_KINDS = ("distill", "random_color", "zeros")
+BACKGROUNDS = ("white", "black", "none")
+LR_SCHEDULES = ("step", "cosine")
+GROWTH_LOSSES = ("proportional", "constant", "gated", "none")
+STYLE_LOSSES = ("sot", "gram")
+CLIP_AUGMENTS = ("crop", "resize")
+MODELS = ("nca", "pixels")
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,26 @@ class Config(ModelConfig):
     size: int = 40
     padding: int = 16
     seed_positions: list = field(default_factory=list)  # [] = auto (see engine.seeds)
+    seed_kind: str = "distill"  # distill (alpha and hidden = 1), random_color (random RGB, alpha 1), zeros
+    background: str = "white"  # what dead cells look like to a loss and in pictures: white, black, none (RGB only)
+    # objectives without a target image (CLIP, style): the grid is size + 2·padding square
+    prompt: str = ""
+    style: str = ""
+    loss_weights: dict = field(default_factory=dict)  # {"style": 1.0, "clip": 0.5}; missing names weigh 1
+    model: str = "nca"  # nca, or pixels: optimise the image directly (seed 000's baseline)
+    clip_model: str = "ViT-B-32"  # an open_clip name, "local-dir:PATH", or a model config JSON file
+    clip_pretrained: str = "openai"  # an open_clip tag, a weights file, or a folder
+    clip_augmentations: int = 8
+    clip_augment: str = "crop"  # crop (random resized crop, rotation, colour jitter) or resize
+    growth_loss: str = "proportional"  # proportional, constant, gated, none (only with clip)
+    growth_weight: float = 1.0
+    growth_floor: float = 0.5  # alive fraction the constant growth loss asks for
+    tv_weight: float = 0.0
+    overflow_weight: float = 0.0
+    style_loss: str = "sot"  # sot (sliced optimal transport) or gram
+    style_size: int = 128  # the style image is fitted into this many pixels
+    style_projections: int = 0  # sliced-OT projections per layer; 0 = as many as the layer has channels
+    vgg_weights: str = ""  # "" = torchvision's cache, a file, or "random" (tests only)
     # training
     mode: str = "growing"
     loss: str = "mse"
@@ -36,8 +63,10 @@ class Config(ModelConfig):
     steps_min: int = 64
     steps_max: int = 96
     lr: float = 2e-3
+    lr_schedule: str = "step"  # step (×lr_gamma at each milestone) or cosine (lr → lr_min over iters)
     lr_milestones: list = field(default_factory=lambda: [2000])
     lr_gamma: float = 0.1
+    lr_min: float = 1e-4
     grad_norm: bool = True
     pool_size: int = 1024
     damage_count: int = 3
@@ -66,7 +95,13 @@ def _toml_value(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() else _toml_value(key)
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
@@ -80,6 +115,7 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         "bool": isinstance(value, bool),
         "str": isinstance(value, str),
         "list": isinstance(value, list),
+        "dict": isinstance(value, dict),
     }[kind]
     if not ok:
         raise UsageError(f"{origin}: {key} must be {'an' if kind == 'int' else 'a'} {kind}, not {value!r}")
@@ -178,6 +214,14 @@ def resolve(
     return config
 
 
+def loss_names(loss: str) -> list[str]:
+    """``"style+clip"`` → ``["style", "clip"]``."""
+    names = [n.strip() for n in loss.split("+")]
+    if not all(names):
+        raise UsageError(f"loss {loss!r}: expected names joined by '+', like style+clip")
+    return names
+
+
 def validate(config: Config) -> None:
     if config.mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, not {config.mode!r}")
@@ -190,6 +234,36 @@ def validate(config: Config) -> None:
     for key in ("iters", "batch", "steps_min", "hidden", "depth", "size", "pool_size", "checkpoint_every"):
         if getattr(config, key) < 1:
             raise UsageError(f"{key} must be at least 1, not {getattr(config, key)}")
+    for key, allowed in (
+        ("seed_kind", SEED_KINDS),
+        ("background", BACKGROUNDS),
+        ("lr_schedule", LR_SCHEDULES),
+        ("growth_loss", GROWTH_LOSSES),
+        ("style_loss", STYLE_LOSSES),
+        ("clip_augment", CLIP_AUGMENTS),
+        ("model", MODELS),
+    ):
+        if getattr(config, key) not in allowed:
+            raise UsageError(f"{key} must be one of {', '.join(allowed)}, not {getattr(config, key)!r}")
+    for key in ("signal_channels", "signal_steps"):
+        if getattr(config, key) < 0:
+            raise UsageError(f"{key} must be 0 or more, not {getattr(config, key)}")
+    if config.signal_channels > config.channels - 4:
+        raise UsageError(
+            f"signal_channels ({config.signal_channels}) exceeds the {config.channels - 4} hidden channels"
+        )
+    names = loss_names(config.loss)
+    if "clip" in names and not config.prompt:
+        raise UsageError("the clip loss needs a prompt: --prompt TEXT")
+    if "style" in names and not config.style:
+        raise UsageError("the style loss needs a style image: --style IMAGE")
+    for name, weight in config.loss_weights.items():
+        if name not in names:
+            raise UsageError(f"loss_weights names '{name}', which is not in loss {config.loss!r}")
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool):
+            raise UsageError(f"loss_weights: the weight of {name} must be a number, not {weight!r}")
+    if config.clip_augmentations < 1:
+        raise UsageError(f"clip_augmentations must be at least 1, not {config.clip_augmentations}")
     if config.steps_max < config.steps_min:
         raise UsageError(f"steps_max ({config.steps_max}) is below steps_min ({config.steps_min})")
     if config.mode != "growing" and config.pool_size < config.batch:

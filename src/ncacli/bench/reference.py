@@ -33,6 +33,9 @@ class ReferenceNCA(nn.Module):
             raise NoReference(f"no reference for perception {cfg.perception!r}")
         if not isinstance(update, MLPUpdate):
             raise NoReference(f"no reference for update {cfg.update!r}")
+        if cfg.signal_channels and cfg.signal_steps:
+            raise NoReference("no reference for signal channels")
+        self.update_tanh = cfg.update_tanh
         self.channels = cfg.channels
         self.fire_rate = cfg.fire_rate
         self.alive_threshold = cfg.alive_threshold
@@ -74,6 +77,8 @@ class ReferenceNCA(nn.Module):
         if self.alive_masking:
             pre = self.alive(x)
         dx = self.update(self.perceive(x))
+        if self.update_tanh:
+            dx = torch.tanh(dx)
         if self.fire_rate < 1.0:
             b, _, h, w = x.shape
             fire = torch.rand(b, 1, h, w, generator=generator, device=x.device, dtype=x.dtype)

@@ -67,7 +67,9 @@ def read_state(name: str, channels: int | None = None):
     return state, step
 
 
-def write_picture_or_state(out: str, state, step: int, transparent: bool, scale: int, as_state: bool) -> str:
+def write_picture_or_state(
+    out: str, state, step: int, transparent: bool, scale: int, as_state: bool, background: str = "white"
+) -> str:
     """Write ``state`` (B, C, H, W) as a PNG (first sample) or a state file; returns what was written."""
     from ncacli.io.files import write_output
     from ncacli.io.images import png_bytes, to_pixels
@@ -76,7 +78,7 @@ def write_picture_or_state(out: str, state, step: int, transparent: bool, scale:
     if as_state:
         write_output(out, state_bytes(state, step))
         return "state"
-    write_output(out, png_bytes(to_pixels(state[0, :4], transparent=transparent, scale=scale)))
+    write_output(out, png_bytes(to_pixels(state[0, :4], transparent=transparent, scale=scale, background=background)))
     return "png"
 
 
@@ -94,10 +96,26 @@ def wants_state(out: str, fmt: str | None) -> bool:
     raise UsageError(f"--out {out}: use a .png or .safetensors name, or - (or say --format png|state)")
 
 
-def seed_state(model, provenance: dict, batch: int = 1, grid: tuple[int, int] | None = None):
-    """The seed the model was trained from ``(B, C, H, W)``: its grid and seed positions from provenance."""
-    from ncacli.engine import make_seed
+def seed_state(model, provenance: dict, batch: int = 1, grid: tuple[int, int] | None = None, seed: int = 0):
+    """The seed the model was trained from ``(B, C, H, W)``: its grid, positions and kind from provenance.
+
+    A random-colour seed takes its colours from ``seed``.
+    """
+    import torch
+
+    from ncacli.engine import SEED_KINDS, make_seed
 
     h, w = grid if grid is not None else provenance.get("grid", [72, 72])
     positions = provenance.get("seed_positions") or [[0.5, 0.5]]
-    return make_seed(batch, model.config.channels, h, w, positions)
+    kind = provenance.get("seed_kind", "distill")
+    if kind not in SEED_KINDS:
+        raise NcaError(f"the model's seed kind {kind!r} is unknown to this nca ({', '.join(SEED_KINDS)})")
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return make_seed(batch, model.config.channels, h, w, positions, kind=kind, generator=g)
+
+
+def background_of(provenance: dict) -> str:
+    """How the model's pictures are shown: white, black, or none (RGB alone)."""
+    background = provenance.get("background", "white")
+    return background if background in ("white", "black", "none") else "white"

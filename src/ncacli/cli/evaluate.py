@@ -147,6 +147,11 @@ def _target(path: str, stored, provenance: dict, target: str | None, emoji: str 
         goal, desc = load_target(target or "", emoji or "", size, padding)
     elif stored is not None:
         goal, desc = stored, provenance.get("target", "the model's target")
+    elif provenance.get("prompt") or provenance.get("style"):
+        raise NcaError(
+            f"{path}: trained with the {provenance.get('loss')} loss ({provenance.get('target')}), so it has no "
+            "target image to compare with; name one with --target or --emoji"
+        )
     else:
         run = _run_config(path)
         if not run:

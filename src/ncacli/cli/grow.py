@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from ncacli.cli.common import (
+    background_of,
     console,
     device,
     emit_json,
@@ -52,12 +53,14 @@ def grow(
         if size is not None:
             h, w = (int(v) for v in parse_pair(size.lower().replace("x", ","), "--grid"))
             grid = (h, w)
-        state, start = seed_state(model, provenance, batch, grid), 0
+        state, start = seed_state(model, provenance, batch, grid, seed), 0
     g = torch.Generator(device=dev)
     g.manual_seed(seed)
     with torch.no_grad():
         state = model.rollout(state.to(dev), steps, g).cpu()
-    kind = write_picture_or_state(out, state, start + steps, transparent, scale, as_state)
+    kind = write_picture_or_state(
+        out, state, start + steps, transparent, scale, as_state, background_of(provenance)
+    )
     alive = int((state[:, 3] > model.config.alive_threshold).sum())
     summary = {
         "out": out,

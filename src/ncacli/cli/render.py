@@ -29,7 +29,7 @@ def render(
     """Write a video of the NCA growing (and regrowing after `--damage-at`)."""
     import torch
 
-    from ncacli.cli.common import check_name, read_state, seed_state
+    from ncacli.cli.common import background_of, check_name, read_state, seed_state
     from ncacli.engine import SHAPES, apply_damage, damage_mask
     from ncacli.io.images import to_pixels
     from ncacli.io.model_file import load_model
@@ -45,17 +45,18 @@ def render(
     if from_state is not None:
         state = read_state(from_state, model.config.channels)[0][:1]
     else:
-        state = seed_state(model, provenance)
+        state = seed_state(model, provenance, seed=seed)
     state = state.to(dev)
     _, _, h, w = state.shape
     mask = damage_mask(h, w, shape, parse_pair(center, "--center"), radius, device=dev)
-    frames = [to_pixels(state[0, :4], scale=scale)]
+    background = background_of(provenance)
+    frames = [to_pixels(state[0, :4], scale=scale, background=background)]
 
     def observe(step: int, x: torch.Tensor):
         if damage_at is not None and step == damage_at:
             x = apply_damage(x, mask)
         if step % every == 0 or step == steps:
-            frames.append(to_pixels(x[0, :4], scale=scale))
+            frames.append(to_pixels(x[0, :4], scale=scale, background=background))
         return x if damage_at is not None and step == damage_at else None
 
     g = torch.Generator(device=dev)

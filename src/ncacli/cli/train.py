@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -17,6 +19,25 @@ from ncacli.errors import NcaError
 def train(
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Target image (PNG, JPEG, WebP, ...)."),
     emoji: Optional[str] = typer.Option(None, "--emoji", "-e", help="Target emoji from Twemoji (default 🦎)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Text to grow towards through CLIP (--loss clip)."),
+    style: Optional[str] = typer.Option(None, "--style", help="Texture image for the VGG style loss (--loss style)."),
+    loss: Optional[str] = typer.Option(
+        None, "--loss", help="Objective: mse, clip, style, or a sum like style+clip (default from the inputs)."
+    ),
+    loss_weights: Optional[str] = typer.Option(None, "--loss-weights", help="Weights of a sum: style=1,clip=0.5."),
+    model_kind: Optional[str] = typer.Option(
+        None, "--model", help="nca, or pixels: optimise the picture itself (the baseline of seed 000)."
+    ),
+    clip_model: Optional[str] = typer.Option(
+        None, "--clip-model", help="open_clip model name, local-dir:PATH, or a model config JSON (default ViT-B-32)."
+    ),
+    clip_pretrained: Optional[str] = typer.Option(
+        None, "--clip-pretrained", help="open_clip weights tag (default openai), a local weights file, or a folder."
+    ),
+    style_loss: Optional[str] = typer.Option(None, "--style-loss", help="sot (sliced optimal transport) or gram."),
+    vgg_weights: Optional[str] = typer.Option(
+        None, "--vgg-weights", help="Local torchvision VGG16 weights file (default: torchvision's cache)."
+    ),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset name or TOML path (`nca presets`)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of config keys."),
     sets: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: key=value (repeatable)."),
@@ -35,11 +56,21 @@ def train(
     """Train an NCA to grow a target from a seed; the last stdout line is JSON naming the run."""
     from ncacli import config as cfgmod
     from ncacli.io.images import load_target
+    from ncacli.losses.objective import needs_target
     from ncacli.train.run_dir import RunDir, default_run_dir
 
     flags = {
         "target": target,
         "emoji": emoji,
+        "prompt": prompt,
+        "style": style,
+        "loss": loss or _loss_from_inputs(prompt, style),
+        "loss_weights": _parse_weights(loss_weights) if loss_weights is not None else None,
+        "model": model_kind,
+        "clip_model": clip_model,
+        "clip_pretrained": clip_pretrained,
+        "style_loss": style_loss,
+        "vgg_weights": vgg_weights,
         "iters": iters,
         "batch": batch,
         "size": size,
@@ -55,13 +86,25 @@ def train(
         config = cfgmod.apply(
             config, {k: v for k, v in flags.items() if v is not None and k in ("iters", "device")}, "option"
         )
+        if config.model == "pixels":
+            raise NcaError(f"{resume}: a pixels run cannot be resumed; start it again")
         tensors, meta = run_dir.load_resume()
-        target_rgba, target_desc = tensors["target"], config.target or f"emoji {config.emoji}"
+        target_rgba, target_desc = tensors.get("target"), _describe_target(config)
+        _check_registries(config)
     else:
+        if preset is None and config_file is None:
+            preset = _preset_for_loss(flags["loss"])
         config = cfgmod.resolve(preset, config_file, sets, flags)
-        target_rgba, target_desc = load_target(config.target, config.emoji, config.size, config.padding)
+        _check_registries(config)
+        if needs_target(config):
+            target_rgba, _ = load_target(config.target, config.emoji, config.size, config.padding)
+        else:
+            target_rgba = None
+        target_desc = _describe_target(config)
         run_dir = RunDir(out if out is not None else default_run_dir(config, target_desc))
-    _check_registries(config)
+    if config.model == "pixels":
+        _train_pixels(config, target_rgba, run_dir, quiet)
+        return
     trainer = _make_trainer(config, target_rgba, device(config.device))
     if resume is not None:
         trainer.load_state_tensors(tensors, meta)
@@ -80,10 +123,20 @@ def train(
         "seed": config.seed,
         "loss": config.loss,
         "device": str(trainer.device),
-        "grid": list(target_rgba.shape[1:]),
+        "grid": list(trainer.grid),
         "seed_positions": trainer.seed_positions,
+        "seed_kind": config.seed_kind,
+        "background": config.background,
+        **_objective_provenance(config),
     }
-    _fit(trainer, run_dir, provenance, quiet)
+    saver = _Saver(
+        checkpoint=lambda tr: run_dir.save_checkpoint(tr, provenance),
+        final=lambda tr: run_dir.save_final(tr, provenance),
+        kept=run_dir.checkpoints,
+        done=f"model: {run_dir.model_path}\npreview: {run_dir.preview_path}",
+        resume_hint=f"continue with `nca train --resume {run_dir.path}`",
+    )
+    _fit(trainer, run_dir, saver, quiet)
     emit_json(
         {
             "run_dir": str(run_dir.path),
@@ -95,6 +148,60 @@ def train(
     )
 
 
+def _loss_from_inputs(prompt: str | None, style: str | None) -> str | None:
+    """``--prompt`` alone means clip, ``--style`` alone style, both style+clip; else the preset decides."""
+    names = [name for name, given in (("style", style), ("clip", prompt)) if given]
+    return "+".join(names) or None
+
+
+def _preset_for_loss(loss: str | None) -> str | None:
+    """The preset a loss implies when none is named: texture for style, clip for clip (seed 000's recipe)."""
+    names = (loss or "").split("+")
+    preset = "texture" if "style" in names else "clip" if "clip" in names else None
+    if preset:
+        console.print(f"preset: {preset} (for --loss {loss}; name another with --preset)", highlight=False)
+    return preset
+
+
+def _parse_weights(text: str) -> dict[str, float]:
+    """``style=1,clip=0.5`` → ``{"style": 1.0, "clip": 0.5}``."""
+    from ncacli.errors import UsageError
+
+    weights: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise UsageError(f"--loss-weights {text!r}: expected name=number pairs like style=1,clip=0.5") from None
+    return weights
+
+
+def _describe_target(config) -> str:
+    if config.prompt or config.style:
+        parts = [f"style {config.style}" if config.style else "", f"prompt {config.prompt!r}" if config.prompt else ""]
+        return ", ".join(p for p in parts if p)
+    return config.target or f"emoji {config.emoji}"
+
+
+def _objective_provenance(config) -> dict:
+    """What the objective was made of, for the model file's metadata."""
+    from ncacli.config import loss_names
+
+    names = loss_names(config.loss)
+    out: dict = {"loss_weights": {n: float(config.loss_weights.get(n, 1.0)) for n in names}}
+    if "clip" in names:
+        out.update(
+            prompt=config.prompt,
+            clip_model=config.clip_model,
+            clip_pretrained=config.clip_pretrained,
+            growth_loss=config.growth_loss,
+        )
+    if "style" in names:
+        out.update(style=config.style, style_loss=config.style_loss, vgg_weights=config.vgg_weights or "torchvision")
+    return out
+
+
 def _check_registries(config) -> None:
     from ncacli.engine.perception import PERCEPTIONS
     from ncacli.losses import LOSSES
@@ -102,8 +209,11 @@ def _check_registries(config) -> None:
 
     load_perceptions()
     load_losses()
+    from ncacli.config import loss_names
+
     check_name("perception", config.perception, list(PERCEPTIONS))
-    check_name("loss", config.loss, list(LOSSES))
+    for name in loss_names(config.loss):
+        check_name("loss", name, list(LOSSES))
 
 
 def _make_trainer(config, target_rgba, dev):
@@ -119,7 +229,53 @@ def _last_loss(run_dir) -> float | None:
     return json.loads(lines[-1])["loss"] if lines else None
 
 
-def _fit(trainer, run_dir, provenance, quiet: bool) -> None:
+@dataclass
+class _Saver:
+    """How a run keeps its work: at checkpoints, at the end, and which files it has kept so far."""
+
+    checkpoint: Callable[[Any], Path]
+    final: Callable[[Any], None]
+    kept: Callable[[], list[Path]]
+    done: str
+    resume_hint: str
+
+
+def _train_pixels(config, target_rgba, run_dir, quiet: bool) -> None:
+    """Seed 000's baseline: the picture's pixels optimised under the objective; writes pixels.png."""
+    import torch
+
+    from ncacli.io.files import atomic_write_bytes
+    from ncacli.io.images import grid_png
+    from ncacli.train.pixels import PixelTrainer
+
+    trainer = PixelTrainer(config, target_rgba, device(config.device))
+    run_dir.create(config)
+    image = run_dir.path / "pixels.png"
+
+    def write(path: Path, tr) -> Path:
+        with torch.no_grad():
+            atomic_write_bytes(path, grid_png(tr.state(), scale=1, background=config.background))
+        return path
+
+    saver = _Saver(
+        checkpoint=lambda tr: write(run_dir.path / "checkpoints" / f"step-{tr.iteration:06d}.png", tr),
+        final=lambda tr: write(image, tr),
+        kept=lambda: sorted((run_dir.path / "checkpoints").glob("step-*.png")),
+        done=f"picture: {image}",
+        resume_hint="pixels runs cannot be resumed",
+    )
+    _fit(trainer, run_dir, saver, quiet)
+    emit_json(
+        {
+            "run_dir": str(run_dir.path),
+            "image": str(image),
+            "iterations": trainer.iteration,
+            "loss": _last_loss(run_dir),
+        }
+    )
+
+
+def _fit(trainer, run_dir, saver: _Saver, quiet: bool) -> None:
     """Run the loop with a progress bar; Ctrl-C saves a checkpoint and exits 130; NaN stops cleanly."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -147,17 +303,18 @@ def _fit(trainer, run_dir, provenance, quiet: bool) -> None:
         transient=False,
     )
     last_time = [time.perf_counter()]
+    grid = trainer.logits.shape[2:] if hasattr(trainer, "logits") else trainer.grid
 
     def on_record(record) -> None:
         run_dir.append_metrics(record)
         now = time.perf_counter()
         dt, last_time[0] = now - last_time[0], now
-        cells = cfg.batch * trainer.target.shape[1] * trainer.target.shape[2] * record.steps
-        rate = f"{cells / dt / 1e6:.2f} Mcell-steps/s"
+        cells = cfg.batch * grid[0] * grid[1] * record.steps
+        rate = f"{cells / dt / 1e6:.2f} Mcell-steps/s" if cells else f"{1 / dt:.2f} it/s"
         progress.update(task, completed=record.iteration, loss=record.loss, rate=rate)
 
     def on_checkpoint(tr) -> None:
-        run_dir.save_checkpoint(tr, provenance)
+        saver.checkpoint(tr)
 
     try:
         with progress:
@@ -167,19 +324,16 @@ def _fit(trainer, run_dir, provenance, quiet: bool) -> None:
             finished = run(trainer, on_record, on_checkpoint, lambda: stop["requested"])
     except NonFiniteLoss as exc:
         signal.signal(signal.SIGINT, previous)
-        kept = run_dir.checkpoints()
+        kept = saver.kept()
         if trainer.iteration > 0 and trainer.parameters_finite():
-            kept.append(run_dir.save_checkpoint(trainer, provenance))
+            kept.append(saver.checkpoint(trainer))
         where = f"last good checkpoint: {kept[-1]}" if kept else "no checkpoint was written before it"
         raise NcaError(f"{exc}; training stopped, {where}") from None
     finally:
         signal.signal(signal.SIGINT, previous)
     if not finished:
-        path = run_dir.save_checkpoint(trainer, provenance)
-        console.print(
-            f"interrupted at iteration {trainer.iteration}: saved {path}; "
-            f"continue with `nca train --resume {run_dir.path}`"
-        )
+        path = saver.checkpoint(trainer)
+        console.print(f"interrupted at iteration {trainer.iteration}: saved {path}; {saver.resume_hint}")
         raise typer.Exit(130)
-    run_dir.save_final(trainer, provenance)
-    console.print(f"model: {run_dir.model_path}\npreview: {run_dir.preview_path}")
+    saver.final(trainer)
+    console.print(saver.done, highlight=False)

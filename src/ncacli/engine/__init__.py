@@ -4,12 +4,14 @@ from ncacli.engine.damage import SHAPES, apply_damage, damage_mask, random_circl
 from ncacli.engine.nca import ALPHA, NCA, ModelConfig
 from ncacli.engine.perception import PERCEPTIONS, register_perception
 from ncacli.engine.pool import SamplePool
-from ncacli.engine.seeds import make_seed, seed_position_for
+from ncacli.engine.seeds import SEED_KINDS, make_seed, seed_position_for
+from ncacli.engine.visible import visible_rgb
 
 __all__ = [
     "ALPHA",
     "NCA",
     "PERCEPTIONS",
+    "SEED_KINDS",
     "SHAPES",
     "ModelConfig",
     "SamplePool",
@@ -19,4 +21,5 @@ __all__ = [
     "random_circles",
     "seed_position_for",
     "register_perception",
+    "visible_rgb",
 ]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ncacli.engine.perception import make_perception, pad
+from ncacli.engine.perception import LAPLACIAN, make_perception, pad
 from ncacli.engine.update import UPDATES
 
 ALPHA = 3
@@ -34,6 +34,9 @@ class ModelConfig:
     alive_threshold: float = 0.1
     alive_masking: bool = True
     padding_mode: str = "zeros"
+    update_tanh: bool = False  # bound each update to (−1, 1) with tanh (seed 000)
+    signal_channels: int = 0  # the last K hidden channels diffuse ...
+    signal_steps: int = 0  # ... this many extra steps per NCA step (morphogen gradients, seed 000)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +66,10 @@ class NCA(nn.Module):
         self.perceive = make_perception(config.perception, config.channels, config.padding_mode)
         in_features = config.channels * self.perceive.features_per_channel
         self.update = UPDATES[config.update](in_features, config.channels, hidden=config.hidden, depth=config.depth)
+        if not 0 <= config.signal_channels <= config.channels - 4:
+            raise ValueError(f"signal_channels must be between 0 and {config.channels - 4} (the hidden channels)")
+        lap = torch.tensor(LAPLACIAN).view(1, 1, 3, 3).repeat(max(config.signal_channels, 1), 1, 1, 1)
+        self.register_buffer("laplacian", lap, persistent=False)
         # NHWC is several times faster for the 1×1 convolutions and the depthwise perception.
         self.to(memory_format=torch.channels_last)
 
@@ -81,15 +88,27 @@ class NCA(nn.Module):
         if cfg.alive_masking:
             pre = self.alive(x)
         dx = self.update(self.perceive(x))
+        if cfg.update_tanh:
+            dx = torch.tanh(dx)
         if cfg.fire_rate < 1.0:
             fire = torch.rand(
                 x.shape[0], 1, x.shape[2], x.shape[3], generator=generator, device=x.device, dtype=x.dtype
             )
             dx = dx * (fire <= cfg.fire_rate)
         x = x + dx
+        if cfg.signal_channels and cfg.signal_steps:
+            x = self.diffuse(x)
         if cfg.alive_masking:
             x = x * (pre & self.alive(x))
         return x
+
+    def diffuse(self, x: torch.Tensor) -> torch.Tensor:
+        """``signal_steps`` explicit diffusion steps (u ← u + ¼·∇²u, stable) on the last ``signal_channels``."""
+        k = self.config.signal_channels
+        u = x[:, -k:]
+        for _ in range(self.config.signal_steps):
+            u = u + 0.25 * F.conv2d(pad(u, 1, self.config.padding_mode), self.laplacian, groups=k)
+        return torch.cat([x[:, :-k], u], dim=1).contiguous(memory_format=torch.channels_last)
 
     def rollout(
         self,

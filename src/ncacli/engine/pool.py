@@ -9,8 +9,8 @@ class SamplePool:
     """A pool of states ``(N, C, H, W)``; batches are drawn from it and written back."""
 
     def __init__(self, seed: torch.Tensor, size: int) -> None:
-        """``seed`` is one state ``(1, C, H, W)``; the pool starts as ``size`` copies."""
-        self.states = seed.repeat(size, 1, 1, 1)
+        """``seed`` is one state ``(1, C, H, W)`` (the pool starts as ``size`` copies) or ``size`` states."""
+        self.states = seed.clone() if seed.shape[0] == size else seed.repeat(size, 1, 1, 1)
 
     def __len__(self) -> int:
         return self.states.shape[0]

@@ -8,6 +8,8 @@ import torch
 
 from ncacli.engine.nca import ALPHA
 
+SEED_KINDS = ("distill", "random_color", "zeros")
+
 
 def make_seed(
     batch: int,
@@ -16,16 +18,32 @@ def make_seed(
     width: int,
     positions: Sequence[Sequence[float]] = ((0.5, 0.5),),
     device: torch.device | str = "cpu",
+    kind: str = "distill",
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Zeros with channels ``ALPHA..C-1`` set to 1 at each seed cell → ``(B, C, H, W)``.
+    """The starting states ``(B, C, H, W)``.
 
-    ``positions`` are ``(x, y)`` fractions of the grid; ``(0.5, 0.5)`` is the centre cell.
+    ``distill``: zeros with channels ``ALPHA..C-1`` set to 1 at each seed cell (Growing NCA).
+    ``random_color``: at each seed cell a random RGB (one colour per sample, from ``generator``),
+    alpha 1, hidden 0 (seed 000). ``zeros``: an empty grid (texture NCAs without alive masking,
+    where the fire mask breaks the symmetry). ``positions`` are ``(x, y)`` fractions of the grid;
+    ``(0.5, 0.5)`` is the centre cell.
     """
+    if kind not in SEED_KINDS:
+        raise ValueError(f"seed kind must be one of {', '.join(SEED_KINDS)}, not {kind!r}")
     x = torch.zeros(batch, channels, height, width, device=device)
+    if kind == "zeros":
+        return x
+    if kind == "random_color":
+        colour = torch.rand(batch, 3, generator=generator, device=generator.device if generator else device)
     for px, py in positions:
         col = min(width - 1, max(0, int(px * width)))
         row = min(height - 1, max(0, int(py * height)))
-        x[:, ALPHA:, row, col] = 1.0
+        if kind == "distill":
+            x[:, ALPHA:, row, col] = 1.0
+        else:
+            x[:, :3, row, col] = colour.to(x.device)
+            x[:, ALPHA, row, col] = 1.0
     return x
 
 

@@ -75,15 +75,18 @@ def load_target(target: str, emoji: str, size: int, padding: int) -> tuple[torch
     return image_to_rgba(path.read_bytes(), f"emoji {emoji}", size, padding), f"emoji {emoji}"
 
 
-def to_pixels(rgba: torch.Tensor, transparent: bool = False, scale: int = 1) -> np.ndarray:
-    """Premultiplied ``(4, H, W)`` → uint8 ``(H·s, W·s, 3)`` on white, or straight-alpha ``(…, 4)``."""
+def to_pixels(rgba: torch.Tensor, transparent: bool = False, scale: int = 1, background: str = "white") -> np.ndarray:
+    """Premultiplied ``(4, H, W)`` → uint8 ``(H·s, W·s, 3)`` over ``background`` (white, black, or none:
+    RGB alone), or straight-alpha ``(…, 4)`` when ``transparent``."""
+    from ncacli.engine.visible import visible_rgb
+
     rgba = torch.nan_to_num(rgba.detach().float().cpu(), nan=0.0, posinf=1.0, neginf=0.0)
     rgb, alpha = rgba[:3].clamp(0, 1), rgba[3:4].clamp(0, 1)
     if transparent:
         straight = torch.where(alpha > 0, rgb / alpha.clamp_min(1e-6), torch.zeros_like(rgb)).clamp(0, 1)
         out = torch.cat([straight, alpha])
     else:
-        out = (1.0 - alpha + rgb).clamp(0, 1)
+        out = visible_rgb(rgba[None], background)[0]
     pixels = (out.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
     if scale > 1:
         pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
@@ -98,7 +101,7 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def grid_png(states: torch.Tensor, scale: int = 2) -> bytes:
-    """A row of RGBA states ``(N, ≥4, H, W)`` as one PNG on white."""
-    pixels = [to_pixels(s[:4], scale=scale) for s in states]
+def grid_png(states: torch.Tensor, scale: int = 2, background: str = "white") -> bytes:
+    """A row of RGBA states ``(N, ≥4, H, W)`` as one PNG over ``background``."""
+    pixels = [to_pixels(s[:4], scale=scale, background=background) for s in states]
     return png_bytes(np.concatenate(pixels, axis=1))

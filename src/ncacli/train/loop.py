@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ncacli.config import Config
 from ncacli.engine import NCA, SamplePool, apply_damage, make_seed, random_circles, seed_position_for
-from ncacli.losses import LossFn, make_loss
+from ncacli.losses.objective import make_objective
 
 
 class NonFiniteLoss(Exception):
@@ -36,51 +36,84 @@ class Record:
     lr: float
     steps: int
     seconds: float
+    terms: dict[str, float] = field(default_factory=dict)  # each objective term and what it reports
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "iteration": self.iteration,
             "loss": self.loss,
             "lr": self.lr,
             "steps": self.steps,
             "seconds": round(self.seconds, 4),
         }
+        if len(self.terms) > 1:
+            out.update(self.terms)
+        return out
+
+
+def grid_of(config: Config, target: torch.Tensor | None) -> tuple[int, int]:
+    """The grid ``(H, W)``: the target's, or ``size + 2·padding`` square without one."""
+    if target is not None:
+        return int(target.shape[1]), int(target.shape[2])
+    side = config.size + 2 * config.padding
+    return side, side
+
+
+def lr_factor(config: Config, iteration: int) -> float:
+    """The learning rate at ``iteration`` as a fraction of ``config.lr``.
+
+    ``step``: ×``lr_gamma`` at each milestone passed (Distill). ``cosine``: from ``lr`` down to
+    ``lr_min`` over ``iters`` iterations (seed 000: 2e-3 → 1e-4).
+    """
+    if config.lr_schedule == "cosine":
+        t = min(iteration, config.iters) / max(config.iters, 1)
+        lr = config.lr_min + (config.lr - config.lr_min) * 0.5 * (1.0 + math.cos(math.pi * t))
+        return lr / config.lr
+    return config.lr_gamma ** sum(m <= iteration for m in config.lr_milestones)
 
 
 class Trainer:
     """Holds everything a run changes: model, optimizer, schedule, pool, generator, iteration."""
 
-    def __init__(self, config: Config, target: torch.Tensor, device: torch.device) -> None:
+    def __init__(self, config: Config, target: torch.Tensor | None, device: torch.device) -> None:
+        """``target`` is ``(4, H, W)``, or None when the objective needs none (CLIP, style): the grid is
+        then ``size + 2·padding`` square."""
         self.config = config
         self.device = device
         torch.manual_seed(config.seed)  # weight initialisation
         self.model = NCA(config.model_config()).to(device)
-        self.target = target.to(device)
-        _, h, w = target.shape
-        self.seed_positions = [list(p) for p in config.seed_positions] or [list(seed_position_for(target))]
-        self.seed_state = make_seed(1, config.channels, h, w, self.seed_positions, device=device)
-        self.seed_state = self.seed_state.contiguous(memory_format=torch.channels_last)
+        self.target = target.to(device) if target is not None else None
+        self.grid = grid_of(config, target)
+        default = [list(seed_position_for(target))] if target is not None else [[0.5, 0.5]]
+        self.seed_positions = [list(p) for p in config.seed_positions] or default
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, milestones=list(config.lr_milestones), gamma=config.lr_gamma
-        )
-        self.pool = SamplePool(self.seed_state, config.pool_size) if config.mode != "growing" else None
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(config, it))
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(config.seed)
-        self.loss_fn: LossFn = make_loss(config.loss, self.target, config)
+        self.pool = SamplePool(self.seeds(config.pool_size), config.pool_size) if config.mode != "growing" else None
+        self.loss_fn = make_objective(config, self.target)
+        self.loss_fn.generator = self.generator
         self.iteration = 0
         self.seconds = 0.0
+
+    def seeds(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` seed states ``(n, C, H, W)`` (random colours come from ``generator``, else the trainer's)."""
+        cfg = self.config
+        x = make_seed(
+            n, cfg.channels, *self.grid, self.seed_positions, self.device, cfg.seed_kind, generator or self.generator
+        )
+        return x.contiguous(memory_format=torch.channels_last)
 
     def batch(self) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The batch for one iteration → ``(pool indices or None, states (B, C, H, W))``."""
         cfg = self.config
         if self.pool is None:
-            return None, self.seed_state.repeat(cfg.batch, 1, 1, 1)
+            return None, self.seeds(cfg.batch)
         idx, x = self.pool.sample(cfg.batch, self.generator)
         with torch.no_grad():
             order = torch.argsort(self.loss_fn(x), descending=True)
         idx, x = idx[order], x[order]
-        x[:1] = self.seed_state
+        x[:1] = self.seeds(1)
         if cfg.mode == "regenerating" and cfg.damage_count > 0:
             n, (h, w) = cfg.damage_count, x.shape[2:]
             mask = random_circles(n, h, w, self.generator, device=self.device)
@@ -116,7 +149,7 @@ class Trainer:
             self.pool.commit(idx, out)
         self.iteration += 1
         self.seconds += time.perf_counter() - start
-        return Record(self.iteration, value, lr, steps, self.seconds)
+        return Record(self.iteration, value, lr, steps, self.seconds, dict(self.loss_fn.last))
 
     def parameters_finite(self) -> bool:
         return all(torch.isfinite(p).all() for p in self.model.parameters())
@@ -131,7 +164,8 @@ class Trainer:
                 tensors[f"optim.{index[id(p)]}.{key}"] = torch.as_tensor(value)
         if self.pool is not None:
             tensors["pool"] = self.pool.states
-        tensors["target"] = self.target
+        if self.target is not None:
+            tensors["target"] = self.target
         tensors["rng"] = self.generator.get_state()
         meta = {
             "iteration": str(self.iteration),
@@ -158,9 +192,7 @@ class Trainer:
         self.iteration = int(meta["iteration"])
         self.seconds = float(meta["seconds"])
         self.scheduler.last_epoch = int(meta["scheduler_last_epoch"])
-        lr = self.config.lr * self.config.lr_gamma ** sum(
-            m <= self.scheduler.last_epoch for m in self.config.lr_milestones
-        )
+        lr = self.config.lr * lr_factor(self.config, self.scheduler.last_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
@@ -169,7 +201,7 @@ class Trainer:
         g = torch.Generator(device=self.device)
         g.manual_seed(seed)
         with torch.no_grad():
-            return self.model.rollout(self.seed_state.repeat(batch, 1, 1, 1), steps, g)
+            return self.model.rollout(self.seeds(batch, g), steps, g)
 
 
 def run(

@@ -23,7 +23,13 @@ PREVIEW_STEPS = (96, 200)
 
 def default_run_dir(config: Config, target_desc: str, root: Path = Path("runs")) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = Path(target_desc).stem if config.target else "emoji-" + "-".join(f"{ord(c):x}" for c in config.emoji)
+    if config.prompt or config.style:
+        words = " ".join(w for w in (Path(config.style).stem if config.style else "", config.prompt) if w)
+        name = "-".join("".join(c if c.isalnum() else " " for c in words.lower()).split())[:40] or "run"
+    elif config.target:
+        name = Path(target_desc).stem
+    else:
+        name = "emoji-" + "-".join(f"{ord(c):x}" for c in config.emoji)
     path = root / f"{stamp}-{config.preset or config.mode}-{name}"
     n = 1
     while path.exists():
@@ -77,10 +83,13 @@ class RunDir:
         return unpack(read_input(name), name)
 
     def preview(self, trainer: Trainer) -> bytes:
+        """The target (when there is one) beside the pattern grown for each of ``PREVIEW_STEPS``."""
         grown = [trainer.grow(steps)[0] for steps in PREVIEW_STEPS]
-        target = torch.zeros_like(grown[0])
-        target[:4] = trainer.target
-        return grid_png(torch.stack([target, *grown]), scale=2)
+        if trainer.target is not None:
+            target = torch.zeros_like(grown[0])
+            target[:4] = trainer.target
+            grown.insert(0, target)
+        return grid_png(torch.stack(grown), scale=2, background=trainer.config.background)
 
     def save_checkpoint(self, trainer: Trainer, provenance: dict[str, Any]) -> Path:
         path = self.path / "checkpoints" / f"step-{trainer.iteration:06d}.safetensors"

@@ -1,0 +1,78 @@
+"""The training objective: a weighted sum of named per-sample terms.
+
+``loss = "style+clip"`` with ``loss_weights = {style = 1.0, clip = 0.5}`` gives
+``1.0·style + 0.5·clip``; with a clip term the growth loss joins (``growth_weight``), and
+``tv_weight`` / ``overflow_weight`` add the regularisers. Each call records the mean of every
+term, and the metrics the terms report themselves (``clip_score``, ``alive``), in ``last``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ncacli.losses import LOSSES, LossFn, make_loss
+
+
+def needs_target(config: Any) -> bool:
+    """Whether the objective compares against a target image (plugins are assumed to)."""
+    from ncacli.config import loss_names
+    from ncacli.plugins import load_losses
+
+    load_losses()
+    return any(getattr(LOSSES.get(name), "needs_target", True) for name in loss_names(config.loss))
+
+
+class Objective:
+    """``state (B, C, H, W)`` → ``Σ weight · term(state)``, per sample ``(B,)``."""
+
+    def __init__(self, terms: list[tuple[str, float, LossFn]]) -> None:
+        self.terms = terms
+        self.last: dict[str, float] = {}
+        self._generator: torch.Generator | None = None
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        return self._generator
+
+    @generator.setter
+    def generator(self, generator: torch.Generator | None) -> None:
+        """Hand the trainer's generator to every term that draws random numbers (augmentations, projections)."""
+        self._generator = generator
+        for _, _, fn in self.terms:
+            if hasattr(fn, "generator"):
+                fn.generator = generator
+
+    def __call__(self, state: torch.Tensor) -> torch.Tensor:
+        total: torch.Tensor | None = None
+        last: dict[str, float] = {}
+        for name, weight, fn in self.terms:
+            value = fn(state)
+            total = weight * value if total is None else total + weight * value
+            last[name] = float(value.detach().mean())
+            last.update(getattr(fn, "last", {}) or {})
+        self.last = last
+        assert total is not None
+        return total
+
+
+def make_objective(config: Any, target: torch.Tensor | None) -> Objective:
+    """The objective ``config`` names; ``target`` is ``(4, H, W)`` or None when no term needs one."""
+    from ncacli.config import loss_names
+    from ncacli.losses.regularisers import OverflowLoss, TVLoss
+
+    names = loss_names(config.loss)
+    terms: list[tuple[str, float, LossFn]] = [
+        (name, float(config.loss_weights.get(name, 1.0)), make_loss(name, target, config)) for name in names
+    ]
+    if "clip" in names and config.growth_loss != "none" and config.growth_weight > 0:
+        from ncacli.losses.clip import GrowthLoss
+
+        clip = terms[names.index("clip")][2]
+        terms.append(("growth", config.growth_weight, GrowthLoss(clip, config)))
+    if config.tv_weight > 0:
+        terms.append(("tv", config.tv_weight, TVLoss(config)))
+    if config.overflow_weight > 0:
+        terms.append(("overflow", config.overflow_weight, OverflowLoss(config)))
+    return Objective(terms)
