@@ -78,6 +78,7 @@ def train(
         "seed": seed,
         "device": device_name,
     }
+    note = ""
     if resume is not None:
         run_dir = RunDir(resume)
         if not (resume / "config.toml").exists():
@@ -92,9 +93,8 @@ def train(
         target_rgba, target_desc = tensors.get("target"), _describe_target(config)
         _check_registries(config)
     else:
-        if preset is None and config_file is None:
-            preset = _preset_for_loss(flags["loss"])
-        config = cfgmod.resolve(preset, config_file, sets, flags)
+        implied = _preset_for_loss(flags["loss"]) if preset is None and config_file is None else None
+        config = cfgmod.resolve(preset or implied, config_file, sets, flags)
         _check_registries(config)
         if needs_target(config):
             target_rgba, _ = load_target(config.target, config.emoji, config.size, config.padding)
@@ -102,10 +102,14 @@ def train(
             target_rgba = None
         target_desc = _describe_target(config)
         run_dir = RunDir(out if out is not None else default_run_dir(config, target_desc))
+        if implied:
+            note = f"preset: {implied} (for --loss {config.loss}; name another with --preset)"
     if config.model == "pixels":
-        _train_pixels(config, target_rgba, run_dir, quiet)
+        _train_pixels(config, target_rgba, run_dir, quiet, note)
         return
     trainer = _make_trainer(config, target_rgba, device(config.device))
+    if note:
+        console.print(note, highlight=False)
     if resume is not None:
         trainer.load_state_tensors(tensors, meta)
         run_dir.truncate_metrics(trainer.iteration)
@@ -157,10 +161,7 @@ def _loss_from_inputs(prompt: str | None, style: str | None) -> str | None:
 def _preset_for_loss(loss: str | None) -> str | None:
     """The preset a loss implies when none is named: texture for style, clip for clip (seed 000's recipe)."""
     names = (loss or "").split("+")
-    preset = "texture" if "style" in names else "clip" if "clip" in names else None
-    if preset:
-        console.print(f"preset: {preset} (for --loss {loss}; name another with --preset)", highlight=False)
-    return preset
+    return "texture" if "style" in names else "clip" if "clip" in names else None
 
 
 def _parse_weights(text: str) -> dict[str, float]:
@@ -240,7 +241,7 @@ class _Saver:
     resume_hint: str
 
 
-def _train_pixels(config, target_rgba, run_dir, quiet: bool) -> None:
+def _train_pixels(config, target_rgba, run_dir, quiet: bool, note: str) -> None:
     """Seed 000's baseline: the picture's pixels optimised under the objective; writes pixels.png."""
     import torch
 
@@ -249,6 +250,8 @@ def _train_pixels(config, target_rgba, run_dir, quiet: bool) -> None:
     from ncacli.train.pixels import PixelTrainer
 
     trainer = PixelTrainer(config, target_rgba, device(config.device))
+    if note:
+        console.print(note, highlight=False)
     run_dir.create(config)
     image = run_dir.path / "pixels.png"
 

@@ -103,11 +103,12 @@ class NCA(nn.Module):
         return x
 
     def diffuse(self, x: torch.Tensor) -> torch.Tensor:
-        """``signal_steps`` explicit diffusion steps (u ← u + ¼·∇²u, stable) on the last ``signal_channels``."""
+        """``signal_steps`` explicit diffusion steps (u ← u + ⅛·∇²u: a positive, mass-keeping kernel) on the
+        last ``signal_channels``."""
         k = self.config.signal_channels
         u = x[:, -k:]
         for _ in range(self.config.signal_steps):
-            u = u + 0.25 * F.conv2d(pad(u, 1, self.config.padding_mode), self.laplacian, groups=k)
+            u = u + 0.125 * F.conv2d(pad(u, 1, self.config.padding_mode), self.laplacian, groups=k)
         return torch.cat([x[:, :-k], u], dim=1).contiguous(memory_format=torch.channels_last)
 
     def rollout(
