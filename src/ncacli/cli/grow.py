@@ -61,7 +61,8 @@ def grow(
     kind = write_picture_or_state(
         out, state, start + steps, transparent, scale, as_state, background_of(provenance)
     )
-    alive = int((state[:, 3] > model.config.alive_threshold).sum())
+    # without alive masking (textures) alpha is one more hidden channel: no cell is "dead"
+    alive = int((state[:, 3] > model.config.alive_threshold).sum()) if cfg.alive_masking else None
     summary = {
         "out": out,
         "kind": kind,
@@ -73,4 +74,5 @@ def grow(
     if json_out and out != "-":
         emit_json(summary)
     else:
-        console.print(f"grew {steps} steps → {out} ({kind}, {alive} alive cells)", highlight=False)
+        cells = f", {alive} alive cells" if alive is not None else ""
+        console.print(f"grew {steps} steps → {out} ({kind}{cells})", highlight=False)
