@@ -15,7 +15,9 @@ from safetensors.torch import load_file
 from ncacli.config import Config
 from ncacli.errors import NcaError, UsageError
 from ncacli.losses import clip as clipmod
-from ncacli.losses.clip import ClipLoss, GrowthLoss, hub_reachable, load_clip, random_views
+from ncacli.losses import clip_model
+from ncacli.losses.clip import ClipLoss, GrowthLoss, random_views
+from ncacli.losses.clip_model import hub_reachable, load_clip
 from tiny_clip import TINY_CFG, write_tiny_clip, write_tiny_clip_folder
 
 
@@ -143,7 +145,7 @@ def test_missing_weights_offline_fail_fast(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     calls: list[str] = []
-    monkeypatch.setattr(clipmod, "hub_reachable", lambda host, *a, **k: calls.append(host) or False)
+    monkeypatch.setattr(clip_model, "hub_reachable", lambda host, *a, **k: calls.append(host) or False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("https_proxy", raising=False)
@@ -158,7 +160,7 @@ def test_missing_weights_offline_fail_fast(tmp_path, monkeypatch):
         assert needle in message, (needle, message)
     assert str(tmp_path) in message and "--clip-pretrained" in message and "unreachable" in message
     assert calls == ["huggingface.co"]
-    assert ("ViT-B-32", "openai") not in clipmod._CACHE
+    assert ("ViT-B-32", "openai") not in clip_model._CACHE
 
 
 def test_cached_weights_load_offline_without_network(tmp_path, tiny, monkeypatch):
@@ -181,7 +183,7 @@ def test_cached_weights_load_offline_without_network(tmp_path, tiny, monkeypatch
     shutil.copy(weights, repo / "snapshots" / commit / "open_clip_model.safetensors")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(clipmod, "hub_reachable", lambda host, *a, **k: False)
+    monkeypatch.setattr(clip_model, "hub_reachable", lambda host, *a, **k: False)
     offline_during_load: list[bool] = []
     create_model = open_clip.create_model
 
@@ -205,11 +207,12 @@ def test_importing_the_module_does_not_import_open_clip():
     """``nca --help`` stays fast: open_clip and huggingface_hub are imported inside functions only."""
     import ast
 
-    tree = ast.parse(Path(clipmod.__file__).read_text(encoding="utf-8"))
-    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    names = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
-    names += [n.module or "" for n in top if isinstance(n, ast.ImportFrom)]
-    assert names and not [n for n in names if n.split(".")[0] in ("open_clip", "huggingface_hub")], names
+    for module in (clipmod, clip_model):
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        names = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in top if isinstance(n, ast.ImportFrom)]
+        assert names and not [n for n in names if n.split(".")[0] in ("open_clip", "huggingface_hub")], names
 
 
 def test_hub_reachable_gives_up_quickly():

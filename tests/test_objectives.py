@@ -203,3 +203,22 @@ def test_objective_errors_are_one_line(capsys, tmp_path, tiny_clip):
     assert code == 1
     one_error_line(err, "bad.safetensors")
     assert not (tmp_path / "b").exists()  # nothing written for a run that could not start
+
+
+def test_resumed_clip_run_matches_an_uninterrupted_one(tiny_clip):
+    config = resolve("clip", None, [*SMALL, "iters=6"], clip_flags(tiny_clip, clip_augmentations=2))
+    straight = Trainer(config, None, torch.device("cpu"))
+    for _ in range(6):
+        straight.step()
+    first = Trainer(config, None, torch.device("cpu"))
+    for _ in range(3):
+        first.step()
+    tensors, meta = first.state_tensors()
+    assert "target" not in tensors
+    resumed = Trainer(config, None, torch.device("cpu"))
+    resumed.load_state_tensors(tensors, meta)
+    for _ in range(3):
+        resumed.step()
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert math.isclose(resumed.optimizer.param_groups[0]["lr"], straight.optimizer.param_groups[0]["lr"])
