@@ -241,6 +241,11 @@ def sliced_ot(
 class StyleLoss:
     """Per-sample style loss of the state's visible RGB against a style image: ``(B, C, H, W)`` → ``(B,)``.
 
+    Each layer's term is relative: divided by the style image's own mean square at that layer
+    (activations for sot: a random unit projection keeps that mean square on average; Gram entries
+    for gram), so the loss is about 0 for the style itself and of order 1 per layer for a flat
+    picture whatever the backbone's weights, and weights against clip and overflow carry over.
+
     ``generator`` (set by the trainer) draws the sliced-OT projections, afresh at every call; when
     it is None a private generator seeded with ``config.seed`` is used. ``last`` holds
     ``{"style": mean loss}`` of the last call.
@@ -268,6 +273,7 @@ class StyleLoss:
         self._device: torch.device | None = None
         self._net: VGGFeatures = self.vgg
         self._style: list[torch.Tensor] = []  # per layer: (1, C, M) for sot, (1, C, C) Gram for gram
+        self._scale: list[float] = []  # per layer: the style's own mean square (activations, or Gram entries)
         self._private: torch.Generator | None = None
 
     def _prepare(self, device: torch.device) -> None:
@@ -278,6 +284,7 @@ class StyleLoss:
         with torch.no_grad():
             feats = _flatten(self._net(_big_enough(self.style_image.to(device))))
         self._style = [gram(f) for f in feats] if self.kind == "gram" else feats
+        self._scale = [max(float((f**2).mean()), 1e-12) for f in self._style]
         self._device = device
 
     def _generator(self, device: torch.device) -> torch.Generator:
@@ -295,11 +302,12 @@ class StyleLoss:
         self._prepare(state.device)
         feats = _flatten(self._net(_big_enough(visible_rgb(state, self.background))))
         total = torch.zeros(state.shape[0], device=state.device, dtype=state.dtype)
-        for ours, theirs in zip(feats, self._style, strict=True):
+        for ours, theirs, scale in zip(feats, self._style, self._scale, strict=True):
             if self.kind == "gram":
-                total = total + ((gram(ours) - theirs) ** 2).mean(dim=(1, 2))
+                term = ((gram(ours) - theirs) ** 2).mean(dim=(1, 2))
             else:
                 count = self.projections or ours.shape[1]
-                total = total + sliced_ot(ours, theirs, count, self._generator(state.device))
+                term = sliced_ot(ours, theirs, count, self._generator(state.device))
+            total = total + term / scale
         self.last = {"style": float(total.detach().mean())}
         return total
