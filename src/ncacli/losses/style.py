@@ -243,7 +243,7 @@ class StyleLoss:
 
     Each layer's term is relative: divided by the style image's own mean square at that layer
     (activations for sot: a random unit projection keeps that mean square on average; Gram entries
-    for gram), so the loss is about 0 for the style itself and of order 1 per layer for a flat
+    for gram), so the loss is about 0 for the style itself and a few units per layer for a flat
     picture whatever the backbone's weights, and weights against clip and overflow carry over.
 
     ``generator`` (set by the trainer) draws the sliced-OT projections, afresh at every call; when
