@@ -275,3 +275,18 @@ def test_bad_inputs_give_one_error_line(capsys, tmp_path):
     one_error_line(capsys, 2, ("--suite", "distill", "--size", "32"), "leave out --suite")
     code, _, err = run_cli(capsys, "benchmark", "--repeats", "0")
     assert code == 2 and "Traceback" not in err
+
+
+def test_checkpointed_engine_agrees_with_the_reference_and_uses_less_memory(capsys):
+    args = ["benchmark", "--size", "48", "--batch", "2", "--steps", "32", "--json", *FAST]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    plain = json.loads(out)["rows"][0]
+    code, out, err = run_cli(capsys, *args, "--checkpoint", "4")
+    assert code == 0, err
+    doc = json.loads(out)
+    row = doc["rows"][0]
+    assert doc["checkpoint"] == 4 and row["phase"] == "train"
+    assert row["max_abs_diff"] is not None and row["max_abs_diff"] < 1e-5  # the same loss as the reference
+    # a 32-step graph against one of 4 steps plus 8 saved states: several times smaller
+    assert row["engine"]["peak_mb"] < 0.6 * plain["engine"]["peak_mb"]

@@ -119,3 +119,47 @@ def test_pool_samples_distinct_and_commits():
     assert len(set(idx.tolist())) == 4
     pool.commit(idx, torch.full_like(batch, 2.0))
     assert pool.states[idx].eq(2).all() and (pool.states.eq(2).all(dim=(1, 2, 3)).sum() == 4)
+
+
+def _rollout_grads(model, seed_state, **options):
+    model.zero_grad()
+    g = torch.Generator()
+    g.manual_seed(3)
+    out = model.rollout(seed_state, 24, g, **options)
+    out[:, :4].pow(2).mean().backward()
+    return out.detach(), [p.grad.clone() for p in model.parameters()], g.get_state()
+
+
+def test_checkpointed_rollout_gives_the_same_states_gradients_and_generator():
+    torch.manual_seed(0)
+    model = NCA(ModelConfig(hidden=32))
+    torch.nn.init.normal_(model.update.net[-1].weight, std=0.05)
+    seed = make_seed(2, 16, 20, 20)
+    plain = _rollout_grads(model, seed)
+    for options in ({"checkpoint": 5}, {"checkpoint": 24}, {"checkpoint": 1}):
+        out, grads, state = _rollout_grads(model, seed, **options)
+        assert torch.equal(out, plain[0]) and torch.equal(state, plain[2]), options
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, plain[1], strict=True)), options
+    with pytest.raises(ValueError, match="observed"):
+        model.rollout(seed, 4, checkpoint=2, observe=lambda i, x: None)
+
+
+def test_truncated_backprop_keeps_the_states_and_only_the_last_steps_gradients():
+    torch.manual_seed(0)
+    model = NCA(ModelConfig(hidden=32))
+    torch.nn.init.normal_(model.update.net[-1].weight, std=0.05)
+    seed = make_seed(2, 16, 20, 20)
+    plain = _rollout_grads(model, seed)
+    out, grads, _ = _rollout_grads(model, seed, truncate=8)
+    assert torch.equal(out, plain[0])
+    assert not all(torch.allclose(a, b) for a, b in zip(grads, plain[1], strict=True))
+    both = _rollout_grads(model, seed, truncate=8, checkpoint=3)
+    assert torch.equal(both[0], out) and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(both[1], grads, strict=True))
+    # the first 16 steps are outside the graph: the gradient equals that of 8 steps from their result
+    g = torch.Generator()
+    g.manual_seed(3)
+    with torch.no_grad():
+        middle = model.rollout(seed, 16, g)
+    model.zero_grad()
+    model.rollout(middle, 8, g)[:, :4].pow(2).mean().backward()
+    assert all(torch.allclose(p.grad, b, atol=1e-6) for p, b in zip(model.parameters(), grads, strict=True))

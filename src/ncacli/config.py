@@ -68,6 +68,8 @@ class Config(ModelConfig):
     lr_gamma: float = 0.1
     lr_min: float = 1e-4
     grad_norm: bool = True
+    truncate_backprop: int = 0  # gradients through the last K steps only (0 = all), seed 002
+    checkpoint_steps: int = 0  # gradient checkpointing: keep the state every N steps, recompute between (0 = off)
     pool_size: int = 1024
     damage_count: int = 3
     checkpoint_every: int = 500
@@ -245,7 +247,7 @@ def validate(config: Config) -> None:
     ):
         if getattr(config, key) not in allowed:
             raise UsageError(f"{key} must be one of {', '.join(allowed)}, not {getattr(config, key)!r}")
-    for key in ("signal_channels", "signal_steps"):
+    for key in ("signal_channels", "signal_steps", "truncate_backprop", "checkpoint_steps"):
         if getattr(config, key) < 0:
             raise UsageError(f"{key} must be 0 or more, not {getattr(config, key)}")
     if config.signal_channels > config.channels - 4:

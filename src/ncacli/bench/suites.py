@@ -162,6 +162,23 @@ class Settings:
     max_seconds: float | None
     max_memory: int | None  # bytes; None: 0.8 × MemAvailable on the CPU, unlimited elsewhere
     seed: int = 0
+    checkpoint: int = 0  # the engine's training rollouts keep the state every N steps (gradient checkpointing)
+
+
+class CheckpointedRollout(nn.Module):
+    """The engine with gradient checkpointing of its rollout every ``every`` steps (same states and gradients)."""
+
+    def __init__(self, model: NCA, every: int) -> None:
+        super().__init__()
+        self.model = model
+        self.every = every
+        self.perceive = model.perceive
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.model(x, generator)
+
+    def rollout(self, x: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.model.rollout(x, steps, generator, checkpoint=self.every)
 
 
 class Runner:
@@ -169,7 +186,8 @@ class Runner:
 
     def __init__(self, model: NCA, reference: nn.Module | None, settings: Settings, progress) -> None:
         self.model = model
-        self.impls: dict[str, nn.Module] = {"engine": model}
+        engine = CheckpointedRollout(model, settings.checkpoint) if settings.checkpoint else model
+        self.impls: dict[str, nn.Module] = {"engine": engine}
         if reference is not None:
             self.impls["reference"] = reference
         self.settings = settings
@@ -341,6 +359,7 @@ def run_benchmark(
         "memory_budget_mb": budget / MB if budget is not None else None,
         "memory_budget_source": budget_source,
         "max_seconds": settings.max_seconds,
+        "checkpoint": settings.checkpoint,
         "other_process_load": load,
         "warnings": [warning] if warning else [],
         "rows": rows,

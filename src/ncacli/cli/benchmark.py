@@ -57,6 +57,9 @@ def benchmark(
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, help="torch CPU threads (default: torch's choice)."
     ),
+    checkpoint: int = typer.Option(
+        0, "--checkpoint", min=0, help="Engine training keeps the state every N steps, recomputing the rest (memory)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed for the fire masks and the default model's weights."),
     device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
     json_out: bool = typer.Option(False, "--json", help="Also print one JSON document on stdout."),
@@ -94,6 +97,7 @@ def benchmark(
         max_seconds=max_seconds or None,
         max_memory=int(max_memory * 1024 * 1024) if max_memory is not None else None,
         seed=seed,
+        checkpoint=checkpoint,
     )
     before = torch.get_num_threads()
     if threads is not None:

@@ -117,19 +117,66 @@ class NCA(nn.Module):
         steps: int,
         generator: torch.Generator | None = None,
         observe: Observer | None = None,
+        truncate: int = 0,
+        checkpoint: int = 0,
     ) -> torch.Tensor:
         """Run ``steps`` steps from ``x`` ``(B, C, H, W)``.
 
         ``observe(step, state)`` is called after every step (1-based); if it returns a
         tensor, that replaces the state (damage mid-run, recording frames).
+
+        Training options, both leaving the result unchanged: ``truncate = K`` keeps gradients for the
+        last ``K`` steps only (truncated backpropagation, seed 002; the steps before run without a
+        graph); ``checkpoint = N`` keeps only the state every ``N`` steps and recomputes the steps
+        between during the backward pass (gradient checkpointing), with the same fire masks.
         """
         x = x.contiguous(memory_format=torch.channels_last)
-        for i in range(1, steps + 1):
+        if checkpoint and observe is not None:
+            raise ValueError("a checkpointed rollout cannot be observed step by step")
+        free = max(0, steps - truncate) if truncate else 0
+        if free:
+            with torch.no_grad():
+                x = self._steps(x, 1, free, generator, observe)
+        if checkpoint and torch.is_grad_enabled():
+            for start in range(free + 1, steps + 1, checkpoint):
+                x = self._checkpointed(x, min(checkpoint, steps - start + 1), generator)
+            return x
+        return self._steps(x, free + 1, steps, generator, observe)
+
+    def _steps(
+        self, x: torch.Tensor, first: int, last: int, generator: torch.Generator | None, observe: Observer | None
+    ) -> torch.Tensor:
+        """Steps ``first..last`` (1-based, inclusive)."""
+        for i in range(first, last + 1):
             x = self(x, generator)
             if observe is not None:
                 replaced = observe(i, x)
                 if replaced is not None:
                     x = replaced.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _checkpointed(self, x: torch.Tensor, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        """``n`` steps whose activations are recomputed in the backward pass.
+
+        The recomputation replays the fire masks: it starts from a copy of the generator's state at
+        the segment's start, and the caller's generator is moved on to where the first run left it.
+        """
+        from torch.utils.checkpoint import checkpoint
+
+        if generator is None:  # the global generator: checkpoint saves and restores it itself
+            return checkpoint(self._steps, x, 1, n, None, None, use_reentrant=False)
+        start = generator.get_state()
+        end: list[torch.Tensor] = []
+
+        def segment(state: torch.Tensor) -> torch.Tensor:
+            g = torch.Generator(device=generator.device)
+            g.set_state(start)
+            out = self._steps(state, 1, n, g, None)
+            end.append(g.get_state())
+            return out
+
+        x = checkpoint(segment, x, use_reentrant=False)
+        generator.set_state(end[0])
         return x
 
     def parameter_count(self) -> int:

@@ -128,7 +128,9 @@ class Trainer:
         steps = int(
             torch.randint(cfg.steps_min, cfg.steps_max + 1, (1,), generator=self.generator, device=self.device).item()
         )
-        out = self.model.rollout(x, steps, self.generator)
+        out = self.model.rollout(
+            x, steps, self.generator, truncate=cfg.truncate_backprop, checkpoint=cfg.checkpoint_steps
+        )
         loss = self.loss_fn(out).mean()
         value = loss.item()
         if not math.isfinite(value):
