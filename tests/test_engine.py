@@ -164,3 +164,23 @@ def test_truncated_backprop_keeps_the_states_and_only_the_last_steps_gradients()
     model.zero_grad()
     model.rollout(middle, 8, g)[:, :4].pow(2).mean().backward()
     assert all(torch.allclose(p.grad, b, atol=1e-6) for p, b in zip(model.parameters(), grads, strict=True))
+
+
+def test_residual_update_trains_and_starts_as_no_change():
+    torch.manual_seed(0)
+    model = NCA(ModelConfig(update="residual", hidden=24, depth=3))
+    assert len(model.update.blocks) == 2
+    x = make_seed(2, 16, 12, 12)
+    assert torch.equal(model(x, None), x)  # zero-initialised output layer: no change before training
+    target = torch.rand(4, 12, 12)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        g = torch.Generator()
+        g.manual_seed(1)
+        loss = ((model.rollout(x, 6, g)[:, :4] - target) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]

@@ -212,7 +212,10 @@ def _check_registries(config) -> None:
     load_losses()
     from ncacli.config import loss_names
 
+    from ncacli.engine.update import UPDATES
+
     check_name("perception", config.perception, list(PERCEPTIONS))
+    check_name("update", config.update, list(UPDATES))
     for name in loss_names(config.loss):
         check_name("loss", name, list(LOSSES))
 

@@ -37,7 +37,29 @@ class MLPUpdate(nn.Module):
         return self.net(features)
 
 
-UPDATES: dict[str, Callable[..., nn.Module]] = {"mlp": MLPUpdate}
+class ResidualMLPUpdate(nn.Module):
+    """1×1-convolution MLP with residual hidden blocks: ``in_features → hidden``, then ``depth − 1`` blocks
+    ``h ← h + ReLU(W h + b)``, then ``→ channels`` (zero-initialised). ``depth = 1`` is the plain MLP."""
+
+    def __init__(self, in_features: int, channels: int, hidden: int = 128, depth: int = 1) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_features, hidden, 1), nn.ReLU(inplace=True))
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(hidden, hidden, 1), nn.ReLU(inplace=True)) for _ in range(depth - 1)
+        )
+        self.out = nn.Conv2d(hidden, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, F, H, W)`` → ``(B, C, H, W)``."""
+        h = self.stem(features)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.out(h)
+
+
+UPDATES: dict[str, Callable[..., nn.Module]] = {"mlp": MLPUpdate, "residual": ResidualMLPUpdate}
 
 
 def register_update(name: str, factory: Callable[..., nn.Module]) -> None:
