@@ -211,7 +211,6 @@ def _check_registries(config) -> None:
     load_perceptions()
     load_losses()
     from ncacli.config import loss_names
-
     from ncacli.engine.update import UPDATES
 
     check_name("perception", config.perception, list(PERCEPTIONS))
