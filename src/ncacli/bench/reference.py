@@ -58,9 +58,10 @@ class ReferenceNCA(nn.Module):
 
     def perceive(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → ``(B, C * K, H, W)``."""
+        half = self.kernel.shape[-1] // 2
         if self.circular:
-            return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="circular"), self.kernel, groups=self.channels)
-        return F.conv2d(x, self.kernel, padding=1, groups=self.channels)
+            return F.conv2d(F.pad(x, (half,) * 4, mode="circular"), self.kernel, groups=self.channels)
+        return F.conv2d(x, self.kernel, padding=half, groups=self.channels)
 
     def update(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, F, H, W)`` → ``(B, C, H, W)``: 1×1 convolutions with ReLU between them."""

@@ -25,6 +25,13 @@ def info(
     table.add_column("value")
     table.add_row("format", f"{data['format']} v{data['format_version']}")
     table.add_row("parameters", f"{data['parameters']:,}")
+    if data["perception"]:
+        per = data["perception"]
+        table.add_row(
+            "perception",
+            f"{per['name']}: {per['features_per_channel']} features per channel, receptive field "
+            f"{per['receptive_field']}×{per['receptive_field']}, {per['parameters']:,} parameters",
+        )
     for key, value in data["config"].items():
         table.add_row(f"config.{key}", str(value))
     for key, value in data["provenance"].items():

@@ -1,8 +1,10 @@
-"""Perception: what a cell sees of its 3×3 neighbourhood.
+"""Perception: what a cell sees of its neighbourhood.
 
-A perception maps a state ``(B, C, H, W)`` to features ``(B, C * K, H, W)``.
-Fixed-kernel perceptions are depthwise convolutions with ``K`` kernels per channel,
-features grouped per channel (``[c0·k0, c0·k1, …, c1·k0, …]``).
+A perception maps a state ``(B, C, H, W)`` to features ``(B, C * K, H, W)`` and says how far it
+looks: ``receptive_field`` is the side of the square neighbourhood a cell sees in one step.
+Fixed-kernel perceptions are depthwise convolutions with ``K`` odd-sized kernels per channel,
+features grouped per channel (``[c0·k0, c0·k1, …, c1·k0, …]``). The learned perceptions live in
+:mod:`ncacli.engine.learned_perception`.
 New perceptions register with :func:`register_perception` or through the
 ``ncacli.perceptions`` entry-point group.
 """
@@ -18,6 +20,20 @@ from torch import nn
 IDENTITY = [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
 SOBEL_X = [[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]
 LAPLACIAN = [[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]
+# Edge operators at 45° and 135° (the 3×3 Sobel rotated by 45°); rows run down the grid (y), columns right (x).
+# SOBEL_45 grows towards the upper right, SOBEL_135 towards the lower right.
+SOBEL_45 = [[0.0, 1.0, 2.0], [-1.0, 0.0, 1.0], [-2.0, -1.0, 0.0]]
+SOBEL_135 = [[-2.0, -1.0, 0.0], [-1.0, 0.0, 1.0], [0.0, 1.0, 2.0]]
+# The 5×5 Sobel x-operator: entry (y, x) ∝ x / (x² + y²) (the 3×3 Sobel is the same rule at radius 1).
+SOBEL5_X = [
+    [-5.0, -4.0, 0.0, 4.0, 5.0],
+    [-8.0, -10.0, 0.0, 10.0, 8.0],
+    [-10.0, -20.0, 0.0, 20.0, 10.0],
+    [-8.0, -10.0, 0.0, 10.0, 8.0],
+    [-5.0, -4.0, 0.0, 4.0, 5.0],
+]
+# Its response to the ramp f(x) = x: Σ k(y, x)·x = 240, so SOBEL5_X / 240 measures d/dx per cell, like SOBEL_X / 8.
+SOBEL5_GAIN = 240.0
 
 
 def pad(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
@@ -27,20 +43,40 @@ def pad(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     return F.pad(x, (size, size, size, size))
 
 
-class FixedKernelPerception(nn.Module):
-    """Depthwise convolution of every channel with a fixed stack of 3×3 kernels.
+def stack_kernels(kernels: list[list[list[float]]]) -> torch.Tensor:
+    """Square, odd-sized kernels (sizes may differ) → ``(K, k, k)`` float32, each zero-padded to the largest
+    size ``k`` around its centre (a 3×3 identity among 5×5 kernels stays the identity)."""
+    tensors = [torch.tensor(kernel, dtype=torch.float32) for kernel in kernels]
+    for t in tensors:
+        if t.dim() != 2 or t.shape[0] != t.shape[1] or t.shape[0] % 2 == 0:
+            raise ValueError(f"perception kernels must be square with an odd side, not {tuple(t.shape)}")
+    size = max(t.shape[0] for t in tensors)
+    return torch.stack([F.pad(t, [(size - t.shape[0]) // 2] * 4) for t in tensors])
 
-    Subclasses set ``kernels``: a list of 3×3 lists. Output ``(B, C * len(kernels), H, W)``.
+
+class FixedKernelPerception(nn.Module):
+    """Depthwise convolution of every channel with a fixed stack of odd-sized k×k kernels.
+
+    Subclasses set ``kernels``: a list of square lists of odd side (3×3, 5×5, …; smaller kernels are
+    centred in the largest). ``weight`` is a ``(C * K, 1, k, k)`` buffer, the input is padded by ``k // 2``
+    and ``receptive_field`` is ``k`` (set from ``kernels`` when a subclass defines them).
+    ``(B, C, H, W)`` → ``(B, C * len(kernels), H, W)``.
     """
 
     kernels: list[list[list[float]]] = []
     receptive_field = 3
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kernels" in cls.__dict__ and "receptive_field" not in cls.__dict__ and cls.kernels:
+            cls.receptive_field = max(len(kernel) for kernel in cls.kernels)
+
     def __init__(self, channels: int, padding: str = "zeros") -> None:
         super().__init__()
-        k = torch.tensor(self.kernels, dtype=torch.float32)  # (K, 3, 3)
+        k = stack_kernels(self.kernels)  # (K, k, k)
         self.channels = channels
         self.padding = padding
+        self.kernel_size = int(k.shape[-1])
         self.register_buffer("weight", k.repeat(channels, 1, 1).unsqueeze(1), persistent=False)
 
     @property
@@ -49,9 +85,10 @@ class FixedKernelPerception(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → ``(B, C * K, H, W)``."""
+        half = self.kernel_size // 2
         if self.padding == "circular":
-            return F.conv2d(pad(x, 1, "circular"), self.weight, groups=self.channels)
-        return F.conv2d(x, self.weight, padding=1, groups=self.channels)
+            return F.conv2d(pad(x, half, "circular"), self.weight, groups=self.channels)
+        return F.conv2d(x, self.weight, padding=half, groups=self.channels)
 
 
 class Sobel(FixedKernelPerception):
@@ -68,6 +105,30 @@ class SobelLaplacian(FixedKernelPerception):
     """Identity + Sobel x/y (/8) + the 5-point Laplacian (/8), as in seed 003."""
 
     kernels = Sobel.kernels + [[[v / 8 for v in row] for row in LAPLACIAN]]
+
+
+class Sobel5(FixedKernelPerception):
+    """Identity + the 5×5 Sobel x/y operators (seed 002): receptive field 5, ``K = 3``.
+
+    Normalisation: each operator is divided by 240, its response to a unit ramp, so on a linear field it
+    reads the slope per cell exactly as the 3×3 Sobel / 8 does (both give 1 on ``f(x) = x``). Its absolute
+    values then sum to 168 / 240 = 0.7 (the 3×3 / 8 kernels sum to 1), so features stay bounded by the state.
+    """
+
+    kernels = [
+        IDENTITY,
+        [[v / SOBEL5_GAIN for v in row] for row in SOBEL5_X],
+        [[v / SOBEL5_GAIN for v in col] for col in zip(*SOBEL5_X, strict=True)],
+    ]
+
+
+class SobelDiagonal(FixedKernelPerception):
+    """Identity + Sobel x/y + the 45° and 135° edge operators, all operators divided by 8 (seed 002): ``K = 5``."""
+
+    kernels = Sobel.kernels + [
+        [[v / 8 for v in row] for row in SOBEL_45],
+        [[v / 8 for v in row] for row in SOBEL_135],
+    ]
 
 
 PERCEPTIONS: dict[str, Callable[..., nn.Module]] = {}

@@ -83,14 +83,28 @@ def load_model_and_target(name: str, device: str = "cpu") -> tuple[NCA, dict[str
     return model.to(device).eval(), provenance, target
 
 
+def _perception(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The perception's name, receptive field, parameters and features per channel (None if not installed)."""
+    from ncacli.engine.learned_perception import describe as describe_perception
+    from ncacli.engine.perception import make_perception
+
+    try:
+        module = make_perception(config["perception"], config["channels"], config.get("padding_mode", "zeros"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return {"name": config["perception"], **describe_perception(module)}
+
+
 def describe(name: str) -> dict[str, Any]:
     """What a model file holds, for ``nca info``."""
     tensors, meta = read_model_file(name)
+    config = json.loads(meta.get("config", "{}"))
     return {
         "file": name,
         "format": meta["format"],
         "format_version": meta["format_version"],
-        "config": json.loads(meta.get("config", "{}")),
+        "config": config,
+        "perception": _perception(config),
         "provenance": json.loads(meta.get("provenance", "{}")),
         "parameters": sum(t.numel() for k, t in tensors.items() if k != TARGET),
         "tensors": {k: list(t.shape) for k, t in sorted(tensors.items()) if k != TARGET},
