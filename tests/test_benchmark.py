@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
 import torch
 from torch import nn
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from ncacli.bench import SUITES, NoReference, Settings, custom_case, reference_for, run_benchmark, trained_like
 from ncacli.bench.measure import is_oom, measure
 from ncacli.bench.system import LoadSampler, MemoryProbe, ResidentMemory, memory_probe
@@ -290,3 +291,19 @@ def test_checkpointed_engine_agrees_with_the_reference_and_uses_less_memory(caps
     assert row["max_abs_diff"] is not None and row["max_abs_diff"] < 1e-5  # the same loss as the reference
     # a 32-step graph against one of 4 steps plus 8 saved states: several times smaller
     assert row["engine"]["peak_mb"] < 0.6 * plain["engine"]["peak_mb"]
+
+
+def test_perception_table_is_one_command(tmp_path):
+    out = tmp_path / "table"
+    args = ["--perceptions", "sobel_diagonal", "--iters", "2", "--size", "8", "--padding", "2", "--batch", "4"]
+    args += ["--steps", "6,8", "--trials", "2", "--device", "cpu", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "perception_table.py"), *args], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("| perception |") and lines[2].startswith("| `sobel_diagonal` |")
+    rows = json.loads((out / "table.json").read_text())
+    assert rows[0]["parameters"] == 16 * 5 * 128 + 128 + 128 * 16 + 16 and rows[0]["receptive_field"] == 3
+    assert rows[0]["metric"] in ("lpips", "mse") and rows[0]["seconds_per_iteration"] > 0
+    assert (out / "sobel_diagonal" / "model.safetensors").is_file()

@@ -1,0 +1,125 @@
+"""Seed 004's Table 1 for every perception: the same target, preset and budget for each, through `nca`.
+
+    python benchmarks/perception_table.py --iters 300 --size 24 --padding 8 --out runs/perceptions
+
+Each perception is trained with `nca train --preset regenerating --set perception=NAME` and measured
+with `nca evaluate` (LPIPS when its weights are present, else MSE): the metric at stages 1–3, recovery
+% after a circular cut at step 150, parameters, and training seconds per iteration. A run directory
+that already holds a model is evaluated again, not retrained. Prints a Markdown table on stdout and
+writes it, with the JSON rows, into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PERCEPTIONS = [
+    "sobel",
+    "sobel_laplacian",
+    "sobel5",
+    "sobel_diagonal",
+    "conv",
+    "conv_scaled",
+    "combined",
+    "attention",
+    "deformable",
+    "residual",
+]
+
+
+def nca(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ncacli", *args], capture_output=True, text=True)
+
+
+def train(name: str, run: Path, opts: argparse.Namespace) -> None:
+    if (run / "model.safetensors").exists():
+        return
+    args = ["train", "--emoji", opts.emoji, "--preset", "regenerating", "--set", f"perception={name}"]
+    args += ["--iters", str(opts.iters), "--size", str(opts.size), "--padding", str(opts.padding)]
+    args += ["--batch", str(opts.batch), "--seed", str(opts.seed), "--device", opts.device, "--quiet"]
+    args += ["--set", f"steps_min={opts.steps[0]}", "--set", f"steps_max={opts.steps[1]}"]
+    args += ["--set", f"checkpoint_every={opts.iters}", "--out", str(run)]
+    proc = nca(*args)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name}: training failed: {proc.stderr.strip().splitlines()[-1]}")
+
+
+def evaluate(run: Path, metric: str, opts: argparse.Namespace) -> dict | None:
+    args = ["evaluate", str(run), "--metric", metric, "--trials", str(opts.trials), "--json", "--device", opts.device]
+    proc = nca(*args)
+    if proc.returncode != 0:
+        if metric == "lpips":
+            return None
+        raise SystemExit(f"{run}: evaluation failed: {proc.stderr.strip().splitlines()[-1]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def row(name: str, run: Path, opts: argparse.Namespace) -> dict:
+    doc = evaluate(run, "lpips", opts) or evaluate(run, "mse", opts)
+    metric = next(iter(doc["metrics"]))
+    values = doc["metrics"][metric]
+    info = json.loads(nca("info", str(run / "model.safetensors"), "--json").stdout)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return {
+        "perception": name,
+        "metric": metric,
+        "stage1": values["stage1"]["mean"],
+        "stage2": values["stage2"]["mean"],
+        "stage3": values["stage3"]["mean"],
+        "recovery": values["recovery"],
+        "parameters": info["parameters"],
+        "receptive_field": (info["perception"] or {}).get("receptive_field"),
+        "seconds_per_iteration": records[-1]["seconds"] / len(records),
+        "final_loss": records[-1]["loss"],
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    metric = rows[0]["metric"].upper() if rows else ""
+    lines = [
+        f"| perception | {metric} stage 1 | stage 2 | stage 3 | recovery % | parameters | receptive field "
+        "| s/iteration |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        recovery = "—" if r["recovery"] is None else f"{r['recovery']:.1f}"
+        lines.append(
+            f"| `{r['perception']}` | {r['stage1']:.4f} | {r['stage2']:.4f} | {r['stage3']:.4f} | {recovery} "
+            f"| {r['parameters']:,} | {r['receptive_field']} | {r['seconds_per_iteration']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--perceptions", default=",".join(PERCEPTIONS), help="comma-separated names")
+    parser.add_argument("--emoji", default="🦎")
+    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--size", type=int, default=24)
+    parser.add_argument("--padding", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=lambda s: tuple(int(v) for v in s.split(",")), default=(48, 64))
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=Path("runs/perceptions"))
+    opts = parser.parse_args(argv)
+    rows = []
+    for name in opts.perceptions.split(","):
+        run = opts.out / name
+        train(name, run, opts)
+        rows.append(row(name, run, opts))
+        print(f"{name}: done", file=sys.stderr, flush=True)
+    table = markdown(rows)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    (opts.out / "table.md").write_text(table, encoding="utf-8")
+    (opts.out / "table.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    sys.stdout.write(table)
+
+
+if __name__ == "__main__":
+    main()
