@@ -130,11 +130,16 @@ def _rollout_grads(model, seed_state, **options):
     return out.detach(), [p.grad.clone() for p in model.parameters()], g.get_state()
 
 
-def test_checkpointed_rollout_gives_the_same_states_gradients_and_generator():
+def _changing_model():
+    """A model whose updates are not zero yet (a trained one's would not be), and a seed ``(2, 16, 20, 20)``."""
     torch.manual_seed(0)
     model = NCA(ModelConfig(hidden=32))
     torch.nn.init.normal_(model.update.net[-1].weight, std=0.05)
-    seed = make_seed(2, 16, 20, 20)
+    return model, make_seed(2, 16, 20, 20)
+
+
+def test_checkpointed_rollout_gives_the_same_states_gradients_and_generator():
+    model, seed = _changing_model()
     plain = _rollout_grads(model, seed)
     for options in ({"checkpoint": 5}, {"checkpoint": 24}, {"checkpoint": 1}):
         out, grads, state = _rollout_grads(model, seed, **options)
@@ -145,10 +150,7 @@ def test_checkpointed_rollout_gives_the_same_states_gradients_and_generator():
 
 
 def test_truncated_backprop_keeps_the_states_and_only_the_last_steps_gradients():
-    torch.manual_seed(0)
-    model = NCA(ModelConfig(hidden=32))
-    torch.nn.init.normal_(model.update.net[-1].weight, std=0.05)
-    seed = make_seed(2, 16, 20, 20)
+    model, seed = _changing_model()
     plain = _rollout_grads(model, seed)
     out, grads, _ = _rollout_grads(model, seed, truncate=8)
     assert torch.equal(out, plain[0])
