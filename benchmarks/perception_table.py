@@ -86,7 +86,8 @@ def markdown(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        recovery = "—" if r["recovery"] is None else f"{r['recovery']:.1f}"
+        # none: the cut did not make the metric worse; below −100: worse at the end than right after the cut
+        recovery = "—" if r["recovery"] is None else "< −100" if r["recovery"] < -100 else f"{r['recovery']:.1f}"
         lines.append(
             f"| `{r['perception']}` | {r['stage1']:.4f} | {r['stage2']:.4f} | {r['stage3']:.4f} | {recovery} "
             f"| {r['parameters']:,} | {r['receptive_field']} | {r['seconds_per_iteration']:.2f} |"
