@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ncacli.engine.visible import visible_rgb
+
 
 def rgba(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W)`` state → ``(B, 4, H, W)`` premultiplied RGBA clamped to [0, 1]."""
@@ -21,7 +23,7 @@ def rgba(x: torch.Tensor) -> torch.Tensor:
 
 def composite(x: torch.Tensor) -> torch.Tensor:
     """Premultiplied RGBA ``(B, 4, H, W)`` in [0, 1] → RGB over white ``(B, 3, H, W)``."""
-    return (x[:, :3] + 1.0 - x[:, 3:4]).clamp(0.0, 1.0)
+    return visible_rgb(x, "white")
 
 
 def mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

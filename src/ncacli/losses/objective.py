@@ -30,6 +30,8 @@ class Objective:
     def __init__(self, terms: list[tuple[str, float, LossFn]]) -> None:
         self.terms = terms
         self.last: dict[str, float] = {}
+        # one plain term (the Distill MSE) has nothing to report beyond the loss: skip the device syncs
+        self.records = len(terms) > 1 or any(hasattr(fn, "last") for _, _, fn in terms)
         self._generator: torch.Generator | None = None
 
     @property
@@ -50,8 +52,9 @@ class Objective:
         for name, weight, fn in self.terms:
             value = fn(state)
             total = weight * value if total is None else total + weight * value
-            last[name] = float(value.detach().mean())
-            last.update(getattr(fn, "last", {}) or {})
+            if self.records:
+                last[name] = float(value.detach().mean())
+                last.update(getattr(fn, "last", {}) or {})
         self.last = last
         assert total is not None
         return total

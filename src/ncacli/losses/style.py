@@ -194,10 +194,10 @@ def build_vgg(weights: str = "") -> VGGFeatures:
 
 def load_style_image(path: str, size: int) -> torch.Tensor:
     """The style picture fitted into ``size`` pixels, over white → ``(1, 3, h, w)`` in [0, 1]."""
+    from ncacli.engine.visible import visible_rgb
     from ncacli.io.images import image_to_rgba, read_image_file
 
-    rgba = image_to_rgba(read_image_file(path), path, size=size)
-    return (rgba[:3] + 1.0 - rgba[3:4]).clamp(0.0, 1.0)[None]
+    return visible_rgb(image_to_rgba(read_image_file(path), path, size=size)[None], "white")
 
 
 def _big_enough(rgb: torch.Tensor) -> torch.Tensor:
