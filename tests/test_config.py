@@ -36,6 +36,8 @@ def test_objective_keys_are_checked():
         resolve("clip")
     with pytest.raises(UsageError, match="needs a style image"):
         resolve("texture")
+    with pytest.raises(UsageError, match="prompt is read by the clip loss only"):
+        resolve(flags={"prompt": "fire", "loss": "mse"})
     with pytest.raises(UsageError, match="loss_weights names 'clip'"):
         resolve(flags={"loss": "mse", "loss_weights": {"clip": 1.0}})
     with pytest.raises(UsageError, match="seed_kind must be one of"):

@@ -259,6 +259,10 @@ def validate(config: Config) -> None:
         raise UsageError("the clip loss needs a prompt: --prompt TEXT")
     if "style" in names and not config.style:
         raise UsageError("the style loss needs a style image: --style IMAGE")
+    if config.prompt and "clip" not in names:
+        raise UsageError(f"a prompt is read by the clip loss only, and loss is {config.loss!r}: add --loss clip")
+    if config.style and "style" not in names:
+        raise UsageError(f"a style image is read by the style loss only, and loss is {config.loss!r}: add --loss style")
     for name, weight in config.loss_weights.items():
         if name not in names:
             raise UsageError(f"loss_weights names '{name}', which is not in loss {config.loss!r}")
