@@ -21,14 +21,16 @@ def test_precedence_defaults_preset_file_set_flags(tmp_path):
 
 def test_every_shipped_preset_resolves():
     presets = list_presets()
-    assert {"growing", "persistent", "regenerating", "clip", "clip-large", "texture"} <= set(presets)
+    assert {"growing", "persistent", "regenerating", "clip", "clip-large", "texture", "conditional"} <= set(presets)
     for name in presets:
-        config = resolve(name, flags={"prompt": "fire", "style": "leaves.jpg", "loss": "style+clip"})
+        flags = {"prompt": "fire", "style": "leaves.jpg", "loss": "style+clip", "emojis": []}
+        config = resolve(name, flags=flags)
         assert config.model_config().channels >= 4
         loss = load_preset(name)[0].get("loss", "mse").split("+")
         needed = {"prompt": "fire"} if "clip" in loss else {"style": "leaves.jpg"} if "style" in loss else {}
         assert resolve(name, flags=needed).loss.split("+") == loss
     assert resolve("regenerating").damage_count == 3 and resolve("growing").iters == 8000
+    assert resolve("conditional").condition_channels == 3
 
 
 def test_objective_keys_are_checked():

@@ -32,6 +32,9 @@ class Config(ModelConfig):
     # target and seed
     emoji: str = "🦎"
     target: str = ""
+    # a conditional model (seed 004): one class per target, the files first, then the emoji
+    targets: list = field(default_factory=list)
+    emojis: list = field(default_factory=list)
     size: int = 40
     padding: int = 16
     seed_positions: list = field(default_factory=list)  # [] = auto (see engine.seeds)
@@ -72,10 +75,15 @@ class Config(ModelConfig):
     checkpoint_steps: int = 0  # gradient checkpointing: keep the state every N steps, recompute between (0 = off)
     pool_size: int = 1024
     damage_count: int = 3
+    mutation_count: int = 0  # conditional runs with a pool: samples per batch switched to another class
     checkpoint_every: int = 500
     seed: int = 0
     device: str = "auto"
     preset: str = ""
+
+    def classes(self) -> list[tuple[str, str]]:
+        """A conditional run's classes, in order: ``("target", path)`` or ``("emoji", emoji)``; [] for one target."""
+        return [("target", t) for t in self.targets] + [("emoji", e) for e in self.emojis]
 
     def model_config(self) -> ModelConfig:
         names = {f.name for f in fields(ModelConfig)}
@@ -212,6 +220,9 @@ def resolve(
         key, value = parse_set(item)
         config = apply(config, {key: value}, f"--set {item}")
     config = apply(config, {k: v for k, v in (flags or {}).items() if v is not None}, "option")
+    n = len(config.classes())
+    if n >= 2 and config.condition_channels == 0:  # several targets make a conditional model
+        config = replace(config, condition_channels=n)
     validate(config)
     return config
 
@@ -247,9 +258,11 @@ def validate(config: Config) -> None:
     ):
         if getattr(config, key) not in allowed:
             raise UsageError(f"{key} must be one of {', '.join(allowed)}, not {getattr(config, key)!r}")
-    for key in ("signal_channels", "signal_steps", "truncate_backprop", "checkpoint_steps"):
+    for key in ("signal_channels", "signal_steps", "truncate_backprop", "checkpoint_steps", "mutation_count"):
         if getattr(config, key) < 0:
             raise UsageError(f"{key} must be 0 or more, not {getattr(config, key)}")
+    if config.condition_channels < 0:
+        raise UsageError(f"condition_channels must be 0 or more, not {config.condition_channels}")
     if config.signal_channels > config.channels - 4:
         raise UsageError(
             f"signal_channels ({config.signal_channels}) exceeds the {config.channels - 4} hidden channels"
@@ -276,3 +289,34 @@ def validate(config: Config) -> None:
         raise UsageError(f"pool_size ({config.pool_size}) is smaller than batch ({config.batch})")
     if config.damage_count >= config.batch and config.mode == "regenerating":
         raise UsageError(f"damage_count ({config.damage_count}) must be below batch ({config.batch})")
+    _validate_classes(config)
+
+
+def _validate_classes(config: Config) -> None:
+    """Several targets ↔ condition channels, and the options only a conditional run reads."""
+    n = len(config.classes())
+    if n == 1:
+        raise UsageError("targets/emojis name one target; a conditional model needs two or more (or use target/emoji)")
+    for key in ("targets", "emojis"):
+        if not all(isinstance(v, str) and v for v in getattr(config, key)):
+            raise UsageError(f"{key} must be a list of non-empty strings, not {getattr(config, key)!r}")
+    if n and config.condition_channels != n:
+        raise UsageError(f"condition_channels is {config.condition_channels} but {n} targets are named: one per class")
+    if not n and config.condition_channels:
+        raise UsageError(
+            f"condition_channels = {config.condition_channels} needs as many targets: --emoji A --emoji B ... "
+            "or --target a.png --target b.png ..."
+        )
+    if n and not needs_image(config):
+        raise UsageError(f"several targets are compared by the mse loss; loss is {config.loss!r}")
+    damaged = config.damage_count if config.mode == "regenerating" else 0
+    if n and config.mode != "growing" and damaged + config.mutation_count >= config.batch:
+        raise UsageError(
+            f"damage_count + mutation_count ({damaged + config.mutation_count}) must be below batch "
+            f"({config.batch}): one sample of each batch is a fresh seed"
+        )
+
+
+def needs_image(config: Config) -> bool:
+    """Whether the loss is a plain comparison with a target image (what a conditional run trains with)."""
+    return all(name == "mse" for name in loss_names(config.loss))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -119,3 +120,51 @@ def background_of(provenance: dict) -> str:
     """How the model's pictures are shown: white, black, or none (RGB alone)."""
     background = provenance.get("background", "white")
     return background if background in ("white", "black", "none") else "white"
+
+
+def class_index(provenance: dict, classes: int, text: str, option: str = "--condition") -> int:
+    """A class by its index (0-based) or its name: the emoji, ``emoji 🦋``, or the target's file name."""
+    names = provenance.get("classes") or []
+    try:
+        index = int(text)
+    except ValueError:
+        wanted = text.strip()
+        for i, name in enumerate(names):
+            short = name.removeprefix("emoji ")
+            if wanted in (name, short) or (wanted and wanted in (Path(short).name, Path(short).stem)):
+                return i
+        listed = ", ".join(f"{i} = {n}" for i, n in enumerate(names)) or f"0 … {classes - 1}"
+        raise UsageError(f"{option} {text!r}: not a class of this model ({listed})") from None
+    if not 0 <= index < classes:
+        raise UsageError(f"{option} {index}: this model has classes 0 … {classes - 1}")
+    return index
+
+
+def not_conditional(option: str) -> UsageError:
+    return UsageError(f"{option}: this model is not conditional (train one on several --emoji/--target)")
+
+
+def condition_of(model, provenance: dict, grid: tuple[int, int], condition: str | None, condition_map: str | None):
+    """The condition to grow with ``(1, K, H|1, W|1)``, or None for a model that is not conditional.
+
+    ``condition``: a class (index or name; default the first); ``condition_map``: an image whose
+    brightness picks the class of each cell (black the first class, white the last, greys blend).
+    """
+    import torch
+
+    from ncacli.engine import one_hot, ramp
+
+    k = model.config.condition_channels
+    if not k:
+        for name, value in (("--condition", condition), ("--condition-map", condition_map)):
+            if value is not None:
+                raise not_conditional(name)
+        return None
+    if condition is not None and condition_map is not None:
+        raise UsageError("--condition and --condition-map both name the condition; give one")
+    if condition_map is not None:
+        from ncacli.io.images import brightness_map
+
+        return ramp(brightness_map(condition_map, grid), k)[None]
+    index = class_index(provenance, k, condition) if condition is not None else 0
+    return one_hot(torch.tensor([index]), k)

@@ -39,6 +39,12 @@ def evaluate(
     final: int = typer.Option(449, "--final", min=1, help="Stage 3: the final step (m_final)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Compare with this image instead."),
     emoji: Optional[str] = typer.Option(None, "--emoji", "-e", help="Compare with this emoji instead."),
+    condition: Optional[str] = typer.Option(
+        None, "--condition", "-c", help="Conditional models: every trial's class (default: trials cycle the classes)."
+    ),
+    condition_to: Optional[str] = typer.Option(
+        None, "--condition-to", help="With --perturb mutation: the class to switch to (default: a random other one)."
+    ),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the metrics over time to this PNG."),
     every: Optional[int] = typer.Option(
         None, "--every", min=1, help="Measure every N steps for the curve (default 1 with --plot)."
@@ -47,7 +53,7 @@ def evaluate(
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Grow, perturb and regrow; report each metric at seed 004's three stages and the recovery %."""
-    from ncacli.cli.common import check_name, seed_state
+    from ncacli.cli.common import check_name, not_conditional, seed_state
     from ncacli.engine import SHAPES
     from ncacli.evaluation.metrics import METRIC_NAMES, make_metrics
     from ncacli.evaluation.protocol import PERTURBATIONS, Protocol, run_protocol
@@ -84,16 +90,24 @@ def evaluate(
     path = _model_file(model_path)
     dev = device(device_name)
     model, provenance, stored_target = load_model_and_target(path, str(dev))
-    if perturb == "mutation":
+    classes = model.config.condition_channels
+    if perturb == "mutation" and not classes:
         raise NcaError(
             f"{path}: --perturb mutation switches the class of a conditional model; this model is not conditional "
             "(use --perturb damage or none)"
         )
+    if not classes and (condition is not None or condition_to is not None):
+        raise not_conditional("--condition" if condition is not None else "--condition-to")
+    if condition_to is not None and perturb != "mutation":
+        raise UsageError("--condition-to is the class a mutation switches to: add --perturb mutation")
+    if classes and (target or emoji):
+        raise UsageError(f"{path}: a conditional model is compared with its own targets; drop --target/--emoji")
     goal, goal_desc = _target(path, stored_target, provenance, target, emoji)
-    seed_grid = tuple(goal.shape[1:])
+    seed_grid = tuple(goal.shape[-2:])
+    labels, mutated = _classes(provenance, classes, trials, seed, perturb, condition, condition_to)
     metrics = make_metrics(names, lpips_net, lpips_weights, dev)
     state = seed_state(model, provenance, 1, seed_grid).to(dev)
-    result = run_protocol(model, state, goal, metrics, protocol)
+    result = run_protocol(model, state, goal, metrics, protocol, labels, mutated)
     document = {
         "model": path,
         "config": model.config.to_dict(),
@@ -118,6 +132,31 @@ def evaluate(
     _print_table(document, protocol)
     if json_out:
         emit_json(document)
+
+
+def _classes(provenance: dict, classes: int, trials: int, seed: int, perturb: str, condition, condition_to):
+    """A conditional model's class per trial and, for a mutation, the class each switches to (c′ ≠ c)."""
+    import torch
+
+    from ncacli.cli.common import class_index
+    from ncacli.engine import other_labels
+
+    if not classes:
+        return None, None
+    start = class_index(provenance, classes, condition) if condition is not None else None
+    to = class_index(provenance, classes, condition_to, "--condition-to") if condition_to is not None else None
+    if start is not None and start == to:
+        raise UsageError(f"--condition and --condition-to are the same class ({start}): a mutation switches class")
+    if start is not None:
+        labels = torch.full((trials,), start)
+    else:  # cycle through the classes (those a mutation can leave, when --condition-to names one)
+        pool = [k for k in range(classes) if k != to]
+        labels = torch.tensor([pool[i % len(pool)] for i in range(trials)])
+    if perturb != "mutation":
+        return labels, None
+    if to is not None:
+        return labels, torch.full((trials,), to)
+    return labels, other_labels(labels, classes, torch.Generator().manual_seed(seed + 2))
 
 
 def _model_file(name: str | None) -> str:
@@ -160,7 +199,7 @@ def _target(path: str, stored, provenance: dict, target: str | None, emoji: str 
             goal, desc = load_target(run.get("target", ""), run.get("emoji", "🦎"), run["size"], run["padding"])
         except (KeyError, tomllib.TOMLDecodeError) as exc:
             raise NcaError(f"{path}: its run's config.toml lacks {exc}") from None
-    if grid and list(goal.shape[1:]) != list(grid):
+    if grid and list(goal.shape[-2:]) != list(grid):
         raise NcaError(
             f"{path}: the target is {goal.shape[1]}×{goal.shape[2]} but the model grew on {grid[0]}×{grid[1]}; "
             "pass --target/--emoji with the training --size and --padding, or train on this target"
@@ -195,6 +234,7 @@ def _print_table(doc: dict, protocol) -> None:
     what = {
         "damage": f"damage {p.shape} (r={p.radius:g})" if p.shape in ("circle", "square") else f"damage {p.shape} cut",
         "none": "no perturbation",
+        "mutation": "class switched",
     }[p.perturb]
     table = Table(
         title=f"{doc['model']}\n{doc['target']} · {what} at step {p.perturb_at} · {p.trials} trials",
@@ -219,8 +259,9 @@ def _print_table(doc: dict, protocol) -> None:
             "—" if rec is None else f"{rec:.1f}",
         )
     captions = []
-    if p.perturb == "damage" and any(m["recovery"] is None for m in doc["metrics"].values()):
-        captions.append("recovery —: the damage did not make that metric worse, so there was nothing to recover")
+    if p.perturb != "none" and any(m["recovery"] is None for m in doc["metrics"].values()):
+        what = "damage" if p.perturb == "damage" else "switch of class"
+        captions.append(f"recovery —: the {what} did not make that metric worse, so there was nothing to recover")
     if "lpips" in doc["metrics"] and doc["protocol"]["lpips_weights"] == "random":
         captions.append("lpips with a random backbone (--lpips-weights random): a test of the pipeline, not a measure")
     table.caption = "\n".join(captions) or None

@@ -26,6 +26,12 @@ def grow(
     batch: int = typer.Option(1, "--batch", min=1, help="Grow this many samples from the seed."),
     size: Optional[str] = typer.Option(None, "--grid", help="Grid size HxW when growing from the seed."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the fire masks."),
+    condition: Optional[str] = typer.Option(
+        None, "--condition", "-c", help="Conditional models: the class to grow, an index or a name (default 0)."
+    ),
+    condition_map: Optional[str] = typer.Option(
+        None, "--condition-map", help="Conditional models: an image whose brightness picks each cell's class."
+    ),
     fmt: Optional[str] = typer.Option(None, "--format", help="png or state (default from --out)."),
     transparent: bool = typer.Option(False, "--transparent", help="Keep alpha in the PNG instead of white."),
     scale: int = typer.Option(1, "--scale", min=1, help="Upscale the PNG by this factor (nearest)."),
@@ -35,7 +41,7 @@ def grow(
     """Grow a pattern: from the model's seed, or on from a state (`--from`)."""
     import torch
 
-    from ncacli.cli.common import parse_pair
+    from ncacli.cli.common import condition_of, parse_pair
     from ncacli.io.model_file import load_model
 
     as_state = wants_state(out, fmt)
@@ -54,13 +60,12 @@ def grow(
             h, w = (int(v) for v in parse_pair(size.lower().replace("x", ","), "--grid"))
             grid = (h, w)
         state, start = seed_state(model, provenance, batch, grid, seed), 0
+    cond = condition_of(model, provenance, tuple(state.shape[2:]), condition, condition_map)
     g = torch.Generator(device=dev)
     g.manual_seed(seed)
     with torch.no_grad():
-        state = model.rollout(state.to(dev), steps, g).cpu()
-    kind = write_picture_or_state(
-        out, state, start + steps, transparent, scale, as_state, background_of(provenance)
-    )
+        state = model.rollout(state.to(dev), steps, g, condition=None if cond is None else cond.to(dev)).cpu()
+    kind = write_picture_or_state(out, state, start + steps, transparent, scale, as_state, background_of(provenance))
     # without alive masking (textures) alpha is one more hidden channel: no cell is "dead"
     alive = int((state[:, 3] > model.config.alive_threshold).sum()) if cfg.alive_masking else None
     summary = {

@@ -23,6 +23,17 @@ def render(
     radius: float = typer.Option(0.2, "--radius", help="Damage radius (fraction of the grid width)."),
     from_state: Optional[str] = typer.Option(None, "--from", help="Start from this state instead of the seed."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the fire masks."),
+    condition: Optional[str] = typer.Option(
+        None, "--condition", "-c", help="Conditional models: the class to grow, an index or a name (default 0)."
+    ),
+    switch_at: Optional[int] = typer.Option(None, "--switch-at", min=1, help="Switch the class after this step."),
+    condition_to: Optional[str] = typer.Option(None, "--condition-to", help="The class to switch to at --switch-at."),
+    condition_map: Optional[str] = typer.Option(
+        None, "--condition-map", help="An image whose brightness picks each cell's class (black first, white last)."
+    ),
+    condition_video: Optional[str] = typer.Option(
+        None, "--condition-video", help="A video whose frames are condition maps, one per output frame."
+    ),
     device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
@@ -31,15 +42,20 @@ def render(
 
     from ncacli.cli.common import background_of, check_name, read_state, seed_state
     from ncacli.engine import SHAPES, apply_damage, damage_mask
+    from ncacli.errors import UsageError
     from ncacli.io.images import to_pixels
     from ncacli.io.model_file import load_model
     from ncacli.io.video import FORMATS, write_video
 
     if out.suffix.lower() not in FORMATS:
-        from ncacli.errors import UsageError
-
         raise UsageError(f"{out}: unsupported output {out.suffix!r}; use .gif or .mp4")
     check_name("damage shape", shape, list(SHAPES))
+    if (switch_at is None) != (condition_to is None):
+        raise UsageError("--switch-at and --condition-to go together: switch after step N to class M")
+    if condition_video is not None and (condition_map is not None or condition is not None or switch_at is not None):
+        raise UsageError(
+            "--condition-video gives the condition of every step; drop --condition/--condition-map/--switch-at"
+        )
     dev = device(device_name)
     model, provenance = load_model(model_path, str(dev))
     if from_state is not None:
@@ -59,13 +75,48 @@ def render(
             frames.append(to_pixels(x[0, :4], scale=scale, background=background))
         return x if damage_at is not None and step == damage_at else None
 
+    schedule = _conditions(
+        model, provenance, (h, w), condition, condition_map, switch_at, condition_to, condition_video, every, dev
+    )
     g = torch.Generator(device=dev)
     g.manual_seed(seed)
     with torch.no_grad():
-        model.rollout(state, steps, g, observe)
+        model.rollout(state, steps, g, observe, condition=schedule)
     write_video(out, frames, fps)
     summary = {"out": str(out), "frames": len(frames), "steps": steps, "fps": fps, "damage_at": damage_at}
+    if model.config.condition_channels:
+        given = {"condition": condition, "switch_at": switch_at, "condition_to": condition_to}
+        given.update(condition_map=condition_map, condition_video=condition_video)
+        summary.update({k: v for k, v in given.items() if v is not None} or {"condition": "0"})
     if json_out:
         emit_json(summary)
     else:
         console.print(f"rendered {len(frames)} frames → {out}", highlight=False)
+
+
+def _conditions(model, provenance, grid, condition, condition_map, switch_at, condition_to, video, every, dev):
+    """The condition of each step: fixed, switched to another class after ``switch_at``, or a video's
+    frame per output frame (the last frame holds); None for a model that is not conditional."""
+    import torch
+
+    from ncacli.cli.common import class_index, condition_of, not_conditional
+    from ncacli.engine import one_hot, ramp
+
+    k = model.config.condition_channels
+    if video is not None:
+        if not k:
+            raise not_conditional("--condition-video")
+        from ncacli.io.video import read_brightness_frames
+
+        frames = ramp(read_brightness_frames(video, grid), k).to(dev)  # (T, K, H, W)
+        return lambda step: frames[min((step - 1) // every, len(frames) - 1)][None]
+    start = condition_of(model, provenance, grid, condition, condition_map)
+    if start is None:
+        if switch_at is not None:
+            raise not_conditional("--switch-at")
+        return None
+    start = start.to(dev)
+    if switch_at is None:
+        return start
+    after = one_hot(torch.tensor([class_index(provenance, k, condition_to, "--condition-to")]), k).to(dev)
+    return lambda step: start if step <= switch_at else after

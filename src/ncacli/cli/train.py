@@ -17,8 +17,12 @@ from ncacli.errors import NcaError
 
 
 def train(
-    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target image (PNG, JPEG, WebP, ...)."),
-    emoji: Optional[str] = typer.Option(None, "--emoji", "-e", help="Target emoji from Twemoji (default 🦎)."),
+    target: Optional[list[str]] = typer.Option(
+        None, "--target", "-t", help="Target image (PNG, JPEG, WebP, ...); repeat for a conditional model."
+    ),
+    emoji: Optional[list[str]] = typer.Option(
+        None, "--emoji", "-e", help="Target emoji from Twemoji (default 🦎); repeat for a conditional model."
+    ),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Text to grow towards through CLIP (--loss clip)."),
     style: Optional[str] = typer.Option(None, "--style", help="Texture image for the VGG style loss (--loss style)."),
     loss: Optional[str] = typer.Option(
@@ -55,13 +59,12 @@ def train(
 ) -> None:
     """Train an NCA to grow a target from a seed; the last stdout line is JSON naming the run."""
     from ncacli import config as cfgmod
-    from ncacli.io.images import load_target
+    from ncacli.io.images import load_target, load_targets
     from ncacli.losses.objective import needs_target
     from ncacli.train.run_dir import RunDir, default_run_dir
 
     flags = {
-        "target": target,
-        "emoji": emoji,
+        **_target_flags(target or [], emoji or []),
         "prompt": prompt,
         "style": style,
         "loss": loss or _loss_from_inputs(prompt, style),
@@ -96,7 +99,9 @@ def train(
         implied = _preset_for_loss(flags["loss"]) if preset is None and config_file is None else None
         config = cfgmod.resolve(preset or implied, config_file, sets, flags)
         _check_registries(config)
-        if needs_target(config):
+        if config.classes():
+            target_rgba, _ = load_targets(config.classes(), config.size, config.padding)
+        elif needs_target(config):
             target_rgba, _ = load_target(config.target, config.emoji, config.size, config.padding)
         else:
             target_rgba = None
@@ -133,6 +138,8 @@ def train(
         "background": config.background,
         **_objective_provenance(config),
     }
+    if config.classes():
+        provenance["classes"] = _class_names(config)
     saver = _Saver(
         checkpoint=lambda tr: run_dir.save_checkpoint(tr, provenance),
         final=lambda tr: run_dir.save_final(tr, provenance),
@@ -150,6 +157,25 @@ def train(
             "loss": _last_loss(run_dir),
         }
     )
+
+
+def _target_flags(targets: list[str], emojis: list[str]) -> dict[str, Any]:
+    """``--target``/``--emoji`` as config keys: one names the target; several make a conditional model
+    (files first, then emoji), and either replaces a preset's list."""
+    if len(targets) + len(emojis) == 1:
+        return {
+            "target": targets[0] if targets else None,
+            "emoji": emojis[0] if emojis else None,
+            "targets": [],
+            "emojis": [],
+        }
+    if targets or emojis:
+        return {"targets": targets, "emojis": emojis}
+    return {}
+
+
+def _class_names(config) -> list[str]:
+    return [value if kind == "target" else f"emoji {value}" for kind, value in config.classes()]
 
 
 def _loss_from_inputs(prompt: str | None, style: str | None) -> str | None:
@@ -182,6 +208,8 @@ def _describe_target(config) -> str:
     if config.prompt or config.style:
         parts = [f"style {config.style}" if config.style else "", f"prompt {config.prompt!r}" if config.prompt else ""]
         return ", ".join(p for p in parts if p)
+    if config.classes():
+        return ", ".join(_class_names(config))
     return config.target or f"emoji {config.emoji}"
 
 

@@ -1,5 +1,6 @@
 """The NCA engine: pure torch, no files, no terminal."""
 
+from ncacli.engine.condition import one_hot, other_labels, ramp
 from ncacli.engine.damage import SHAPES, apply_damage, damage_mask, random_circles
 from ncacli.engine.nca import ALPHA, NCA, ModelConfig
 from ncacli.engine.perception import PERCEPTIONS, register_perception
@@ -18,6 +19,9 @@ __all__ = [
     "apply_damage",
     "damage_mask",
     "make_seed",
+    "one_hot",
+    "other_labels",
+    "ramp",
     "random_circles",
     "seed_position_for",
     "register_perception",

@@ -1,8 +1,10 @@
 """The NCA: perceive, update, mask; one step and the rollout loop.
 
 A state is ``(B, C, H, W)`` float: channels 0..2 RGB (premultiplied), 3 alpha, the rest hidden.
-A step is a pure function of ``(state, generator)``; all randomness (the fire mask) comes
-from the generator passed in, so a rollout is repeatable from the generator's state.
+A step is a pure function of ``(state, generator, condition)``; all randomness (the fire mask)
+comes from the generator passed in, so a rollout is repeatable from the generator's state. A
+conditional model (``condition_channels = K``) also reads a condition ``(B or 1, K, H or 1, W or 1)``
+beside the state (see :mod:`ncacli.engine.condition`); the state itself keeps ``channels`` channels.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class ModelConfig:
     update_tanh: bool = False  # bound each update to (−1, 1) with tanh (seed 000)
     signal_channels: int = 0  # the last K hidden channels diffuse ...
     signal_steps: int = 0  # ... this many extra steps per NCA step (morphogen gradients, seed 000)
+    condition_channels: int = 0  # K > 0: a conditional model, one channel per class (seed 004)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +54,8 @@ class ModelConfig:
 
 
 Observer = Callable[[int, torch.Tensor], "torch.Tensor | None"]
+# a condition for every step, or one that changes: step (1-based) → condition
+Condition = torch.Tensor | Callable[[int], torch.Tensor] | None
 
 
 class NCA(nn.Module):
@@ -62,9 +67,12 @@ class NCA(nn.Module):
             raise ValueError("an NCA needs at least 4 channels (RGBA)")
         if config.padding_mode not in ("zeros", "circular"):
             raise ValueError(f"padding_mode must be 'zeros' or 'circular', not {config.padding_mode!r}")
+        if config.condition_channels < 0:
+            raise ValueError("condition_channels must be 0 or more")
         self.config = config
-        self.perceive = make_perception(config.perception, config.channels, config.padding_mode)
-        in_features = config.channels * self.perceive.features_per_channel
+        seen = config.channels + config.condition_channels  # the perception sees state and condition
+        self.perceive = make_perception(config.perception, seen, config.padding_mode)
+        in_features = seen * self.perceive.features_per_channel
         self.update = UPDATES[config.update](in_features, config.channels, hidden=config.hidden, depth=config.depth)
         if not 0 <= config.signal_channels <= config.channels - 4:
             raise ValueError(f"signal_channels must be between 0 and {config.channels - 4} (the hidden channels)")
@@ -82,12 +90,14 @@ class NCA(nn.Module):
                 return F.max_pool2d(alpha, 3, 1) > self.config.alive_threshold
             return F.max_pool2d(alpha, 3, 1, 1) > self.config.alive_threshold
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One step: ``(B, C, H, W)`` → ``(B, C, H, W)``."""
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One step: ``(B, C, H, W)`` → ``(B, C, H, W)``; a conditional model needs ``condition``."""
         cfg = self.config
         if cfg.alive_masking:
             pre = self.alive(x)
-        dx = self.update(self.perceive(x))
+        dx = self.update(self.perceive(self.with_condition(x, condition)))
         if cfg.update_tanh:
             dx = torch.tanh(dx)
         if cfg.fire_rate < 1.0:
@@ -101,6 +111,20 @@ class NCA(nn.Module):
         if cfg.alive_masking:
             x = x * (pre & self.alive(x))
         return x
+
+    def with_condition(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        """What the perception sees: the state, and for a conditional model its condition broadcast to
+        ``(B, K, H, W)`` after it."""
+        k = self.config.condition_channels
+        if not k:
+            if condition is not None:
+                raise ValueError("this model is not conditional; it takes no condition")
+            return x
+        if condition is None or condition.ndim != 4 or condition.shape[1] != k:
+            got = "none" if condition is None else list(condition.shape)
+            raise ValueError(f"a conditional model with {k} classes needs a condition (B, {k}, H, W), got {got}")
+        c = condition.to(dtype=x.dtype).expand(x.shape[0], k, x.shape[2], x.shape[3])
+        return torch.cat([x, c], dim=1).contiguous(memory_format=torch.channels_last)
 
     def diffuse(self, x: torch.Tensor) -> torch.Tensor:
         """``signal_steps`` explicit diffusion steps (u ← u + ⅛·∇²u: a positive, mass-keeping kernel) on the
@@ -119,11 +143,14 @@ class NCA(nn.Module):
         observe: Observer | None = None,
         truncate: int = 0,
         checkpoint: int = 0,
+        condition: Condition = None,
     ) -> torch.Tensor:
         """Run ``steps`` steps from ``x`` ``(B, C, H, W)``.
 
         ``observe(step, state)`` is called after every step (1-based); if it returns a
-        tensor, that replaces the state (damage mid-run, recording frames).
+        tensor, that replaces the state (damage mid-run, recording frames). ``condition`` is the
+        condition of every step, or a function ``step → condition`` (switching class mid-run,
+        a condition video).
 
         Training options, both leaving the result unchanged: ``truncate = K`` keeps gradients for the
         last ``K`` steps only (truncated backpropagation, seed 002; the steps before run without a
@@ -131,31 +158,40 @@ class NCA(nn.Module):
         between during the backward pass (gradient checkpointing), with the same fire masks.
         """
         x = x.contiguous(memory_format=torch.channels_last)
-        if checkpoint and observe is not None:
-            raise ValueError("a checkpointed rollout cannot be observed step by step")
+        if checkpoint and (observe is not None or callable(condition)):
+            raise ValueError("a checkpointed rollout cannot be observed or change its condition step by step")
         free = max(0, steps - truncate) if truncate else 0
         if free:
             with torch.no_grad():
-                x = self._steps(x, 1, free, generator, observe)
+                x = self._steps(x, 1, free, generator, observe, condition)
         if checkpoint and torch.is_grad_enabled():
             for start in range(free + 1, steps + 1, checkpoint):
-                x = self._checkpointed(x, min(checkpoint, steps - start + 1), generator)
+                x = self._checkpointed(x, min(checkpoint, steps - start + 1), generator, condition)
             return x
-        return self._steps(x, free + 1, steps, generator, observe)
+        return self._steps(x, free + 1, steps, generator, observe, condition)
 
     def _steps(
-        self, x: torch.Tensor, first: int, last: int, generator: torch.Generator | None, observe: Observer | None
+        self,
+        x: torch.Tensor,
+        first: int,
+        last: int,
+        generator: torch.Generator | None,
+        observe: Observer | None,
+        condition: Condition = None,
     ) -> torch.Tensor:
         """Steps ``first..last`` (1-based, inclusive)."""
         for i in range(first, last + 1):
-            x = self(x, generator)
+            c = condition(i) if callable(condition) else condition
+            x = self(x, generator) if c is None else self(x, generator, c)
             if observe is not None:
                 replaced = observe(i, x)
                 if replaced is not None:
                     x = replaced.contiguous(memory_format=torch.channels_last)
         return x
 
-    def _checkpointed(self, x: torch.Tensor, n: int, generator: torch.Generator | None) -> torch.Tensor:
+    def _checkpointed(
+        self, x: torch.Tensor, n: int, generator: torch.Generator | None, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``n`` steps whose activations are recomputed in the backward pass.
 
         The recomputation replays the fire masks: it starts from a copy of the generator's state at
@@ -164,18 +200,18 @@ class NCA(nn.Module):
         from torch.utils.checkpoint import checkpoint
 
         if generator is None:  # the global generator: checkpoint saves and restores it itself
-            return checkpoint(self._steps, x, 1, n, None, None, use_reentrant=False)
+            return checkpoint(self._steps, x, 1, n, None, None, condition, use_reentrant=False)
         start = generator.get_state()
         end: list[torch.Tensor] = []
 
-        def segment(state: torch.Tensor) -> torch.Tensor:
+        def segment(state: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
             g = torch.Generator(device=generator.device)
             g.set_state(start)
-            out = self._steps(state, 1, n, g, None)
+            out = self._steps(state, 1, n, g, None, cond)
             end.append(g.get_state())
             return out
 
-        x = checkpoint(segment, x, use_reentrant=False)
+        x = checkpoint(segment, x, condition, use_reentrant=False)
         generator.set_state(end[0])
         return x
 

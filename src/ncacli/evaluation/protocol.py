@@ -5,6 +5,11 @@ stage 2: at step 149 (``m_pre``); at step 150 the perturbation is applied after 
 metric measured on the damaged state (``m_d``); stage 3: at step 449 (``m_final``).
 ``recovery = (m_final − m_d) / (m_pre − m_d) × 100``: 100 for a full return to the pre-perturbation
 value, 0 for none, negative when it got worse. Step 0 is the seed; step ``s`` is after ``s`` updates.
+
+A conditional model grows each trial under its own class and is measured against that class's
+target. ``mutation`` switches a trial's class c to c′ ≠ c after the update of step 150, keeping the
+cells: from then on it is measured against c′'s target, so ``m_d`` is the grown c read as c′, and
+100% means c′ grew as well as c had.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ncacli.engine import ALPHA, NCA, apply_damage, damage_mask
+from ncacli.engine import ALPHA, NCA, apply_damage, damage_mask, one_hot
 from ncacli.evaluation.metrics import Metric
 
 PERTURBATIONS = ("damage", "none", "mutation")
@@ -101,11 +106,22 @@ def run_protocol(
     target: torch.Tensor,
     metrics: dict[str, Metric],
     protocol: Protocol,
+    labels: torch.Tensor | None = None,
+    mutated: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Run the protocol from ``seed`` ``(1 or B, C, H, W)`` → per-stage metrics, recovery, trials, curves."""
+    """Run the protocol from ``seed`` ``(1 or B, C, H, W)`` → per-stage metrics, recovery, trials, curves.
+
+    A conditional model's ``target`` is ``(K, 4, H, W)``, ``labels`` ``(trials,)`` the class of each
+    trial and, for ``mutation``, ``mutated`` ``(trials,)`` the class each switches to.
+    """
     protocol.check()
-    if protocol.perturb == "mutation":
+    classes = model.config.condition_channels
+    if protocol.perturb == "mutation" and not classes:
         raise ValueError("mutation switches a conditional model's class; this model is not conditional")
+    if classes and (labels is None or len(labels) != protocol.trials):
+        raise ValueError(f"a conditional model needs the class of each of the {protocol.trials} trials")
+    if protocol.perturb == "mutation" and (mutated is None or len(mutated) != protocol.trials):
+        raise ValueError("mutation needs the class each trial switches to")
     device = seed.device
     target = target.to(device)
     state = seed.expand(protocol.trials, -1, -1, -1).clone() if seed.shape[0] == 1 else seed.clone()
@@ -114,12 +130,27 @@ def run_protocol(
     before: dict[str, torch.Tensor] = {}
     damage = torch.Generator().manual_seed(protocol.seed + 1)
     centres: list[list[float]] = []
+    now = {"labels": labels.to(device) if labels is not None else None}
+    now["condition"] = one_hot(now["labels"], classes) if classes else None
 
     def measure(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {name: metric(x, target).float().cpu() for name, metric in metrics.items()}
+        which = now["labels"]
+        if which is None:
+            return {name: metric(x, target).float().cpu() for name, metric in metrics.items()}
+        out = {name: torch.empty(x.shape[0]) for name in metrics}
+        for k in which.unique().tolist():
+            rows = (which == k).cpu()
+            for name, metric in metrics.items():
+                out[name][rows] = metric(x[rows.to(x.device)], target[k]).float().cpu()
+        return out
 
     def observe(step: int, x: torch.Tensor):
         replaced = None
+        if step == protocol.perturb_at and protocol.perturb == "mutation":
+            before.update(measure(x))
+            assert mutated is not None
+            now["labels"] = mutated.to(device)
+            now["condition"] = one_hot(now["labels"], classes)
         if step == protocol.perturb_at and protocol.perturb == "damage":
             before.update(measure(x))
             h, w = x.shape[2:]
@@ -139,8 +170,14 @@ def run_protocol(
     for name, v in measure(state).items():
         values[name][0] = v
     with torch.no_grad():
-        model.rollout(state, protocol.final, g, observe)
-    return _summarise(values, before, metrics, protocol, centres)
+        model.rollout(state, protocol.final, g, observe, condition=lambda step: now["condition"])
+    result = _summarise(values, before, metrics, protocol, centres)
+    if labels is not None:
+        for i, trial in enumerate(result["trials"]):
+            trial["class"] = int(labels[i])
+            if mutated is not None:
+                trial["mutated_to"] = int(mutated[i])
+    return result
 
 
 def _summarise(values, before, metrics, protocol: Protocol, centres) -> dict[str, Any]:

@@ -75,6 +75,21 @@ def load_target(target: str, emoji: str, size: int, padding: int) -> tuple[torch
     return image_to_rgba(path.read_bytes(), f"emoji {emoji}", size, padding), f"emoji {emoji}"
 
 
+def load_targets(classes: list[tuple[str, str]], size: int, padding: int) -> tuple[torch.Tensor, list[str]]:
+    """A conditional run's targets, ``("target", path)`` or ``("emoji", char)`` each → ``((K, 4, H, W),
+    descriptions)``; pictures of other shapes are centred on the largest grid among them."""
+    loaded = [
+        load_target(v if kind == "target" else "", v if kind == "emoji" else "", size, padding) for kind, v in classes
+    ]
+    h = max(t.shape[1] for t, _ in loaded)
+    w = max(t.shape[2] for t, _ in loaded)
+    out = torch.zeros(len(loaded), 4, h, w)
+    for i, (t, _) in enumerate(loaded):
+        top, left = (h - t.shape[1]) // 2, (w - t.shape[2]) // 2
+        out[i, :, top : top + t.shape[1], left : left + t.shape[2]] = t
+    return out, [desc for _, desc in loaded]
+
+
 def to_pixels(rgba: torch.Tensor, transparent: bool = False, scale: int = 1, background: str = "white") -> np.ndarray:
     """Premultiplied ``(4, H, W)`` → uint8 ``(H·s, W·s, 3)`` over ``background`` (white, black, or none:
     RGB alone), or straight-alpha ``(…, 4)`` when ``transparent``."""
@@ -101,7 +116,29 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def grid_png(states: torch.Tensor, scale: int = 2, background: str = "white") -> bytes:
-    """A row of RGBA states ``(N, ≥4, H, W)`` as one PNG over ``background``."""
+def grid_png(states: torch.Tensor, scale: int = 2, background: str = "white", columns: int | None = None) -> bytes:
+    """RGBA states ``(N, ≥4, H, W)`` as one PNG over ``background``: a row, or rows of ``columns``."""
     pixels = [to_pixels(s[:4], scale=scale, background=background) for s in states]
-    return png_bytes(np.concatenate(pixels, axis=1))
+    per_row = columns or len(pixels)
+    rows = [np.concatenate(pixels[i : i + per_row], axis=1) for i in range(0, len(pixels), per_row)]
+    return png_bytes(np.concatenate(rows, axis=0))
+
+
+def brightness(image, grid: tuple[int, int]):
+    """A picture (PIL) → its brightness ``(H, W)`` in [0, 1] on the grid: luma over black, resized bilinearly."""
+    from PIL import Image
+
+    h, w = grid
+    flat = Image.new("RGBA", image.size, (0, 0, 0, 255))
+    flat.alpha_composite(image.convert("RGBA"))
+    grey = flat.convert("L").resize((w, h), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255.0)
+
+
+def brightness_map(path: str, grid: tuple[int, int]) -> torch.Tensor:
+    """An image file's brightness ``(H, W)`` in [0, 1] on the grid (a condition map)."""
+    from PIL import Image
+
+    data = read_image_file(path)
+    rgba = _open(data, path)
+    return brightness(Image.fromarray(np.asarray(rgba)), grid)

@@ -1,7 +1,8 @@
 """Model files: one self-describing safetensors file.
 
 Tensors are the module's ``state_dict`` plus, when the model was trained on one, ``target``: the
-``(4, H, W)`` premultiplied RGBA target it learned (so ``nca evaluate`` needs nothing but the file).
+``(4, H, W)`` premultiplied RGBA target it learned (so ``nca evaluate`` needs nothing but the file),
+or a conditional model's ``(K, 4, H, W)`` targets, one per class (``provenance["classes"]`` names them).
 ``__metadata__`` holds ``format`` (``nca-model``),
 ``format_version``, ``config`` (the architecture as JSON) and ``provenance`` (JSON: preset,
 target, iterations, seed, toolkit version, ...).
@@ -63,16 +64,19 @@ def load_model(name: str, device: str = "cpu") -> tuple[NCA, dict[str, Any]]:
 
 
 def load_model_and_target(name: str, device: str = "cpu") -> tuple[NCA, dict[str, Any], torch.Tensor | None]:
-    """``(model, provenance, target (4, H, W) or None)`` from a model file."""
+    """``(model, provenance, target (4, H, W), a conditional model's (K, 4, H, W), or None)`` from a model file."""
     tensors, meta = read_model_file(name)
     target = tensors.pop(TARGET, None)
-    if target is not None and (target.ndim != 3 or target.shape[0] != 4 or not torch.isfinite(target).all()):
-        raise NcaError(f"{name}: its target tensor is not a finite (4, H, W) RGBA image ({list(target.shape)})")
     try:
         config = ModelConfig.from_dict(json.loads(meta["config"]))
         provenance = json.loads(meta.get("provenance", "{}"))
     except (KeyError, ValueError, TypeError) as exc:
         raise NcaError(f"{name}: model metadata is damaged ({exc})") from None
+    k = config.condition_channels
+    shape = (k, 4) if k else (4,)
+    if target is not None and (tuple(target.shape[:-2]) != shape or not torch.isfinite(target).all()):
+        want = f"({k}, 4, H, W) targets" if k else "(4, H, W) RGBA image"
+        raise NcaError(f"{name}: its target tensor is not a finite {want} ({list(target.shape)})")
     try:
         model = NCA(config)
     except KeyError as exc:
@@ -89,7 +93,8 @@ def _perception(config: dict[str, Any]) -> dict[str, Any] | None:
     from ncacli.engine.perception import make_perception
 
     try:
-        module = make_perception(config["perception"], config["channels"], config.get("padding_mode", "zeros"))
+        seen = config["channels"] + config.get("condition_channels", 0)
+        module = make_perception(config["perception"], seen, config.get("padding_mode", "zeros"))
     except (KeyError, TypeError, ValueError):
         return None
     return {"name": config["perception"], **describe_perception(module)}

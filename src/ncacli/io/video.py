@@ -39,3 +39,31 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_brightness_frames(path: str, grid: tuple[int, int]):
+    """Every frame of a video (MP4, GIF, ...) as brightness on the grid → ``(T, H, W)`` in [0, 1]."""
+    import imageio.v2 as imageio
+    import torch
+    from PIL import Image
+
+    from ncacli.io.images import brightness
+
+    p = Path(path)
+    if not p.is_file():
+        raise NcaError(f"{path}: video not found")
+    frames = []
+    try:
+        with imageio.get_reader(p) as reader:
+            for frame in reader:
+                frames.append(brightness(Image.fromarray(np.asarray(frame)[..., :4]), grid))
+    except NcaError:
+        raise
+    except Exception as exc:  # imageio raises many kinds for a foreign or truncated file
+        if not frames:
+            raise NcaError(
+                f"{path}: not a video imageio can read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            ) from None
+    if not frames:
+        raise NcaError(f"{path}: the video has no frames")
+    return torch.stack(frames)

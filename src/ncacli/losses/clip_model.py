@@ -44,7 +44,6 @@ URL_CACHE = "~/.cache/clip"  # where open_clip keeps weights it fetched by URL
 PROBE_SECONDS = 3.0
 
 
-
 @dataclass
 class Clip:
     """A loaded CLIP: the frozen open_clip model (on the CPU), its tokenizer and its input format.

@@ -16,7 +16,16 @@ from typing import Any
 import torch
 
 from ncacli.config import Config
-from ncacli.engine import NCA, SamplePool, apply_damage, make_seed, random_circles, seed_position_for
+from ncacli.engine import (
+    NCA,
+    SamplePool,
+    apply_damage,
+    make_seed,
+    one_hot,
+    other_labels,
+    random_circles,
+    seed_position_for,
+)
 from ncacli.losses.objective import make_objective
 
 
@@ -52,9 +61,9 @@ class Record:
 
 
 def grid_of(config: Config, target: torch.Tensor | None) -> tuple[int, int]:
-    """The grid ``(H, W)``: the target's, or ``size + 2·padding`` square without one."""
+    """The grid ``(H, W)``: the target's (or targets'), or ``size + 2·padding`` square without one."""
     if target is not None:
-        return int(target.shape[1]), int(target.shape[2])
+        return int(target.shape[-2]), int(target.shape[-1])
     side = config.size + 2 * config.padding
     return side, side
 
@@ -76,23 +85,42 @@ class Trainer:
     """Holds everything a run changes: model, optimizer, schedule, pool, generator, iteration."""
 
     def __init__(self, config: Config, target: torch.Tensor | None, device: torch.device) -> None:
-        """``target`` is ``(4, H, W)``, or None when the objective needs none (CLIP, style): the grid is
-        then ``size + 2·padding`` square."""
+        """``target`` is ``(4, H, W)``; for a conditional model (``condition_channels = K``) the targets
+        ``(K, 4, H, W)``, one per class; or None when the objective needs none (CLIP, style): the grid
+        is then ``size + 2·padding`` square."""
         self.config = config
         self.device = device
+        self.classes = config.condition_channels
+        if self.classes and (target is None or target.ndim != 4 or target.shape[0] != self.classes):
+            got = None if target is None else list(target.shape)
+            raise ValueError(
+                f"a conditional model with {self.classes} classes needs ({self.classes}, 4, H, W) targets, not {got}"
+            )
         torch.manual_seed(config.seed)  # weight initialisation
         self.model = NCA(config.model_config()).to(device)
         self.target = target.to(device) if target is not None else None
         self.grid = grid_of(config, target)
-        default = [list(seed_position_for(target))] if target is not None else [[0.5, 0.5]]
+        if target is None:
+            default = [[0.5, 0.5]]
+        else:  # a conditional model grows every class from one seed: where the targets overlap most
+            default = [list(seed_position_for(target.mean(0) if self.classes else target))]
         self.seed_positions = [list(p) for p in config.seed_positions] or default
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(config, it))
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(config.seed)
-        self.pool = SamplePool(self.seeds(config.pool_size), config.pool_size) if config.mode != "growing" else None
-        self.loss_fn = make_objective(config, self.target)
-        self.loss_fn.generator = self.generator
+        self.pool = None
+        if config.mode != "growing":
+            labels = torch.arange(config.pool_size, device=device) % self.classes if self.classes else None
+            self.pool = SamplePool(self.seeds(config.pool_size), config.pool_size, labels)
+        if self.classes:
+            assert self.target is not None
+            self.objectives = [make_objective(config, t) for t in self.target]
+        else:
+            self.objectives = [make_objective(config, self.target)]
+        for objective in self.objectives:
+            objective.generator = self.generator
+        self.loss_fn = self.objectives[0]
         self.iteration = 0
         self.seconds = 0.0
 
@@ -104,34 +132,70 @@ class Trainer:
         )
         return x.contiguous(memory_format=torch.channels_last)
 
-    def batch(self) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """The batch for one iteration → ``(pool indices or None, states (B, C, H, W))``."""
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-sample loss ``(B,)``; a conditional model's samples against their own class's target."""
+        if labels is None:
+            return self.loss_fn(x)
+        total = x.new_zeros(x.shape[0])
+        for k in labels.unique().tolist():
+            total = torch.where(labels == k, self.objectives[k](x), total)
+        return total
+
+    def condition(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        return one_hot(labels, self.classes) if labels is not None else None
+
+    def random_labels(self, n: int) -> torch.Tensor | None:
+        if not self.classes:
+            return None
+        return torch.randint(self.classes, (n,), generator=self.generator, device=self.device)
+
+    def batch(self) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+        """The batch for one iteration → ``(pool indices or None, states (B, C, H, W), classes (B,) or None)``.
+
+        Sorted by loss, worst first: the worst is replaced by a seed; in ``regenerating`` mode the
+        ``damage_count`` best get a hole, and in a conditional run the ``mutation_count`` next best
+        are switched to another class (seed 004).
+        """
         cfg = self.config
         if self.pool is None:
-            return None, self.seeds(cfg.batch)
+            return None, self.seeds(cfg.batch), self.random_labels(cfg.batch)
         idx, x = self.pool.sample(cfg.batch, self.generator)
+        labels = self.pool.labels[idx] if self.pool.labels is not None else None
         with torch.no_grad():
-            order = torch.argsort(self.loss_fn(x), descending=True)
+            order = torch.argsort(self.loss(x, labels), descending=True)
         idx, x = idx[order], x[order]
         x[:1] = self.seeds(1)
-        if cfg.mode == "regenerating" and cfg.damage_count > 0:
-            n, (h, w) = cfg.damage_count, x.shape[2:]
-            mask = random_circles(n, h, w, self.generator, device=self.device)
-            x[-n:] = apply_damage(x[-n:], mask)
-        return idx, x
+        damaged = cfg.damage_count if cfg.mode == "regenerating" else 0
+        if damaged > 0:
+            (h, w) = x.shape[2:]
+            mask = random_circles(damaged, h, w, self.generator, device=self.device)
+            x[-damaged:] = apply_damage(x[-damaged:], mask)
+        if labels is not None:
+            labels = labels[order]
+            labels[:1] = self.random_labels(1)
+            if cfg.mutation_count:
+                end = cfg.batch - damaged
+                start = end - cfg.mutation_count
+                labels[start:end] = other_labels(labels[start:end], self.classes, self.generator)
+        return idx, x, labels
 
     def step(self) -> Record:
         """One training iteration; raises :class:`NonFiniteLoss` before touching the weights."""
         cfg = self.config
         start = time.perf_counter()
-        idx, x = self.batch()
+        idx, x, labels = self.batch()
         steps = int(
             torch.randint(cfg.steps_min, cfg.steps_max + 1, (1,), generator=self.generator, device=self.device).item()
         )
         out = self.model.rollout(
-            x, steps, self.generator, truncate=cfg.truncate_backprop, checkpoint=cfg.checkpoint_steps
+            x,
+            steps,
+            self.generator,
+            truncate=cfg.truncate_backprop,
+            checkpoint=cfg.checkpoint_steps,
+            condition=self.condition(labels),
         )
-        loss = self.loss_fn(out).mean()
+        loss = self.loss(out, labels).mean()
         value = loss.item()
         if not math.isfinite(value):
             raise NonFiniteLoss(self.iteration + 1, value)
@@ -148,7 +212,7 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         if self.pool is not None:
-            self.pool.commit(idx, out)
+            self.pool.commit(idx, out, labels)
         self.iteration += 1
         self.seconds += time.perf_counter() - start
         return Record(self.iteration, value, lr, steps, self.seconds, dict(self.loss_fn.last))
@@ -166,6 +230,8 @@ class Trainer:
                 tensors[f"optim.{index[id(p)]}.{key}"] = torch.as_tensor(value)
         if self.pool is not None:
             tensors["pool"] = self.pool.states
+            if self.pool.labels is not None:
+                tensors["pool_labels"] = self.pool.labels
         if self.target is not None:
             tensors["target"] = self.target
         tensors["rng"] = self.generator.get_state()
@@ -190,6 +256,8 @@ class Trainer:
                 self.optimizer.state[p] = st
         if self.pool is not None:
             self.pool.states = tensors["pool"].to(self.device).contiguous(memory_format=torch.channels_last)
+            if self.pool.labels is not None:
+                self.pool.labels = tensors["pool_labels"].to(self.device).long()
         self.generator.set_state(tensors["rng"])
         self.iteration = int(meta["iteration"])
         self.seconds = float(meta["seconds"])
@@ -199,11 +267,15 @@ class Trainer:
             group["lr"] = lr
 
     def grow(self, steps: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
-        """Grow ``batch`` states from the seed for ``steps`` steps (for previews) → ``(B, C, H, W)``."""
+        """Grow ``batch`` states from the seed for ``steps`` steps (for previews) → ``(B, C, H, W)``;
+        a conditional model grows one of each class (``batch`` is then ``K``)."""
         g = torch.Generator(device=self.device)
         g.manual_seed(seed)
+        labels = torch.arange(self.classes, device=self.device) if self.classes else None
+        if labels is not None:
+            batch = self.classes
         with torch.no_grad():
-            return self.model.rollout(self.seeds(batch, g), steps, g)
+            return self.model.rollout(self.seeds(batch, g), steps, g, condition=self.condition(labels))
 
 
 def run(

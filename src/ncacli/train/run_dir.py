@@ -26,6 +26,11 @@ def default_run_dir(config: Config, target_desc: str, root: Path = Path("runs"))
     if config.prompt or config.style:
         words = " ".join(w for w in (Path(config.style).stem if config.style else "", config.prompt) if w)
         name = "-".join("".join(c if c.isalnum() else " " for c in words.lower()).split())[:40] or "run"
+    elif config.classes():
+        stems = [
+            Path(v).stem if kind == "target" else "-".join(f"{ord(c):x}" for c in v) for kind, v in config.classes()
+        ]
+        name = "+".join(stems)[:60]
     elif config.target:
         name = Path(target_desc).stem
     else:
@@ -83,13 +88,15 @@ class RunDir:
         return unpack(read_input(name), name)
 
     def preview(self, trainer: Trainer) -> bytes:
-        """The target (when there is one) beside the pattern grown for each of ``PREVIEW_STEPS``."""
-        grown = [trainer.grow(steps)[0] for steps in PREVIEW_STEPS]
+        """The target (when there is one) beside the pattern grown for each of ``PREVIEW_STEPS``; a
+        conditional model's classes one row each."""
+        grown = torch.stack([trainer.grow(steps) for steps in PREVIEW_STEPS], dim=1)  # (rows, steps, C, H, W)
         if trainer.target is not None:
-            target = torch.zeros_like(grown[0])
-            target[:4] = trainer.target
-            grown.insert(0, target)
-        return grid_png(torch.stack(grown), scale=2, background=trainer.config.background)
+            targets = torch.zeros_like(grown[:, :1])
+            targets[:, 0, :4] = trainer.target if trainer.classes else trainer.target[None]
+            grown = torch.cat([targets, grown], dim=1)
+        columns = grown.shape[1]
+        return grid_png(grown.flatten(0, 1), scale=2, background=trainer.config.background, columns=columns)
 
     def save_checkpoint(self, trainer: Trainer, provenance: dict[str, Any]) -> Path:
         path = self.path / "checkpoints" / f"step-{trainer.iteration:06d}.safetensors"
