@@ -4,9 +4,11 @@
 
 Each perception is trained with `nca train --preset regenerating --set perception=NAME` and measured
 with `nca evaluate` (LPIPS when its weights are present, else MSE): the metric at stages 1–3, recovery
-% after a circular cut at step 150, parameters, and training seconds per iteration. A run directory
-that already holds a model is evaluated again, not retrained. Prints a Markdown table on stdout and
-writes it, with the JSON rows, into --out.
+% after a circular cut at step 150, parameters, and training seconds per iteration. With several
+``--emoji`` each perception trains a conditional model (``--preset conditional``) and the table adds
+the recovery % after a switch of class at step 150 (``nca evaluate --perturb mutation``). A run
+directory that already holds a model is evaluated again, not retrained. Prints a Markdown table on
+stdout and writes it, with the JSON rows, into --out.
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ def nca(*args: str) -> subprocess.CompletedProcess:
 def train(name: str, run: Path, opts: argparse.Namespace) -> None:
     if (run / "model.safetensors").exists():
         return
-    args = ["train", "--emoji", opts.emoji, "--preset", "regenerating", "--set", f"perception={name}"]
+    preset = "conditional" if len(opts.emoji) > 1 else "regenerating"
+    args = [
+        "train",
+        *(a for e in opts.emoji for a in ("--emoji", e)),
+        "--preset",
+        preset,
+        "--set",
+        f"perception={name}",
+    ]
     args += ["--iters", str(opts.iters), "--size", str(opts.size), "--padding", str(opts.padding)]
     args += ["--batch", str(opts.batch), "--seed", str(opts.seed), "--device", opts.device, "--quiet"]
     args += ["--set", f"steps_min={opts.steps[0]}", "--set", f"steps_max={opts.steps[1]}"]
@@ -48,8 +58,9 @@ def train(name: str, run: Path, opts: argparse.Namespace) -> None:
         raise SystemExit(f"{name}: training failed: {proc.stderr.strip().splitlines()[-1]}")
 
 
-def evaluate(run: Path, metric: str, opts: argparse.Namespace) -> dict | None:
+def evaluate(run: Path, metric: str, opts: argparse.Namespace, perturb: str = "damage") -> dict | None:
     args = ["evaluate", str(run), "--metric", metric, "--trials", str(opts.trials), "--json", "--device", opts.device]
+    args += ["--perturb", perturb]
     proc = nca(*args)
     if proc.returncode != 0:
         if metric == "lpips":
@@ -64,6 +75,10 @@ def row(name: str, run: Path, opts: argparse.Namespace) -> dict:
     values = doc["metrics"][metric]
     info = json.loads(nca("info", str(run / "model.safetensors"), "--json").stdout)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    mutation = None
+    if len(opts.emoji) > 1:
+        mutated = evaluate(run, metric, opts, "mutation")
+        mutation = mutated["metrics"][metric]["recovery"] if mutated else None
     return {
         "perception": name,
         "metric": metric,
@@ -71,6 +86,8 @@ def row(name: str, run: Path, opts: argparse.Namespace) -> dict:
         "stage2": values["stage2"]["mean"],
         "stage3": values["stage3"]["mean"],
         "recovery": values["recovery"],
+        "conditional": len(opts.emoji) > 1,
+        "mutation_recovery": mutation,
         "parameters": info["parameters"],
         "receptive_field": (info["perception"] or {}).get("receptive_field"),
         "seconds_per_iteration": records[-1]["seconds"] / len(records),
@@ -78,19 +95,26 @@ def row(name: str, run: Path, opts: argparse.Namespace) -> dict:
     }
 
 
+def percent(value: float | None) -> str:
+    """none: the perturbation did not make the metric worse; below −100: worse at the end than right after it."""
+    return "—" if value is None else "< −100" if value < -100 else f"{value:.1f}"
+
+
 def markdown(rows: list[dict]) -> str:
     metric = rows[0]["metric"].upper() if rows else ""
+    mutation = any(r.get("conditional") for r in rows)
     lines = [
-        f"| perception | {metric} stage 1 | stage 2 | stage 3 | recovery % | parameters | receptive field "
-        "| s/iteration |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| perception | {metric} stage 1 | stage 2 | stage 3 | damage recovery % "
+        + ("| mutation recovery % " if mutation else "")
+        + "| parameters | receptive field | s/iteration |",
+        "|---|---|---|---|---|" + ("---|" if mutation else "") + "---|---|---|",
     ]
     for r in rows:
-        # none: the cut did not make the metric worse; below −100: worse at the end than right after the cut
-        recovery = "—" if r["recovery"] is None else "< −100" if r["recovery"] < -100 else f"{r['recovery']:.1f}"
         lines.append(
-            f"| `{r['perception']}` | {r['stage1']:.4f} | {r['stage2']:.4f} | {r['stage3']:.4f} | {recovery} "
-            f"| {r['parameters']:,} | {r['receptive_field']} | {r['seconds_per_iteration']:.2f} |"
+            f"| `{r['perception']}` | {r['stage1']:.4f} | {r['stage2']:.4f} | {r['stage3']:.4f} "
+            f"| {percent(r['recovery'])} "
+            + (f"| {percent(r.get('mutation_recovery'))} " if mutation else "")
+            + f"| {r['parameters']:,} | {r['receptive_field']} | {r['seconds_per_iteration']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -98,7 +122,7 @@ def markdown(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--perceptions", default=",".join(PERCEPTIONS), help="comma-separated names")
-    parser.add_argument("--emoji", default="🦎")
+    parser.add_argument("--emoji", action="append", help="target emoji (default 🦎); repeat for conditional models")
     parser.add_argument("--iters", type=int, default=300)
     parser.add_argument("--size", type=int, default=24)
     parser.add_argument("--padding", type=int, default=8)
@@ -109,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path("runs/perceptions"))
     opts = parser.parse_args(argv)
+    opts.emoji = opts.emoji or ["🦎"]
     rows = []
     for name in opts.perceptions.split(","):
         run = opts.out / name

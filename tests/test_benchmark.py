@@ -306,4 +306,18 @@ def test_perception_table_is_one_command(tmp_path):
     rows = json.loads((out / "table.json").read_text())
     assert rows[0]["parameters"] == 16 * 5 * 128 + 128 + 128 * 16 + 16 and rows[0]["receptive_field"] == 3
     assert rows[0]["metric"] in ("lpips", "mse") and rows[0]["seconds_per_iteration"] > 0
-    assert (out / "sobel_diagonal" / "model.safetensors").is_file()
+    assert (out / "sobel_diagonal" / "model.safetensors").is_file() and not rows[0]["conditional"]
+
+
+def test_perception_table_of_conditional_models_adds_mutation_recovery(tmp_path):
+    out = tmp_path / "table"
+    args = ["--perceptions", "conv", "--emoji", "🦎", "--emoji", "🦋", "--iters", "2", "--size", "8"]
+    args += ["--padding", "2", "--batch", "6", "--steps", "6,8", "--trials", "2", "--device", "cpu", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "perception_table.py"), *args], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| mutation recovery % |" in proc.stdout.splitlines()[0]
+    rows = json.loads((out / "table.json").read_text())
+    assert rows[0]["conditional"] and "mutation_recovery" in rows[0]
+    assert "condition_channels = 2" in (out / "conv" / "config.toml").read_text()

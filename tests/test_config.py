@@ -48,7 +48,7 @@ def test_objective_keys_are_checked():
         resolve(sets=["signal_channels=13"])
     config = resolve("clip", sets=["loss_weights={clip = 2.0}"], flags={"prompt": "fire"})
     assert config.loss_weights == {"clip": 2.0} and config.lr_schedule == "cosine"
-    assert 'loss_weights = {clip = 2.0}' in config.to_toml()
+    assert "loss_weights = {clip = 2.0}" in config.to_toml()
 
 
 def test_preset_from_a_path(tmp_path):

@@ -39,5 +39,7 @@ def info(
     for key, shape in data["tensors"].items():
         table.add_row(f"tensor {key}", "×".join(map(str, shape)))
     if data["target"]:
-        table.add_row("target", "×".join(map(str, data["target"])) + " RGBA (kept for `nca evaluate`)")
+        shape = data["target"]
+        what = f"{shape[0]} targets, one per class, " if len(shape) == 4 else ""
+        table.add_row("target", "×".join(map(str, shape)) + f" RGBA ({what}kept for `nca evaluate`)")
     console.print(table)

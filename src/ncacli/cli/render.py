@@ -76,7 +76,7 @@ def render(
         return x if damage_at is not None and step == damage_at else None
 
     schedule = _conditions(
-        model, provenance, (h, w), condition, condition_map, switch_at, condition_to, condition_video, every, dev
+        model, provenance, (h, w), condition, condition_map, switch_at, condition_to, condition_video, steps, every, dev
     )
     g = torch.Generator(device=dev)
     g.manual_seed(seed)
@@ -94,7 +94,7 @@ def render(
         console.print(f"rendered {len(frames)} frames → {out}", highlight=False)
 
 
-def _conditions(model, provenance, grid, condition, condition_map, switch_at, condition_to, video, every, dev):
+def _conditions(model, provenance, grid, condition, condition_map, switch_at, condition_to, video, steps, every, dev):
     """The condition of each step: fixed, switched to another class after ``switch_at``, or a video's
     frame per output frame (the last frame holds); None for a model that is not conditional."""
     import torch
@@ -108,7 +108,7 @@ def _conditions(model, provenance, grid, condition, condition_map, switch_at, co
             raise not_conditional("--condition-video")
         from ncacli.io.video import read_brightness_frames
 
-        frames = ramp(read_brightness_frames(video, grid), k).to(dev)  # (T, K, H, W)
+        frames = ramp(read_brightness_frames(video, grid, -(-steps // every)), k).to(dev)  # (T, K, H, W)
         return lambda step: frames[min((step - 1) // every, len(frames) - 1)][None]
     start = condition_of(model, provenance, grid, condition, condition_map)
     if start is None:

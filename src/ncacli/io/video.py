@@ -41,8 +41,9 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def read_brightness_frames(path: str, grid: tuple[int, int]):
-    """Every frame of a video (MP4, GIF, ...) as brightness on the grid → ``(T, H, W)`` in [0, 1]."""
+def read_brightness_frames(path: str, grid: tuple[int, int], limit: int | None = None):
+    """The frames of a video (MP4, GIF, ...), the first ``limit`` of them, as brightness on the grid →
+    ``(T, H, W)`` in [0, 1]."""
     import imageio.v2 as imageio
     import torch
     from PIL import Image
@@ -56,7 +57,10 @@ def read_brightness_frames(path: str, grid: tuple[int, int]):
     try:
         with imageio.get_reader(p) as reader:
             for frame in reader:
-                frames.append(brightness(Image.fromarray(np.asarray(frame)[..., :4]), grid))
+                pixels = np.asarray(frame)
+                frames.append(brightness(Image.fromarray(pixels if pixels.ndim == 2 else pixels[..., :4]), grid))
+                if limit is not None and len(frames) >= limit:
+                    break
     except NcaError:
         raise
     except Exception as exc:  # imageio raises many kinds for a foreign or truncated file
