@@ -1,6 +1,7 @@
 """The NCA engine: pure torch, no files, no terminal."""
 
 from ncacli.engine.condition import one_hot, other_labels, ramp
+from ncacli.engine.counter_random import CounterRandom
 from ncacli.engine.damage import SHAPES, apply_damage, damage_mask, random_circles
 from ncacli.engine.nca import ALPHA, NCA, ModelConfig
 from ncacli.engine.perception import PERCEPTIONS, register_perception
@@ -10,6 +11,7 @@ from ncacli.engine.visible import visible_rgb
 
 __all__ = [
     "ALPHA",
+    "CounterRandom",
     "NCA",
     "PERCEPTIONS",
     "SEED_KINDS",

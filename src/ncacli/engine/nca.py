@@ -2,7 +2,9 @@
 
 A state is ``(B, C, H, W)`` float: channels 0..2 RGB (premultiplied), 3 alpha, the rest hidden.
 A step is a pure function of ``(state, generator, condition)``; all randomness (the fire mask)
-comes from the generator passed in, so a rollout is repeatable from the generator's state. A
+comes from the generator passed in, so a rollout is repeatable from the generator's state: a
+``torch.Generator``, or a :class:`~ncacli.engine.counter_random.CounterRandom` whose masks are the same
+on every device and in the browser page. A
 conditional model (``condition_channels = K``) also reads a condition ``(B or 1, K, H or 1, W or 1)``
 beside the state (see :mod:`ncacli.engine.condition`); the state itself keeps ``channels`` channels.
 """
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ncacli.engine.counter_random import CounterRandom
 from ncacli.engine.perception import LAPLACIAN, make_perception, pad
 from ncacli.engine.update import UPDATES
 
@@ -54,6 +57,8 @@ class ModelConfig:
 
 
 Observer = Callable[[int, torch.Tensor], "torch.Tensor | None"]
+# where the fire masks come from: torch's generator (None: the global one), or a counter-based one
+Generator = torch.Generator | CounterRandom | None
 # a condition for every step, or one that changes: step (1-based) → condition
 Condition = torch.Tensor | Callable[[int], torch.Tensor] | None
 
@@ -91,7 +96,7 @@ class NCA(nn.Module):
             return F.max_pool2d(alpha, 3, 1, 1) > self.config.alive_threshold
 
     def forward(
-        self, x: torch.Tensor, generator: torch.Generator | None = None, condition: torch.Tensor | None = None
+        self, x: torch.Tensor, generator: Generator = None, condition: torch.Tensor | None = None
     ) -> torch.Tensor:
         """One step: ``(B, C, H, W)`` → ``(B, C, H, W)``; a conditional model needs ``condition``."""
         cfg = self.config
@@ -101,9 +106,11 @@ class NCA(nn.Module):
         if cfg.update_tanh:
             dx = torch.tanh(dx)
         if cfg.fire_rate < 1.0:
-            fire = torch.rand(
-                x.shape[0], 1, x.shape[2], x.shape[3], generator=generator, device=x.device, dtype=x.dtype
-            )
+            b, _, h, w = x.shape
+            if isinstance(generator, CounterRandom):
+                fire = generator.uniform(b, h, w, x.device)
+            else:
+                fire = torch.rand(b, 1, h, w, generator=generator, device=x.device, dtype=x.dtype)
             dx = dx * (fire <= cfg.fire_rate)
         x = x + dx
         if cfg.signal_channels and cfg.signal_steps:
@@ -139,7 +146,7 @@ class NCA(nn.Module):
         self,
         x: torch.Tensor,
         steps: int,
-        generator: torch.Generator | None = None,
+        generator: Generator = None,
         observe: Observer | None = None,
         truncate: int = 0,
         checkpoint: int = 0,
@@ -175,7 +182,7 @@ class NCA(nn.Module):
         x: torch.Tensor,
         first: int,
         last: int,
-        generator: torch.Generator | None,
+        generator: Generator,
         observe: Observer | None,
         condition: Condition = None,
     ) -> torch.Tensor:
@@ -190,7 +197,7 @@ class NCA(nn.Module):
         return x
 
     def _checkpointed(
-        self, x: torch.Tensor, n: int, generator: torch.Generator | None, condition: torch.Tensor | None = None
+        self, x: torch.Tensor, n: int, generator: Generator, condition: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``n`` steps whose activations are recomputed in the backward pass.
 
@@ -202,10 +209,13 @@ class NCA(nn.Module):
         if generator is None:  # the global generator: checkpoint saves and restores it itself
             return checkpoint(self._steps, x, 1, n, None, None, condition, use_reentrant=False)
         start = generator.get_state()
-        end: list[torch.Tensor] = []
+        end: list = []
 
         def segment(state: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-            g = torch.Generator(device=generator.device)
+            if isinstance(generator, CounterRandom):
+                g = CounterRandom(generator.seed)
+            else:
+                g = torch.Generator(device=generator.device)
             g.set_state(start)
             out = self._steps(state, 1, n, g, None, cond)
             end.append(g.get_state())

@@ -1,0 +1,581 @@
+// The NCA of `nca render MODEL out.html`, on the browser's GPU through WebGL2 fragment shaders.
+// One step is the engine's step (src/ncacli/engine/nca.py): perception and update MLP in one pass
+// per group of output layers, the fire mask from the counter-based hash of engine/counter_random.py,
+// optional signal diffusion, then the alive mask. The state is a texture array, one RGBA32F layer
+// (RGBA16F where float targets are missing) per 4 channels; weights are texels of one float texture
+// laid out by src/ncacli/web/program.py.
+"use strict";
+(() => {
+  const data = JSON.parse(document.getElementById("nca-data").textContent);
+  const P = data.program;
+  const canvas = document.getElementById("view");
+  const errorBox = document.getElementById("error");
+
+  function fail(message) {
+    errorBox.hidden = false;
+    errorBox.textContent = message;
+    throw new Error(message);
+  }
+
+  const gl = canvas.getContext("webgl2", { antialias: false, depth: false, preserveDrawingBuffer: true });
+  if (!gl) fail("This page needs WebGL2, which this browser does not offer.");
+  const float32 = gl.getExtension("EXT_color_buffer_float");
+  const float16 = float32 ? null : gl.getExtension("EXT_color_buffer_half_float");
+  if (!float32 && !float16) fail("This page needs float render targets (EXT_color_buffer_float).");
+  const FORMAT = float32 ? gl.RGBA32F : gl.RGBA16F;
+  const MAX_DRAW = Math.min(gl.getParameter(gl.MAX_DRAW_BUFFERS), gl.getParameter(gl.MAX_COLOR_ATTACHMENTS));
+
+  let [H, W] = data.grid;
+  const G = P.groups; // state layers
+  const KG = P.condition_groups;
+  const S = G + KG; // groups the perception sees
+
+  // ---- the counter-based random numbers of engine/counter_random.py -------------------------------
+  function mix(x) {
+    x = x >>> 0;
+    x ^= x >>> 16;
+    x = Math.imul(x, 0x7feb352d) >>> 0;
+    x ^= x >>> 15;
+    x = Math.imul(x, 0x846ca68b) >>> 0;
+    x ^= x >>> 16;
+    return x >>> 0;
+  }
+
+  // ---- GL plumbing -----------------------------------------------------------------------------
+  const vao = gl.createVertexArray();
+  gl.bindVertexArray(vao);
+  const VERTEX = `#version 300 es
+void main() {
+  vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2));
+  gl_Position = vec4(p * 2.0 - 1.0, 0.0, 1.0);
+}`;
+
+  function compile(type, source) {
+    const s = gl.createShader(type);
+    gl.shaderSource(s, source);
+    gl.compileShader(s);
+    if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) {
+      const numbered = source.split("\n").map((l, i) => `${i + 1}: ${l}`).join("\n");
+      fail(`shader does not compile: ${gl.getShaderInfoLog(s)}\n${numbered}`);
+    }
+    return s;
+  }
+
+  function program(fragment) {
+    const p = gl.createProgram();
+    gl.attachShader(p, compile(gl.VERTEX_SHADER, VERTEX));
+    gl.attachShader(p, compile(gl.FRAGMENT_SHADER, fragment));
+    gl.linkProgram(p);
+    if (!gl.getProgramParameter(p, gl.LINK_STATUS)) fail(`shader does not link: ${gl.getProgramInfoLog(p)}`);
+    const uniforms = {};
+    const n = gl.getProgramParameter(p, gl.ACTIVE_UNIFORMS);
+    for (let i = 0; i < n; i++) {
+      const name = gl.getActiveUniform(p, i).name.replace(/\[0\]$/, "");
+      uniforms[name] = gl.getUniformLocation(p, name);
+    }
+    return { p, uniforms, source: fragment };
+  }
+
+  function layers(count) {
+    const tex = gl.createTexture();
+    gl.bindTexture(gl.TEXTURE_2D_ARRAY, tex);
+    gl.texStorage3D(gl.TEXTURE_2D_ARRAY, 1, FORMAT, W, H, count);
+    for (const k of [gl.TEXTURE_MIN_FILTER, gl.TEXTURE_MAG_FILTER]) gl.texParameteri(gl.TEXTURE_2D_ARRAY, k, gl.NEAREST);
+    for (const k of [gl.TEXTURE_WRAP_S, gl.TEXTURE_WRAP_T]) gl.texParameteri(gl.TEXTURE_2D_ARRAY, k, gl.CLAMP_TO_EDGE);
+    return { tex, count };
+  }
+
+  // weights: one RGBA32F texture, 1024 texels a row
+  const ROW = 1024;
+  const weightTex = (() => {
+    const bytes = Uint8Array.from(atob(P.weights), (c) => c.charCodeAt(0));
+    const rows = Math.max(1, Math.ceil(P.texels / ROW));
+    const values = new Float32Array(rows * ROW * 4);
+    values.set(new Float32Array(bytes.buffer, 0, P.texels * 4));
+    const tex = gl.createTexture();
+    gl.bindTexture(gl.TEXTURE_2D, tex);
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA32F, ROW, rows, 0, gl.RGBA, gl.FLOAT, values);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
+    return tex;
+  })();
+
+  // ---- shader generation ---------------------------------------------------------------------------
+  const HEADER = `#version 300 es
+precision highp float;
+precision highp int;
+precision highp sampler2D;
+precision highp sampler2DArray;
+uniform sampler2D uW;
+uniform ivec2 uSize;
+vec4 Wt(int i) { return texelFetch(uW, ivec2(i & ${ROW - 1}, i >> ${Math.log2(ROW)}), 0); }
+bool outside(ivec2 p) { return p.x < 0 || p.y < 0 || p.x >= uSize.x || p.y >= uSize.y; }
+ivec2 wrap(ivec2 p) { return (p + uSize * 64) % uSize; }
+`;
+  const circular = P.padding === "circular";
+
+  // fetch functions: what a source holds at cell p, zeros (or wrapped round) outside the grid
+  function fetchers(sources) {
+    let code = "";
+    for (const name of sources) {
+      code += `uniform sampler2DArray u_${name};\n`;
+      if (name === "x" && KG) code += `uniform vec4 uCond[${KG}];\n`;
+      code += `vec4 f_${name}(ivec2 p, int g) {\n`;
+      code += circular ? "  p = wrap(p);\n" : "  if (outside(p)) return vec4(0.0);\n";
+      if (name === "x" && KG) code += `  if (g >= ${G}) return uCond[g - ${G}];\n`;
+      code += `  return texelFetch(u_${name}, ivec3(p, g), 0);\n}\n`;
+    }
+    return code;
+  }
+
+  function sourceGroups(name) {
+    if (name === "x") return S;
+    return P.prepasses.find((p) => p.name === name).groups;
+  }
+
+  // the code of one block, accumulating into target[offset + o] for its `groups` outputs
+  function blockCode(block, target, offset) {
+    const O = block.groups;
+    let c = `  for (int o = 0; o < ${O}; o++) ${target}[${offset} + o] = ${block.bias == null ? "vec4(0.0)" : `Wt(${block.bias} + o)`};\n`;
+    for (const t of block.terms) {
+      const f = `f_${t.source}`;
+      if (t.kind === "bias") {
+        c += `  for (int o = 0; o < ${O}; o++) ${target}[${offset} + o] += Wt(${t.bias} + o);\n`;
+      } else if (t.kind === "identity") {
+        c += `  for (int o = 0; o < ${O}; o++) ${target}[${offset} + o] += ${f}(cell, o);\n`;
+      } else {
+        const k = t.k, half = (k - 1) / 2, I = sourceGroups(t.source);
+        c += `  for (int t = 0; t < ${k * k}; t++) {\n`;
+        c += `    ivec2 q = cell + ivec2(t % ${k} - ${half}, t / ${k} - ${half}) * ${t.dilation};\n`;
+        if (t.kind === "depthwise") {
+          c += `    for (int o = 0; o < ${O}; o++) ${target}[${offset} + o] += Wt(${t.weights} + t * ${O} + o) * ${f}(q, o);\n`;
+        } else {
+          c += `    for (int i = 0; i < ${I}; i++) {\n      vec4 v = ${f}(q, i);\n`;
+          c += `      for (int o = 0; o < ${O}; o++) {\n        int b = ${t.weights} + ((t * ${O} + o) * ${I} + i) * 4;\n`;
+          c += `        ${target}[${offset} + o] += Wt(b) * v.x + Wt(b + 1) * v.y + Wt(b + 2) * v.z + Wt(b + 3) * v.w;\n      }\n    }\n`;
+        }
+        c += "  }\n";
+      }
+    }
+    return c;
+  }
+
+  function outputs(n) {
+    let c = "";
+    for (let i = 0; i < n; i++) c += `layout(location = ${i}) out vec4 out${i};\n`;
+    return c;
+  }
+
+  function chunks(total) {
+    const list = [];
+    for (let start = 0; start < total; start += MAX_DRAW) list.push([start, Math.min(MAX_DRAW, total - start)]);
+    return list;
+  }
+
+
+  const prepassPrograms = P.prepasses.map((pre) =>
+    chunks(pre.groups).map(([start, n]) => {
+      let c = HEADER + fetchers(["x"]) + outputs(n);
+      c += `void main() {\n  ivec2 cell = ivec2(gl_FragCoord.xy);\n  vec4 h[${pre.groups}];\n`;
+      c += blockCode(pre, "h", 0);
+      for (let i = 0; i < n; i++) c += `  out${i} = max(h[${start + i}], 0.0);\n`;
+      c += "}\n";
+      return { ...program(c), start, n };
+    })
+  );
+
+  const F = P.features.reduce((a, b) => a + b.groups, 0);
+  const stepSources = ["x", ...P.prepasses.map((p) => p.name)];
+  const updatePrograms = chunks(G).map(([start, n]) => {
+    let c = HEADER + fetchers(stepSources) + outputs(n);
+    c += `uniform uint uKey;\nuniform float uRate;\nuniform bool uFire;\n`;
+    c += `uint mix32(uint x) {\n  x ^= x >> 16u; x *= 0x7feb352du; x ^= x >> 15u; x *= 0x846ca68bu; x ^= x >> 16u;\n  return x;\n}\n`;
+    c += `void main() {\n  ivec2 cell = ivec2(gl_FragCoord.xy);\n  vec4 f[${F}];\n`;
+    let offset = 0;
+    for (const block of P.features) {
+      c += blockCode(block, "f", offset);
+      offset += block.groups;
+    }
+    let input = "f";
+    P.mlp.forEach((layer, li) => {
+      const last = li === P.mlp.length - 1;
+      const name = `h${li}`;
+      const first = last ? start : 0;
+      const count = last ? n : layer.out;
+      c += `  vec4 ${name}[${count}];\n  for (int o = 0; o < ${count}; o++) {\n`;
+      c += `    vec4 a = Wt(${layer.bias} + ${first} + o);\n`;
+      c += `    for (int i = 0; i < ${layer.in}; i++) {\n      vec4 v = ${input}[i];\n`;
+      c += `      int b = ${layer.weights} + ((${first} + o) * ${layer.in} + i) * 4;\n`;
+      c += `      a += Wt(b) * v.x + Wt(b + 1) * v.y + Wt(b + 2) * v.z + Wt(b + 3) * v.w;\n    }\n`;
+      if (layer.relu) c += "    a = max(a, 0.0);\n";
+      if (layer.residual) c += `    a += ${input}[o];\n`;
+      c += `    ${name}[o] = a;\n  }\n`;
+      input = name;
+    });
+    c += "  float fire = 1.0;\n  if (uFire) {\n";
+    c += `    uint bits = mix32(uKey ^ uint(cell.y * uSize.x + cell.x));\n`;
+    c += "    fire = float(bits >> 8u) * (1.0 / 16777216.0) <= uRate ? 1.0 : 0.0;\n  }\n";
+    for (let i = 0; i < n; i++) {
+      const dx = P.update_tanh ? `tanh(${input}[${i}])` : `${input}[${i}]`;
+      c += `  out${i} = texelFetch(u_x, ivec3(cell, ${start + i}), 0) + ${dx} * fire;\n`;
+    }
+    c += "}\n";
+    return { ...program(c), start, n };
+  });
+
+  // a pass over every state layer: `body` changes `v`, layer g's value at the cell; `prologue` runs once first
+  function layerPrograms(uniformsCode, body, helpers = "", prologue = "") {
+    return chunks(G).map(([start, n]) => {
+      let c = HEADER + uniformsCode + helpers + outputs(n) + "void main() {\n  ivec2 cell = ivec2(gl_FragCoord.xy);\n";
+      c += prologue + "  vec4 v;\n  int g;\n";
+      for (let i = 0; i < n; i++) c += `  g = ${start + i};\n  v = texelFetch(u_a, ivec3(cell, g), 0);\n${body}  out${i} = v;\n`;
+      c += "}\n";
+      return { ...program(c), start, n };
+    });
+  }
+
+  const alivePrograms = layerPrograms(
+    "uniform sampler2DArray u_a;\nuniform sampler2DArray u_old;\nuniform float uThreshold;\n",
+    "  if (!alive) v = vec4(0.0);\n",
+    `float maxAlpha(sampler2DArray s, ivec2 p) {
+  float m = -1e30;
+  for (int dy = -1; dy <= 1; dy++) for (int dx = -1; dx <= 1; dx++) {
+    ivec2 q = p + ivec2(dx, dy);
+    ${circular ? "q = wrap(q);" : "if (outside(q)) continue;"}
+    m = max(m, texelFetch(s, ivec3(q, 0), 0).w);
+  }
+  return m;
+}
+`,
+    "  bool alive = maxAlpha(u_old, cell) > uThreshold && maxAlpha(u_a, cell) > uThreshold;\n"
+  );
+
+  const diffusePrograms = layerPrograms(
+    "uniform sampler2DArray u_a;\n",
+    `  {
+    vec4 lap = -4.0 * v;
+    for (int k = 0; k < 4; k++) {
+      ivec2 q = cell + ivec2(k == 0 ? 1 : k == 1 ? -1 : 0, k == 2 ? 1 : k == 3 ? -1 : 0);
+      ${circular ? "q = wrap(q);" : "if (outside(q)) continue;"}
+      lap += texelFetch(u_a, ivec3(q, g), 0);
+    }
+    vec4 channel = vec4(4 * g) + vec4(0.0, 1.0, 2.0, 3.0);
+    vec4 signal = step(float(${P.channels - P.signal_channels}), channel) * (1.0 - step(float(${P.channels}), channel));
+    v += signal * 0.125 * lap;
+  }
+`
+  );
+
+  const erasePrograms = layerPrograms(
+    "uniform sampler2DArray u_a;\nuniform vec2 uCenter;\nuniform float uRadius;\n",
+    "  if (dot(vec2(cell) + 0.5 - uCenter, vec2(cell) + 0.5 - uCenter) < uRadius * uRadius) v = vec4(0.0);\n"
+  );
+
+  const drawProgram = program(
+    HEADER +
+      `uniform sampler2DArray u_a;
+uniform int uScale;
+uniform int uBackground;
+out vec4 color;
+void main() {
+  ivec2 cell = ivec2(gl_FragCoord.xy) / uScale;
+  cell.y = uSize.y - 1 - cell.y;
+  vec4 s = texelFetch(u_a, ivec3(cell, 0), 0);
+  vec3 rgb = clamp(s.rgb, 0.0, 1.0);
+  if (uBackground == 0) rgb = clamp(1.0 - clamp(s.a, 0.0, 1.0) + rgb, 0.0, 1.0);
+  color = vec4(rgb, 1.0);
+}
+`
+  );
+
+  // ---- state -------------------------------------------------------------------------------------
+  let state, spare, third, pre;
+  const fbo = gl.createFramebuffer(); // the passes: up to MAX_DRAW layers at once
+  const single = gl.createFramebuffer(); // one layer: clearing and reading back
+
+  function attach(tex, layer) {
+    gl.bindFramebuffer(gl.FRAMEBUFFER, single);
+    gl.framebufferTextureLayer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, tex, 0, layer);
+    gl.readBuffer(gl.COLOR_ATTACHMENT0);
+  }
+
+  function allocate() {
+    for (const t of [state, spare, third]) if (t) gl.deleteTexture(t.tex);
+    for (const t of pre || []) gl.deleteTexture(t.tex);
+    state = layers(G);
+    spare = layers(G);
+    third = layers(G);
+    pre = P.prepasses.map((p) => layers(p.groups));
+  }
+
+  function bindSampler(pr, name, unit, tex, target = gl.TEXTURE_2D_ARRAY) {
+    if (pr.uniforms[name] == null) return;
+    gl.activeTexture(gl.TEXTURE0 + unit);
+    gl.bindTexture(target, tex);
+    gl.uniform1i(pr.uniforms[name], unit);
+  }
+
+  function run(pr, target, samplers, set) {
+    gl.bindFramebuffer(gl.FRAMEBUFFER, fbo);
+    const buffers = [];
+    for (let i = 0; i < MAX_DRAW; i++) {
+      const on = i < pr.n;
+      gl.framebufferTextureLayer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0 + i, on ? target.tex : null, 0, on ? pr.start + i : 0);
+      buffers.push(on ? gl.COLOR_ATTACHMENT0 + i : gl.NONE);
+    }
+    gl.drawBuffers(buffers);
+    gl.viewport(0, 0, W, H);
+    gl.useProgram(pr.p);
+    bindSampler(pr, "uW", 0, weightTex, gl.TEXTURE_2D);
+    if (pr.uniforms.uSize) gl.uniform2i(pr.uniforms.uSize, W, H);
+    let unit = 1;
+    for (const [name, tex] of Object.entries(samplers)) bindSampler(pr, `u_${name}`, unit++, tex.tex);
+    if (set) set(pr.uniforms);
+    gl.drawArrays(gl.TRIANGLES, 0, 3);
+  }
+
+  // ---- the NCA -----------------------------------------------------------------------------------
+  const nca = {
+    steps: 0,
+    seed: 0,
+    calls: 0,
+    klass: data.condition || 0,
+    running: !location.hash.includes("paused"),
+    stepsPerFrame: data.steps_per_frame,
+  };
+  const fixedSeed = /seed=(\d+)/.exec(location.hash);
+
+  function condition() {
+    const values = new Float32Array(Math.max(KG, 1) * 4);
+    if (P.condition_channels) values[nca.klass] = 1.0;
+    return values;
+  }
+
+  function step() {
+    P.prepasses.forEach((pass, i) => {
+      for (const pr of prepassPrograms[i]) {
+        run(pr, pre[i], { x: state }, (u) => u.uCond && gl.uniform4fv(u.uCond, condition()));
+      }
+    });
+    const fire = P.fire_rate < 1.0;
+    const key = fire ? mix(mix(mix(nca.seed) ^ nca.calls) ^ 0) : 0;
+    const samplers = { x: state };
+    P.prepasses.forEach((pass, i) => (samplers[pass.name] = pre[i]));
+    for (const pr of updatePrograms) {
+      run(pr, spare, samplers, (u) => {
+        if (u.uCond) gl.uniform4fv(u.uCond, condition());
+        gl.uniform1ui(u.uKey, key);
+        gl.uniform1f(u.uRate, P.fire_rate);
+        gl.uniform1i(u.uFire, fire ? 1 : 0);
+      });
+    }
+    if (fire) nca.calls += 1;
+    let current = spare;
+    let free = third;
+    if (P.signal_channels && P.signal_steps) {
+      for (let s = 0; s < P.signal_steps; s++) {
+        for (const pr of diffusePrograms) run(pr, free, { a: current });
+        [current, free] = [free, current];
+      }
+    }
+    if (P.alive_masking) {
+      for (const pr of alivePrograms) {
+        run(pr, free, { a: current, old: state }, (u) => gl.uniform1f(u.uThreshold, P.alive_threshold));
+      }
+      [current, free] = [free, current];
+    }
+    // rotate: the new state becomes `state`, the other two are scratch
+    const old = state;
+    state = current;
+    spare = free;
+    third = old;
+    nca.steps += 1;
+  }
+
+  function erase(x, y, radius) {
+    for (const pr of erasePrograms) {
+      run(pr, spare, { a: state }, (u) => {
+        gl.uniform2f(u.uCenter, x, y);
+        gl.uniform1f(u.uRadius, radius);
+      });
+    }
+    [state, spare] = [spare, state];
+  }
+
+  function plant(x, y) {
+    const col = Math.min(W - 1, Math.max(0, Math.floor(x)));
+    const row = Math.min(H - 1, Math.max(0, Math.floor(y)));
+    const kind = data.seed.kind;
+    const cell = new Float32Array(G * 4);
+    if (kind === "random_color") {
+      for (let c = 0; c < 3; c++) cell[c] = Math.random();
+      cell[3] = 1.0;
+    } else {
+      for (let c = 3; c < P.channels; c++) cell[c] = 1.0;
+    }
+    gl.bindTexture(gl.TEXTURE_2D_ARRAY, state.tex);
+    for (let g = 0; g < G; g++) {
+      gl.texSubImage3D(gl.TEXTURE_2D_ARRAY, 0, col, row, g, 1, 1, 1, gl.RGBA, gl.FLOAT, cell.subarray(g * 4, g * 4 + 4));
+    }
+  }
+
+  function reset() {
+    for (let g = 0; g < G; g++) {
+      attach(state.tex, g);
+      gl.clearBufferfv(gl.COLOR, 0, [0, 0, 0, 0]);
+    }
+    if (data.seed.kind !== "zeros") for (const [px, py] of data.seed.positions) plant(px * W, py * H);
+    nca.seed = fixedSeed ? Number(fixedSeed[1]) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
+    nca.calls = 0;
+    nca.steps = 0;
+  }
+
+  function read() {
+    const out = new Float32Array(H * W * P.channels);
+    const layer = new Float32Array(H * W * 4);
+    for (let g = 0; g < G; g++) {
+      attach(state.tex, g);
+      gl.readPixels(0, 0, W, H, gl.RGBA, gl.FLOAT, layer);
+      for (let i = 0; i < H * W; i++) {
+        for (let j = 0; j < 4 && 4 * g + j < P.channels; j++) out[i * P.channels + 4 * g + j] = layer[i * 4 + j];
+      }
+    }
+    return out;
+  }
+
+  // ---- the view ----------------------------------------------------------------------------------
+  const scale = data.scale;
+  const backgrounds = { white: 0, black: 1, none: 1 };
+
+  function draw() {
+    if (canvas.width !== W * scale || canvas.height !== H * scale) {
+      canvas.width = W * scale;
+      canvas.height = H * scale;
+    }
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+    gl.viewport(0, 0, canvas.width, canvas.height);
+    gl.useProgram(drawProgram.p);
+    bindSampler(drawProgram, "u_a", 1, state.tex);
+    gl.uniform2i(drawProgram.uniforms.uSize, W, H);
+    gl.uniform1i(drawProgram.uniforms.uScale, scale);
+    gl.uniform1i(drawProgram.uniforms.uBackground, backgrounds[data.background] ?? 0);
+    gl.drawArrays(gl.TRIANGLES, 0, 3);
+  }
+
+  const $ = (id) => document.getElementById(id);
+  const pauseButton = $("pause");
+  const speed = $("speed");
+  const brush = $("brush");
+  speed.value = nca.stepsPerFrame;
+  brush.max = Math.max(2, Math.floor(Math.max(W, H) / 2));
+  brush.value = Math.max(1, Math.round(Math.max(W, H) * 0.08));
+
+  function labels() {
+    $("speed-value").textContent = speed.value;
+    $("brush-value").textContent = brush.value;
+    pauseButton.textContent = nca.running ? "Pause" : "Resume";
+  }
+  speed.addEventListener("input", () => { nca.stepsPerFrame = Number(speed.value); labels(); });
+  brush.addEventListener("input", labels);
+  pauseButton.addEventListener("click", () => { nca.running = !nca.running; labels(); });
+  $("step").addEventListener("click", () => { step(); draw(); });
+  $("reset").addEventListener("click", () => { reset(); draw(); });
+  if (P.condition_channels) {
+    $("class-label").hidden = false;
+    const select = $("class");
+    data.classes.forEach((name, i) => select.add(new Option(name, String(i))));
+    select.value = String(nca.klass);
+    select.addEventListener("change", () => { nca.klass = Number(select.value); });
+  }
+  document.addEventListener("keydown", (e) => {
+    if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
+    if (e.key === " ") { nca.running = !nca.running; labels(); e.preventDefault(); }
+    else if (e.key === "s") { step(); draw(); }
+    else if (e.key === "r") { reset(); draw(); }
+  });
+
+  function cellAt(e) {
+    const box = canvas.getBoundingClientRect();
+    return [((e.clientX - box.left) / box.width) * W, ((e.clientY - box.top) / box.height) * H];
+  }
+  let dragging = null;
+  let lastDown = { time: -1e9, x: 0, y: 0 };
+  canvas.addEventListener("pointerdown", (e) => {
+    if (e.button !== 0) return;
+    const [x, y] = cellAt(e);
+    const now = performance.now();
+    const twice = now - lastDown.time < 350 && Math.hypot(e.clientX - lastDown.x, e.clientY - lastDown.y) < 12;
+    lastDown = { time: twice ? -1e9 : now, x: e.clientX, y: e.clientY };
+    if (twice) {
+      plant(x, y);
+    } else {
+      dragging = e.pointerId;
+      canvas.setPointerCapture(e.pointerId);
+      erase(x, y, Number(brush.value));
+    }
+    draw();
+    e.preventDefault();
+  });
+  canvas.addEventListener("pointermove", (e) => {
+    if (dragging !== e.pointerId) return;
+    const [x, y] = cellAt(e);
+    erase(x, y, Number(brush.value));
+    draw();
+  });
+  const release = (e) => { if (dragging === e.pointerId) dragging = null; };
+  canvas.addEventListener("pointerup", release);
+  canvas.addEventListener("pointercancel", release);
+  canvas.addEventListener("dblclick", (e) => e.preventDefault());
+
+  let shown = { time: performance.now(), steps: 0 };
+  function readout(now) {
+    if (now - shown.time >= 500) {
+      const rate = ((nca.steps - shown.steps) * 1000) / (now - shown.time);
+      nca.stepsPerSecond = rate;
+      shown = { time: now, steps: nca.steps };
+      $("readout").textContent = `step ${nca.steps} · ${rate.toFixed(0)} steps/s · ${W}×${H} cells`;
+    }
+  }
+
+  function frame(now) {
+    if (nca.running) for (let i = 0; i < nca.stepsPerFrame; i++) step();
+    draw();
+    readout(now);
+    requestAnimationFrame(frame);
+  }
+
+  // ---- what tests and benchmarks drive ---------------------------------------------------------------
+  window.nca = Object.assign(nca, {
+    grid: () => [H, W],
+    format: float32 ? "float32" : "float16",
+    step(n = 1) { for (let i = 0; i < n; i++) step(); draw(); },
+    read: () => Array.from(read()),
+    erase(x, y, r) { erase(x, y, r); draw(); },
+    plant(x, y) { plant(x, y); draw(); },
+    reset(seed) { reset(); if (seed != null) nca.seed = seed >>> 0; draw(); },
+    pause() { nca.running = false; labels(); },
+    setClass(i) { nca.klass = i; if (P.condition_channels) $("class").value = String(i); },
+    resize(h, w) { H = h; W = w; allocate(); reset(); draw(); },
+    shaders: () => updatePrograms.map((p) => p.source),
+    // steps per second of `n` steps, the GPU finished (one pixel read back waits for it)
+    benchmark(n) {
+      const pixel = new Float32Array(4);
+      const sync = () => {
+        attach(state.tex, 0);
+        gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.FLOAT, pixel);
+      };
+      sync();
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) step();
+      sync();
+      return (n * 1000) / (performance.now() - t0);
+    },
+  });
+
+  allocate();
+  reset();
+  labels();
+  draw();
+  requestAnimationFrame(frame);
+  nca.ready = true;
+})();
