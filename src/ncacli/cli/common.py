@@ -46,6 +46,18 @@ def parse_pair(text: str, option: str) -> tuple[float, float]:
     return a, b
 
 
+def parse_grid(text: str) -> tuple[int, int]:
+    """``--grid``: ``N`` (square) or ``HxW`` → ``(H, W)``, each at least 3."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        h, w = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    except (ValueError, IndexError):
+        raise UsageError(f"--grid {text!r}: expected N or HxW, like 72 or 64x96") from None
+    if len(parts) > 2 or min(h, w) < 3:
+        raise UsageError(f"--grid {text!r}: expected N or HxW with sides of at least 3 cells")
+    return h, w
+
+
 def check_name(kind: str, name: str, known: list[str]) -> None:
     if name not in known:
         close = difflib.get_close_matches(name, known, n=1)

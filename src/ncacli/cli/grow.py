@@ -24,7 +24,7 @@ def grow(
     out: str = typer.Option(..., "--out", "-o", help="Output: .png picture, .safetensors state, or - (state)."),
     from_state: Optional[str] = typer.Option(None, "--from", help="Start from this state file (- for stdin)."),
     batch: int = typer.Option(1, "--batch", min=1, help="Grow this many samples from the seed."),
-    size: Optional[str] = typer.Option(None, "--grid", help="Grid size HxW when growing from the seed."),
+    size: Optional[str] = typer.Option(None, "--grid", help="Grid size N or HxW when growing from the seed."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the fire masks."),
     condition: Optional[str] = typer.Option(
         None, "--condition", "-c", help="Conditional models: the class to grow, an index or a name (default 0)."
@@ -41,7 +41,7 @@ def grow(
     """Grow a pattern: from the model's seed, or on from a state (`--from`)."""
     import torch
 
-    from ncacli.cli.common import condition_of, parse_pair
+    from ncacli.cli.common import condition_of, parse_grid
     from ncacli.io.model_file import load_model
 
     as_state = wants_state(out, fmt)
@@ -55,10 +55,7 @@ def grow(
     if from_state is not None:
         state, start = read_state(from_state, cfg.channels)
     else:
-        grid = None
-        if size is not None:
-            h, w = (int(v) for v in parse_pair(size.lower().replace("x", ","), "--grid"))
-            grid = (h, w)
+        grid = None if size is None else parse_grid(size)
         state, start = seed_state(model, provenance, batch, grid, seed), 0
     cond = condition_of(model, provenance, tuple(state.shape[2:]), condition, condition_map)
     g = torch.Generator(device=dev)

@@ -1,4 +1,5 @@
-"""``nca render``: a GIF or MP4 of the growth from the seed, with optional damage mid-run."""
+"""``nca render``: a GIF or MP4 of the growth from the seed, with optional damage mid-run, or an
+interactive page (``out.html``) that runs the model in the browser."""
 
 from __future__ import annotations
 
@@ -12,11 +13,18 @@ from ncacli.cli.common import console, device, emit_json, parse_pair
 
 def render(
     model_path: str = typer.Argument(..., metavar="MODEL", help="Model file."),
-    out: Path = typer.Argument(..., metavar="OUT", help="out.gif or out.mp4."),
+    out: Path = typer.Argument(..., metavar="OUT", help="out.gif, out.mp4, or out.html (an interactive page)."),
     steps: int = typer.Option(300, "--steps", "-n", min=1, help="Steps to run."),
     fps: float = typer.Option(30.0, "--fps", min=1.0, help="Frames per second."),
     every: int = typer.Option(1, "--every", min=1, help="Keep one frame every N steps."),
-    scale: int = typer.Option(4, "--scale", min=1, help="Display pixels per cell (nearest neighbour)."),
+    scale: Optional[int] = typer.Option(
+        None, "--scale", min=1, help="Display pixels per cell (default 4; a page: about 512 pixels across)."
+    ),
+    grid: Optional[str] = typer.Option(None, "--grid", help="Grid size N or HxW (default the training grid)."),
+    steps_per_frame: Optional[int] = typer.Option(
+        None, "--steps-per-frame", min=1, max=64, help="A page: steps per displayed frame (default 2)."
+    ),
+    title: Optional[str] = typer.Option(None, "--title", help="A page: its title (default from the model)."),
     damage_at: Optional[int] = typer.Option(None, "--damage-at", min=1, help="Damage the pattern at this step."),
     shape: str = typer.Option("circle", "--shape", help="Damage shape: circle, square, left, right, top, bottom."),
     center: str = typer.Option("0.5,0.5", "--center", help="Damage centre x,y (fractions of the grid)."),
@@ -37,18 +45,29 @@ def render(
     device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
-    """Write a video of the NCA growing (and regrowing after `--damage-at`)."""
+    """Write a video of the NCA growing (and regrowing after `--damage-at`), or an interactive page."""
     import torch
 
-    from ncacli.cli.common import background_of, check_name, read_state, seed_state
+    from ncacli.cli.common import background_of, check_name, parse_grid, read_state, seed_state
     from ncacli.engine import SHAPES, apply_damage, damage_mask
     from ncacli.errors import UsageError
     from ncacli.io.images import to_pixels
     from ncacli.io.model_file import load_model
     from ncacli.io.video import FORMATS, write_video
 
+    size = None if grid is None else parse_grid(grid)
+    if out.suffix.lower() == ".html":
+        unused = {"--damage-at": damage_at, "--from": from_state, "--switch-at": switch_at}
+        unused.update({"--condition-map": condition_map, "--condition-video": condition_video})
+        given = [name for name, value in unused.items() if value is not None]
+        if given:
+            raise UsageError(f"{given[0]} is for videos; a page is driven by hand (drag to erase, pick the class)")
+        return _page(model_path, out, size, scale, steps_per_frame, title, condition, json_out)
+    if steps_per_frame is not None or title is not None:
+        raise UsageError("--steps-per-frame and --title are for pages (out.html)")
+    scale = scale or 4
     if out.suffix.lower() not in FORMATS:
-        raise UsageError(f"{out}: unsupported output {out.suffix!r}; use .gif or .mp4")
+        raise UsageError(f"{out}: unsupported output {out.suffix!r}; use .gif, .mp4 or .html")
     check_name("damage shape", shape, list(SHAPES))
     if (switch_at is None) != (condition_to is None):
         raise UsageError("--switch-at and --condition-to go together: switch after step N to class M")
@@ -61,7 +80,7 @@ def render(
     if from_state is not None:
         state = read_state(from_state, model.config.channels)[0][:1]
     else:
-        state = seed_state(model, provenance, seed=seed)
+        state = seed_state(model, provenance, grid=size, seed=seed)
     state = state.to(dev)
     _, _, h, w = state.shape
     mask = damage_mask(h, w, shape, parse_pair(center, "--center"), radius, device=dev)
@@ -92,6 +111,35 @@ def render(
         emit_json(summary)
     else:
         console.print(f"rendered {len(frames)} frames → {out}", highlight=False)
+
+
+def _page(model_path, out, grid, scale, steps_per_frame, title, condition, json_out) -> None:
+    """Write the interactive page of the model."""
+    from ncacli.cli.common import class_index
+    from ncacli.io.files import atomic_write_bytes
+    from ncacli.io.model_file import load_model
+    from ncacli.web import page_html
+
+    model, provenance = load_model(model_path)
+    h, w = grid or tuple(provenance.get("grid", [72, 72]))
+    scale = scale or max(1, 512 // max(h, w))
+    k = model.config.condition_channels
+    klass = 0
+    if condition is not None:
+        if not k:
+            from ncacli.cli.common import not_conditional
+
+            raise not_conditional("--condition")
+        klass = class_index(provenance, k, condition)
+    named = ", ".join(provenance.get("classes") or []) or provenance.get("target") or Path(model_path).stem
+    title = title or f"nca · {named}"
+    text = page_html(model, provenance, (h, w), scale, steps_per_frame or 2, title, klass)
+    atomic_write_bytes(out, text.encode("utf-8"))
+    summary = {"out": str(out), "grid": [h, w], "scale": scale, "bytes": len(text.encode("utf-8"))}
+    if json_out:
+        emit_json(summary)
+    else:
+        console.print(f"wrote the page → {out} ({h}×{w} cells; open it in a browser)", highlight=False)
 
 
 def _conditions(model, provenance, grid, condition, condition_map, switch_at, condition_to, video, steps, every, dev):

@@ -40,8 +40,4 @@ def page_html(
     # nothing inside the two script elements may close them
     payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
     script = script.replace("</script", "<\\/script")
-    return (
-        template.replace("{{TITLE}}", html.escape(title))
-        .replace("{{DATA}}", payload)
-        .replace("{{SCRIPT}}", script)
-    )
+    return template.replace("{{TITLE}}", html.escape(title)).replace("{{DATA}}", payload).replace("{{SCRIPT}}", script)

@@ -533,7 +533,7 @@ void main() {
       const rate = ((nca.steps - shown.steps) * 1000) / (now - shown.time);
       nca.stepsPerSecond = rate;
       shown = { time: now, steps: nca.steps };
-      $("readout").textContent = `step ${nca.steps} · ${rate.toFixed(0)} steps/s · ${W}×${H} cells`;
+      $("readout").textContent = `step ${nca.steps} · ${rate.toFixed(0)} steps/s · ${H}×${W} cells`;
     }
   }
 

@@ -108,7 +108,13 @@ class Program:
                 full[i] = kernels[c]
         k = kernels.shape[-1]
         taps = full.reshape(len(source.slots), k * k).T  # (taps, GPU channels) → texels (tap, group)
-        return {"kind": "depthwise", "source": source.name, "k": k, "dilation": dilation, "weights": self.texels.add(taps)}
+        return {
+            "kind": "depthwise",
+            "source": source.name,
+            "k": k,
+            "dilation": dilation,
+            "weights": self.texels.add(taps),
+        }
 
     def dense(self, source: Source, weight: torch.Tensor, dilation: int = 1) -> dict[str, Any]:
         """``weight`` ``(O, I, k, k)`` over the source's module channels; outputs in module order, padded."""
