@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
             subprocess.run(cmd, check=True, capture_output=True)
             page = browser.new_page()
             page.goto(page_file.resolve().as_uri() + "#paused&seed=1")
-            page.wait_for_function("window.nca && window.nca.ready", timeout=60000)
+            while not page.evaluate("() => Boolean(window.nca && window.nca.ready)"):  # the CSP forbids eval
+                time.sleep(0.05)
             renderer = page.evaluate(
                 """() => { const gl = document.getElementById('view').getContext('webgl2');
                 const ext = gl.getExtension('WEBGL_debug_renderer_info');

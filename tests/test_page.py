@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ class Page:
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.url = path.resolve().as_uri()
         self.page.goto(f"{self.url}#paused&seed={seed}")
-        self.page.wait_for_function("window.nca && window.nca.ready", timeout=30000)
+        wait_until(self.page, "window.nca && window.nca.ready")
 
     def state(self) -> torch.Tensor:
         h, w = self.page.evaluate("nca.grid()")
@@ -78,6 +79,15 @@ class Page:
         assert self.errors == [], self.errors
         assert self.requests == [self.url], self.requests  # the page itself, nothing else
         self.page.close()
+
+
+def wait_until(page, expression: str, timeout: float = 30.0) -> None:
+    """Poll ``expression`` from outside the page: the page's CSP forbids the eval that
+    ``wait_for_function`` relies on once it has to poll."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(f"() => Boolean({expression})"):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.05)
 
 
 def random_model(perception: str = "sobel", **options) -> NCA:
@@ -216,6 +226,19 @@ def test_erase_by_mouse_then_regrow(browser, lizard_page):
         want = model.rollout(cut, 60, key)
     assert (regrown - want).abs().max().item() < TOLERANCE
     assert ((regrown[0, 3] > 0.1) & hole[0, 0]).sum() > 0, "living cells should grow back into the hole"
+    # a drag erases along its path: every cell within the brush of where the pointer went
+    page.step(10)
+    before = page.state()
+    (x0, y0), (x1, y1) = (1.25, 2.25), (w - 2.75, h - 3.75)
+    page.page.mouse.move(box["x"] + x0 / w * box["width"], box["y"] + y0 / h * box["height"])
+    page.page.mouse.down()
+    page.page.mouse.move(box["x"] + x1 / w * box["width"], box["y"] + y1 / h * box["height"], steps=12)
+    page.page.mouse.up()
+    dragged = page.state()
+    ends = damage_mask(h, w, "circle", [(x0 / w, y0 / h), (x1 / w, y1 / h)], 3 / w).any(0, keepdim=True)
+    assert torch.all(dragged * ends == 0) and dragged.abs().sum() < before.abs().sum()
+    kept = dragged != 0
+    assert torch.equal(dragged[kept], before[kept])  # erasing only clears cells
     # a double-click plants a seed: the cell's alpha and hidden channels are 1
     page.page.mouse.dblclick(box["x"] + 0.5 / w * box["width"], box["y"] + 0.5 / h * box["height"])
     planted = page.state()
@@ -229,12 +252,35 @@ def test_erase_by_mouse_then_regrow(browser, lizard_page):
     assert torch.equal(page.state(), make_seed(1, model.config.channels, h, w, provenance["seed_positions"]))
     page.page.locator("#speed").fill("8")
     page.page.click("#pause")  # resumes: the page was opened paused
-    page.page.wait_for_function("nca.steps >= 40", timeout=30000)
-    page.page.wait_for_function("document.getElementById('readout').textContent.includes('steps/s')")
+    wait_until(page.page, "nca.steps >= 40")
+    wait_until(page.page, "document.getElementById('readout').textContent.includes('steps/s')")
     shot = os.environ.get("NCA_PAGE_SCREENSHOT")
     image = page.page.screenshot(path=shot) if shot else page.page.screenshot()
     assert image[:8] == b"\x89PNG\r\n\x1a\n"
     page.clean()
+
+
+def test_touch_erases_and_a_double_tap_plants(browser, lizard_page):
+    context = browser.new_context(has_touch=True, viewport={"width": 800, "height": 800})
+    page = context.new_page()
+    page.goto(lizard_page.resolve().as_uri() + "#paused&seed=2")
+    wait_until(page, "window.nca && window.nca.ready")
+    page.evaluate("nca.step(30)")
+    h, w = page.evaluate("nca.grid()")
+    box = page.locator("#view").bounding_box()
+    at = lambda x, y: (box["x"] + x / w * box["width"], box["y"] + y / h * box["height"])  # noqa: E731
+    alpha = lambda: np.array(page.evaluate("nca.read()")).reshape(h, w, -1)[..., 3]  # noqa: E731
+    before = alpha()
+    ys, xs = np.nonzero(before > 0.1)
+    cx, cy = xs.mean() + 0.5, ys.mean() + 0.5
+    page.touchscreen.tap(*at(cx, cy))
+    after = alpha()
+    assert before[int(cy), int(cx)] != 0 and after[int(cy), int(cx)] == 0 and (after > 0.1).sum() < (before > 0.1).sum()
+    page.wait_for_timeout(400)  # not a double tap
+    page.touchscreen.tap(*at(1.5, 1.5))
+    page.touchscreen.tap(*at(1.5, 1.5))
+    assert alpha()[1, 1] == 1.0
+    context.close()
 
 
 def test_page_file_is_self_contained(lizard_page):
