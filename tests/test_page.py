@@ -26,6 +26,7 @@ from ncacli.engine.perception import PERCEPTIONS, register_perception
 from ncacli.io.model_file import save_model
 
 TOLERANCE = 1e-3  # float32 on the GPU against float32 on the CPU; seen: up to 2e-5 after 24 steps
+HALF_TOLERANCE = 0.02  # a float16 state (13 mantissa bits fewer); seen: up to 3e-3 after 24 steps
 GRID = (14, 14)
 
 
@@ -56,7 +57,7 @@ def browser():
 class Page:
     """An exported page open in the browser, with everything it logged and requested."""
 
-    def __init__(self, browser, path: Path, seed: int = 7) -> None:
+    def __init__(self, browser, path: Path, seed: int = 7, options: str = "") -> None:
         self.page = browser.new_page(viewport={"width": 800, "height": 800})
         self.errors: list[str] = []
         self.requests: list[str] = []
@@ -64,7 +65,7 @@ class Page:
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.url = path.resolve().as_uri()
-        self.page.goto(f"{self.url}#paused&seed={seed}")
+        self.page.goto(f"{self.url}#paused&seed={seed}{options}")
         wait_until(self.page, "window.nca && window.nca.ready")
 
     def state(self) -> torch.Tensor:
@@ -169,6 +170,17 @@ def test_page_steps_like_the_engine(browser, tmp_path, variant):
     page.clean()
 
 
+def test_float16_state_stays_close(browser, tmp_path):
+    """Where a browser cannot render to float32 the page keeps the state in float16 textures."""
+    model = random_model()
+    page = Page(browser, export(model, tmp_path, "half"), seed=7, options="&float16")
+    assert page.page.evaluate("nca.format") == "float16"
+    page.step(24)
+    error = (page.state() - engine(model, make_seed(1, 16, *GRID), 24, 7)).abs().max().item()
+    assert 0 < error < HALF_TOLERANCE
+    page.clean()
+
+
 def test_a_conditional_page_switches_class(browser, tmp_path):
     model = random_model(condition_channels=3)
     classes = ["emoji 🦎", "emoji 🦋", "emoji 🐞"]
@@ -254,9 +266,34 @@ def test_erase_by_mouse_then_regrow(browser, lizard_page):
     page.page.click("#pause")  # resumes: the page was opened paused
     wait_until(page.page, "nca.steps >= 40")
     wait_until(page.page, "document.getElementById('readout').textContent.includes('steps/s')")
-    shot = os.environ.get("NCA_PAGE_SCREENSHOT")
-    image = page.page.screenshot(path=shot) if shot else page.page.screenshot()
-    assert image[:8] == b"\x89PNG\r\n\x1a\n"
+    page.clean()
+
+
+def test_screenshot(browser, tmp_path, lizard_page):
+    """The README's picture: a grown pattern with a bite erased by the mouse, regrowing.
+
+    ``NCA_PAGE_MODEL`` picks the model (default: this file's briefly trained lizard) and
+    ``NCA_PAGE_SCREENSHOT`` where the PNG goes (default: a temporary file)."""
+    from ncacli.cli import main
+
+    model = os.environ.get("NCA_PAGE_MODEL") or str(lizard_page.parent / "run" / "model.safetensors")
+    html = tmp_path / "shot.html"
+    assert main(["render", model, str(html), "--scale", "12", "--title", "nca render MODEL page.html"]) == 0
+    page = Page(browser, html, seed=1)
+    page.step(200)
+    h, w = page.page.evaluate("nca.grid()")
+    ys, xs = torch.nonzero(page.state()[0, 3] > 0.5, as_tuple=True)
+    upper = ys < ys.float().median()
+    box = page.page.locator("#view").bounding_box()
+    x, y = xs[upper].float().mean().item() + 0.5, ys[upper].float().mean().item() + 0.5  # a bite from the upper half
+    page.page.locator("#brush").fill(str(max(2, round(w * 0.12))))
+    page.page.mouse.click(box["x"] + x / w * box["width"], box["y"] + y / h * box["height"])
+    page.step(4)
+    page.page.evaluate("() => document.activeElement.blur()")
+    shot = os.environ.get("NCA_PAGE_SCREENSHOT") or str(tmp_path / "page.png")
+    bottom = page.page.locator("#hint").bounding_box()
+    page.page.screenshot(path=shot, clip={"x": 0, "y": 0, "width": 800, "height": bottom["y"] + bottom["height"] + 16})
+    assert Path(shot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page.clean()
 
 

@@ -19,13 +19,16 @@
 
   const gl = canvas.getContext("webgl2", { antialias: false, depth: false, preserveDrawingBuffer: true });
   if (!gl) fail("This page needs WebGL2, which this browser does not offer.");
-  const float32 = gl.getExtension("EXT_color_buffer_float");
-  const float16 = float32 ? null : gl.getExtension("EXT_color_buffer_half_float");
+  // float32 state where the browser renders to it; `#float16` in the address asks for half floats
+  const float32 = location.hash.includes("float16") ? null : gl.getExtension("EXT_color_buffer_float");
+  const float16 = float32
+    ? null
+    : gl.getExtension("EXT_color_buffer_half_float") || gl.getExtension("EXT_color_buffer_float");
   if (!float32 && !float16) fail("This page needs float render targets (EXT_color_buffer_float).");
   const FORMAT = float32 ? gl.RGBA32F : gl.RGBA16F;
   const MAX_DRAW = Math.min(gl.getParameter(gl.MAX_DRAW_BUFFERS), gl.getParameter(gl.MAX_COLOR_ATTACHMENTS));
 
-  let [H, W] = data.grid;
+  const [H, W] = data.grid;
   const G = P.groups; // state layers
   const KG = P.condition_groups;
   const S = G + KG; // groups the perception sees
@@ -289,7 +292,11 @@ void main() {
   );
 
   // ---- state -------------------------------------------------------------------------------------
-  let state, spare, third, pre;
+  // the state and two scratch arrays that rotate each step, and the prepasses' arrays
+  let state = layers(G);
+  let spare = layers(G);
+  let third = layers(G);
+  const pre = P.prepasses.map((p) => layers(p.groups));
   const fbo = gl.createFramebuffer(); // the passes: up to MAX_DRAW layers at once
   const single = gl.createFramebuffer(); // one layer: clearing and reading back
 
@@ -297,15 +304,6 @@ void main() {
     gl.bindFramebuffer(gl.FRAMEBUFFER, single);
     gl.framebufferTextureLayer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, tex, 0, layer);
     gl.readBuffer(gl.COLOR_ATTACHMENT0);
-  }
-
-  function allocate() {
-    for (const t of [state, spare, third]) if (t) gl.deleteTexture(t.tex);
-    for (const t of pre || []) gl.deleteTexture(t.tex);
-    state = layers(G);
-    spare = layers(G);
-    third = layers(G);
-    pre = P.prepasses.map((p) => layers(p.groups));
   }
 
   function bindSampler(pr, name, unit, tex, target = gl.TEXTURE_2D_ARRAY) {
@@ -555,7 +553,6 @@ void main() {
     reset(seed) { reset(); if (seed != null) nca.seed = seed >>> 0; draw(); },
     pause() { nca.running = false; labels(); },
     setClass(i) { nca.klass = i; if (P.condition_channels) $("class").value = String(i); },
-    resize(h, w) { H = h; W = w; allocate(); reset(); draw(); },
     shaders: () => updatePrograms.map((p) => p.source),
     // steps per second of `n` steps, the GPU finished (one pixel read back waits for it)
     benchmark(n) {
@@ -572,7 +569,6 @@ void main() {
     },
   });
 
-  allocate();
   reset();
   labels();
   draw();
