@@ -55,10 +55,13 @@ def browser():
 
 
 class Page:
-    """An exported page open in the browser, with everything it logged and requested."""
+    """An exported page open in a browser (or a browser context), with everything it logged and requested."""
 
     def __init__(self, browser, path: Path, seed: int = 7, options: str = "") -> None:
-        self.page = browser.new_page(viewport={"width": 800, "height": 800})
+        from playwright.sync_api import Browser
+
+        size = {"width": 800, "height": 800}
+        self.page = browser.new_page(viewport=size) if isinstance(browser, Browser) else browser.new_page()
         self.errors: list[str] = []
         self.requests: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
@@ -299,9 +302,8 @@ def test_screenshot(browser, tmp_path, lizard_page):
 
 def test_touch_erases_and_a_double_tap_plants(browser, lizard_page):
     context = browser.new_context(has_touch=True, viewport={"width": 800, "height": 800})
-    page = context.new_page()
-    page.goto(lizard_page.resolve().as_uri() + "#paused&seed=2")
-    wait_until(page, "window.nca && window.nca.ready")
+    opened = Page(context, lizard_page, seed=2)
+    page = opened.page
     page.evaluate("nca.step(30)")
     h, w = page.evaluate("nca.grid()")
     box = page.locator("#view").bounding_box()
@@ -317,6 +319,7 @@ def test_touch_erases_and_a_double_tap_plants(browser, lizard_page):
     page.touchscreen.tap(*at(1.5, 1.5))
     page.touchscreen.tap(*at(1.5, 1.5))
     assert alpha()[1, 1] == 1.0
+    opened.clean()
     context.close()
 
 
