@@ -279,7 +279,7 @@ def test_bad_inputs_give_one_error_line(capsys, tmp_path):
 
 
 def test_checkpointed_engine_agrees_with_the_reference_and_uses_less_memory(capsys):
-    args = ["benchmark", "--size", "48", "--batch", "2", "--steps", "32", "--json", *FAST]
+    args = ["benchmark", "--size", "48", "--batch", "2", "--steps", "32", "--engine", "reference", "--json", *FAST]
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     plain = json.loads(out)["rows"][0]
@@ -321,3 +321,24 @@ def test_perception_table_of_conditional_models_adds_mutation_recovery(tmp_path)
     rows = json.loads((out / "table.json").read_text())
     assert rows[0]["conditional"] and "mutation_recovery" in rows[0]
     assert "condition_channels = 2" in (out / "conv" / "config.toml").read_text()
+
+
+def test_start_states_set_how_much_of_the_grid_is_alive(capsys):
+    """The active engine's work follows the living cells, so the report says where rollouts start and how
+    much of the grid was alive; the engine agrees with the reference from each start."""
+    alive = {}
+    for start in ("seed", "grown", "full"):
+        args = ["benchmark", "--size", "36", "--batch", "2", "--steps", "6", "--start", start, "--json", *FAST]
+        code, out, err = run_cli(capsys, *args)
+        assert code == 0, err
+        doc = json.loads(out)
+        assert doc["start"] == start and doc["engine"] == "active"
+        rows = {row["phase"]: row for row in doc["rows"]}
+        assert rows["inference"]["max_abs_diff"] < 1e-4
+        alive[start] = rows["inference"]["alive_fraction"]
+    assert alive["seed"] < 0.05 < alive["grown"] < 0.6 < alive["full"] <= 1.0
+
+
+def test_benchmark_refuses_an_unknown_start_or_engine(capsys):
+    one_error_line(capsys, 2, ("--start", "grwn"), "did you mean 'grown'")
+    one_error_line(capsys, 2, ("--engine", "fast"), "'fast'")

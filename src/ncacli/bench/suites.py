@@ -21,6 +21,7 @@ from torch import nn
 from ncacli import __version__
 from ncacli.bench.measure import MB, Measurement, free_memory, inference_run, is_oom, measure, timed, train_run
 from ncacli.bench.reference import NoReference, reference_for
+from ncacli.bench.states import Start, alive_fraction
 from ncacli.bench.system import LoadSampler, device_name, memory_available, memory_probe
 from ncacli.engine import NCA, ModelConfig, make_seed
 
@@ -163,6 +164,9 @@ class Settings:
     max_memory: int | None  # bytes; None: 0.8 × MemAvailable on the CPU, unlimited elsewhere
     seed: int = 0
     checkpoint: int = 0  # the engine's training rollouts keep the state every N steps (gradient checkpointing)
+    start: Start | None = None  # (batch, H, W) → the state rollouts start from; None: the seed
+    start_name: str = "seed"
+    engine: str = "active"  # the engine's step: "active" or "reference" (ncacli.engine.NCA.engine)
 
 
 class CheckpointedRollout(nn.Module):
@@ -186,6 +190,7 @@ class Runner:
 
     def __init__(self, model: NCA, reference: nn.Module | None, settings: Settings, progress) -> None:
         self.model = model
+        model.engine = settings.engine
         engine = CheckpointedRollout(model, settings.checkpoint) if settings.checkpoint else model
         self.impls: dict[str, nn.Module] = {"engine": engine}
         if reference is not None:
@@ -247,7 +252,8 @@ class Runner:
         cells = case.height * case.width
         work = batch * cells * steps
         channels = self.model.config.channels
-        seed = make_seed(batch, channels, case.height, case.width, device=s.device)
+        start = s.start or (lambda b, h, w: make_seed(b, channels, h, w))
+        seed = start(batch, case.height, case.width).to(s.device).contiguous(memory_format=torch.channels_last)
         target_gen = torch.Generator().manual_seed(s.seed)
         target = torch.rand(4, case.height, case.width, generator=target_gen).to(s.device)
         decided: dict[str, Measurement] = {}
@@ -275,6 +281,9 @@ class Runner:
         diff = None
         if both and engine.first is not None and ref.first is not None:
             diff = float((engine.first.float() - ref.first.float()).abs().max())
+        alive = None
+        if engine.ok:
+            alive = alive_fraction(self.model, seed, steps, torch.Generator(device=s.device).manual_seed(s.seed))
         return {
             "suite": case.suite,
             "case": case.name,
@@ -293,6 +302,7 @@ class Runner:
             "time_ratio": engine.median / ref.median if both else None,
             "memory_ratio": engine.peak / ref.peak if both and engine.peak and ref.peak else None,
             "max_abs_diff": diff,
+            "alive_fraction": alive,
             "other_process_load": load["cores"],
         }
 
@@ -360,6 +370,8 @@ def run_benchmark(
         "memory_budget_source": budget_source,
         "max_seconds": settings.max_seconds,
         "checkpoint": settings.checkpoint,
+        "engine": settings.engine,
+        "start": settings.start_name,
         "other_process_load": load,
         "warnings": [warning] if warning else [],
         "rows": rows,

@@ -11,6 +11,8 @@ from ncacli.cli.common import check_name, console, device, emit_json, print_tabl
 from ncacli.errors import UsageError
 
 SUITE_NAMES = ["standard", "distill", "ncatorch-table6", "scaling", "all"]
+STARTS = ("grown", "seed", "full")  # ncacli.bench.states.STARTS, without importing torch for --help
+ENGINES = ("active", "reference")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -60,6 +62,10 @@ def benchmark(
     checkpoint: int = typer.Option(
         0, "--checkpoint", min=0, help="Engine training keeps the state every N steps, recomputing the rest (memory)."
     ),
+    start: str = typer.Option(
+        "grown", "--start", help="Where rollouts start: grown (a pattern), seed, or full (every cell alive)."
+    ),
+    engine: str = typer.Option("active", "--engine", help="The engine's step: active (default) or reference."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the fire masks and the default model's weights."),
     device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
     json_out: bool = typer.Option(False, "--json", help="Also print one JSON document on stdout."),
@@ -71,19 +77,26 @@ def benchmark(
         if custom:
             raise UsageError("--size/--batch/--steps make one custom configuration; leave out --suite")
     scaling_sizes = _sizes(sizes)
+    check_name("start", start, list(STARTS))
+    check_name("engine", engine, list(ENGINES))
     import torch
 
     from ncacli.bench import Settings, cases_for, custom_case, run_benchmark, trained_like
+    from ncacli.bench.states import start_for
+    from ncacli.cli.common import seed_state
 
     dev = device(device_name)
     if model_path is not None:
         from ncacli.io.model_file import load_model
 
-        model, _ = load_model(model_path, str(dev))
+        model, provenance = load_model(model_path, str(dev))
         source = model_path
+        seed_of = lambda b, h, w: seed_state(model, provenance, b, (h, w))  # noqa: E731
     else:
         model = trained_like(seed=seed).to(dev)
         source = "Distill ModelConfig, random weights (last layer ~ N(0, 0.02))"
+        seed_of = None
+    starts = start_for(start, model, seed_of, trained=model_path is not None)
     if suite is None and (custom or model_path is not None):
         cases, suite = [custom_case(size, batch, steps)], "custom"
     else:
@@ -98,6 +111,9 @@ def benchmark(
         max_memory=int(max_memory * 1024 * 1024) if max_memory is not None else None,
         seed=seed,
         checkpoint=checkpoint,
+        start=starts,
+        start_name=start,
+        engine=engine,
     )
     before = torch.get_num_threads()
     if threads is not None:
@@ -159,7 +175,8 @@ def show(report: dict[str, Any]) -> None:
     runs = f" · {rows[0]['warmup']} warm-up + {rows[0]['repeats']} timed runs, median [min–max]" if rows else ""
     console.print(
         f"{report['device']}: {report['device_name']} · torch {report['torch']} · "
-        f"{report['threads']} thread{'s' if report['threads'] != 1 else ''}, {report['cpu_count']} CPUs{runs}",
+        f"{report['threads']} thread{'s' if report['threads'] != 1 else ''}, {report['cpu_count']} CPUs{runs}"
+        f" · engine {report['engine']} · start {report['start']}",
         highlight=False,
         markup=False,
         soft_wrap=True,
@@ -167,7 +184,8 @@ def show(report: dict[str, Any]) -> None:
     table = Table()
     table.add_column("configuration")
     table.add_column("phase: batch × steps")
-    for column in ("engine", "reference", "ratio", "ms/step", "cell-steps/s", "engine MB", "ref. MB", "MB ratio"):
+    columns = ("engine", "reference", "ratio", "ms/step", "cell-steps/s", "engine MB", "ref. MB", "MB ratio", "alive %")
+    for column in columns:
         table.add_column(column, justify="right")
     for row in rows:
         engine, ref = row["engine"], row["reference"]
@@ -182,9 +200,14 @@ def show(report: dict[str, Any]) -> None:
             _mb(engine),
             _mb(ref),
             _ratio(row["memory_ratio"]),
+            "—" if row.get("alive_fraction") is None else f"{100 * row['alive_fraction']:.0f}",
         )
     print_table(table, width=200)
-    notes = ["ratio = engine / reference: below 1, the engine is faster or smaller", f"memory: {report['memory']}"]
+    notes = [
+        "ratio = engine / reference: below 1, the engine is faster or smaller",
+        f"memory: {report['memory']}",
+        "alive %: the cells alive before a step, averaged over the rollout; the active engine updates those that fire",
+    ]
     if report["reference"]["note"]:
         notes.append(report["reference"]["note"])
     measured = [m for row in rows for m in (row["engine"], row["reference"]) if m is not None]

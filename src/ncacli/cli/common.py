@@ -38,6 +38,32 @@ def device(name: str):
         raise UsageError(f"--device {name}: {exc}") from None
 
 
+ENGINE_NAMES = ["auto", "active", "reference", "fused"]  # ncacli.engine.nca.ENGINES, and auto
+ENGINE_HELP = "How steps run: auto (active), active, reference, or fused (Triton, CUDA inference)."
+
+
+def engine_option():
+    import typer
+
+    return typer.Option("auto", "--engine", help=ENGINE_HELP)
+
+
+def use_engine(model, name: str) -> str:
+    """Set ``model.engine`` from ``--engine`` (``auto`` is ``active``: the fused kernel is chosen by name only);
+    a fused engine that cannot run this model says why in one line on stderr. Returns the engine set."""
+    check_name("engine", name, ENGINE_NAMES)
+    chosen = "active" if name == "auto" else name
+    model.engine = chosen
+    if chosen == "fused":
+        from ncacli.engine.fused import fused_supported
+
+        reason = fused_supported(model)
+        if reason is not None:
+            note = f"--engine fused: {reason}; steps run on the active engine"
+            console.print(note, highlight=False, markup=False, soft_wrap=True)
+    return chosen
+
+
 def parse_pair(text: str, option: str) -> tuple[float, float]:
     try:
         a, b = (float(v) for v in text.split(","))

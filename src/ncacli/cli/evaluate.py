@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ncacli.cli.common import device, emit_json, parse_pair, print_table
+from ncacli.cli.common import device, emit_json, engine_option, parse_pair, print_table, use_engine
 from ncacli.errors import NcaError, UsageError
 
 
@@ -50,6 +50,7 @@ def evaluate(
         None, "--every", min=1, help="Measure every N steps for the curve (default 1 with --plot)."
     ),
     device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+    engine: str = engine_option(),
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Grow, perturb and regrow; report each metric at seed 004's three stages and the recovery %."""
@@ -90,6 +91,7 @@ def evaluate(
     path = _model_file(model_path)
     dev = device(device_name)
     model, provenance, stored_target = load_model_and_target(path, str(dev))
+    use_engine(model, engine)
     classes = model.config.condition_channels
     if perturb == "mutation" and not classes:
         raise NcaError(

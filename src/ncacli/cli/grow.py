@@ -11,8 +11,10 @@ from ncacli.cli.common import (
     console,
     device,
     emit_json,
+    engine_option,
     read_state,
     seed_state,
+    use_engine,
     wants_state,
     write_picture_or_state,
 )
@@ -36,6 +38,7 @@ def grow(
     transparent: bool = typer.Option(False, "--transparent", help="Keep alpha in the PNG instead of white."),
     scale: int = typer.Option(1, "--scale", min=1, help="Upscale the PNG by this factor (nearest)."),
     device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+    engine: str = engine_option(),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (not with --out -)."),
 ) -> None:
     """Grow a pattern: from the model's seed, or on from a state (`--from`)."""
@@ -51,6 +54,7 @@ def grow(
         raise UsageError("only one of MODEL and --from can be read from stdin")
     dev = device(device_name)
     model, provenance = load_model(model_path, str(dev))
+    use_engine(model, engine)
     cfg = model.config
     if from_state is not None:
         state, start = read_state(from_state, cfg.channels)

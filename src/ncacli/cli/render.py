@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ncacli.cli.common import console, device, emit_json, parse_pair
+from ncacli.cli.common import console, device, emit_json, engine_option, parse_pair, use_engine
 
 
 def render(
@@ -43,6 +43,7 @@ def render(
         None, "--condition-video", help="A video whose frames are condition maps, one per output frame."
     ),
     device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+    engine: str = engine_option(),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Write a video of the NCA growing (and regrowing after `--damage-at`), or an interactive page."""
@@ -77,6 +78,7 @@ def render(
         )
     dev = device(device_name)
     model, provenance = load_model(model_path, str(dev))
+    use_engine(model, engine)
     if from_state is not None:
         state = read_state(from_state, model.config.channels)[0][:1]
     else:

@@ -19,11 +19,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ncacli.engine import active, fused
 from ncacli.engine.counter_random import CounterRandom
 from ncacli.engine.perception import LAPLACIAN, make_perception, pad
 from ncacli.engine.update import UPDATES
 
 ALPHA = 3
+# How a step runs (NCA.engine); every engine gives the same state from the same fire masks.
+#   reference: every cell's update computed, then masked (the Distill formulation)
+#   active:    the update only where it can change the state (ncacli.engine.active); the default
+#   fused:     inference in one Triton kernel per step on CUDA (ncacli.engine.fused), fire masks from a
+#              CounterRandom; where it cannot run (training, CPU, an unsupported model), the active step
+ENGINES = ("active", "reference", "fused")
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,29 @@ Generator = torch.Generator | CounterRandom | None
 Condition = torch.Tensor | Callable[[int], torch.Tensor] | None
 
 
+def any_neighbour(mask: torch.Tensor, circular: bool = False) -> torch.Tensor:
+    """``(B, 1, H, W)`` bool → where any cell of the 3×3 neighbourhood is set (beyond the edge: unset, or
+    the opposite edge when ``circular``): an OR of shifted views, first along rows, then along columns."""
+    m = mask[:, 0]
+    if circular:
+        m = torch.cat([m[:, -1:], m, m[:, :1]], dim=1)
+        m = torch.cat([m[:, :, -1:], m, m[:, :, :1]], dim=2)
+    else:
+        m = F.pad(m, (1, 1, 1, 1))
+    rows = m[:, :, :-2] | m[:, :, 1:-1] | m[:, :, 2:]
+    return (rows[:, :-2] | rows[:, 1:-1] | rows[:, 2:]).unsqueeze(1)
+
+
+def fused_generator(generator: Generator, device: torch.device) -> CounterRandom:
+    """The fused kernel draws its fire masks from a counter-based hash: a CounterRandom as given, else one
+    seeded by a draw from ``generator`` (so a seeded rollout is repeatable, though its masks differ from
+    that generator's own)."""
+    if isinstance(generator, CounterRandom):
+        return generator
+    dev = generator.device if generator is not None else torch.device("cpu")
+    return CounterRandom(int(torch.randint(2**31, (1,), generator=generator, device=dev)))
+
+
 class NCA(nn.Module):
     """A neural cellular automaton over states ``(B, C, H, W)``."""
 
@@ -83,22 +113,43 @@ class NCA(nn.Module):
             raise ValueError(f"signal_channels must be between 0 and {config.channels - 4} (the hidden channels)")
         lap = torch.tensor(LAPLACIAN).view(1, 1, 3, 3).repeat(max(config.signal_channels, 1), 1, 1, 1)
         self.register_buffer("laplacian", lap, persistent=False)
+        self.engine = "active"  # how a step runs: one of ENGINES
         # NHWC is several times faster for the 1×1 convolutions and the depthwise perception.
         self.to(memory_format=torch.channels_last)
 
     def alive(self, x: torch.Tensor) -> torch.Tensor:
-        """Cells with an alpha above the threshold in their 3×3 neighbourhood: ``(B, 1, H, W)`` bool."""
-        with torch.no_grad():  # a mask: no gradient flows through it, and max-pool needs no indices
-            alpha = x[:, ALPHA : ALPHA + 1].contiguous()
-            if self.config.padding_mode == "circular":
-                alpha = pad(alpha, 1, "circular")
-                return F.max_pool2d(alpha, 3, 1) > self.config.alive_threshold
-            return F.max_pool2d(alpha, 3, 1, 1) > self.config.alive_threshold
+        """Cells with an alpha above the threshold in their 3×3 neighbourhood: ``(B, 1, H, W)`` bool.
+
+        The same as ``max_pool2d(alpha, 3) > threshold`` (cells beyond a zero-padded edge never count),
+        computed as the threshold followed by an OR over 3×3 neighbourhoods.
+        """
+        with torch.no_grad():  # a mask: no gradient flows through it
+            over = x[:, ALPHA : ALPHA + 1] > self.config.alive_threshold
+            return any_neighbour(over, self.config.padding_mode == "circular")
 
     def forward(
         self, x: torch.Tensor, generator: Generator = None, condition: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """One step: ``(B, C, H, W)`` → ``(B, C, H, W)``; a conditional model needs ``condition``."""
+        """One step: ``(B, C, H, W)`` → ``(B, C, H, W)``; a conditional model needs ``condition``.
+
+        ``self.engine`` picks how (see :data:`ENGINES`); all give the same state.
+        """
+        if self.engine == "fused" and isinstance(generator, CounterRandom) and self.fused_ready(condition):
+            return fused.fused_step(self, x, generator)
+        if self.engine != "reference" and active.supports(self):
+            return active.active_step(self, x, generator, condition)
+        return self.reference_step(x, generator, condition)
+
+    def reference_step(
+        self,
+        x: torch.Tensor,
+        generator: Generator = None,
+        condition: torch.Tensor | None = None,
+        fire: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The step as the Distill model writes it: perceive and update every cell, then mask.
+
+        ``fire`` ``(B, 1, H, W)`` bool: this step's fire mask, when already drawn from ``generator``."""
         cfg = self.config
         if cfg.alive_masking:
             pre = self.alive(x)
@@ -106,18 +157,26 @@ class NCA(nn.Module):
         if cfg.update_tanh:
             dx = torch.tanh(dx)
         if cfg.fire_rate < 1.0:
-            b, _, h, w = x.shape
-            if isinstance(generator, CounterRandom):
-                fire = generator.uniform(b, h, w, x.device)
-            else:
-                fire = torch.rand(b, 1, h, w, generator=generator, device=x.device, dtype=x.dtype)
-            dx = dx * (fire <= cfg.fire_rate)
+            dx = dx * (self.fire_mask(x, generator) if fire is None else fire)
         x = x + dx
         if cfg.signal_channels and cfg.signal_steps:
             x = self.diffuse(x)
         if cfg.alive_masking:
             x = x * (pre & self.alive(x))
         return x
+
+    def fire_mask(self, x: torch.Tensor, generator: Generator) -> torch.Tensor:
+        """The cells that update this step: ``(B, 1, H, W)`` bool, one draw from ``generator``."""
+        b, _, h, w = x.shape
+        if isinstance(generator, CounterRandom):
+            fire = generator.uniform(b, h, w, x.device)
+        else:
+            fire = torch.rand(b, 1, h, w, generator=generator, device=x.device, dtype=x.dtype)
+        return fire <= self.config.fire_rate
+
+    def fused_ready(self, condition: Condition = None) -> bool:
+        """Whether a step may run fused now: the fused engine chosen, no gradients, and a model it supports."""
+        return not torch.is_grad_enabled() and condition is None and fused.fused_supported(self) is None
 
     def with_condition(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
         """What the perception sees: the state, and for a conditional model its condition broadcast to
@@ -165,6 +224,10 @@ class NCA(nn.Module):
         between during the backward pass (gradient checkpointing), with the same fire masks.
         """
         x = x.contiguous(memory_format=torch.channels_last)
+        if self.engine == "fused" and self.fused_ready(condition):
+            generator = fused_generator(generator, x.device)
+            if observe is None:
+                return fused.fused_rollout(self, x, steps, generator)
         if checkpoint and (observe is not None or callable(condition)):
             raise ValueError("a checkpointed rollout cannot be observed or change its condition step by step")
         free = max(0, steps - truncate) if truncate else 0

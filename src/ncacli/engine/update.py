@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+
+def linear(conv: nn.Conv2d, rows: torch.Tensor) -> torch.Tensor:
+    """A 1×1 convolution applied to rows ``(N, in)`` → ``(N, out)``."""
+    return F.linear(rows, conv.weight.flatten(1), conv.bias)
 
 
 class MLPUpdate(nn.Module):
@@ -36,6 +42,13 @@ class MLPUpdate(nn.Module):
         """``(B, F, H, W)`` → ``(B, C, H, W)``."""
         return self.net(features)
 
+    def rows(self, features: torch.Tensor) -> torch.Tensor:
+        """The same update on one row per cell: ``(N, F)`` → ``(N, C)``."""
+        h = features
+        for layer in self.net:
+            h = linear(layer, h) if isinstance(layer, nn.Conv2d) else torch.relu(h)
+        return h
+
 
 class ResidualMLPUpdate(nn.Module):
     """1×1-convolution MLP with residual hidden blocks: ``in_features → hidden``, then ``depth − 1`` blocks
@@ -57,6 +70,13 @@ class ResidualMLPUpdate(nn.Module):
         for block in self.blocks:
             h = h + block(h)
         return self.out(h)
+
+    def rows(self, features: torch.Tensor) -> torch.Tensor:
+        """The same update on one row per cell: ``(N, F)`` → ``(N, C)``."""
+        h = torch.relu(linear(self.stem[0], features))
+        for block in self.blocks:
+            h = h + torch.relu(linear(block[0], h))
+        return linear(self.out, h)
 
 
 UPDATES: dict[str, Callable[..., nn.Module]] = {"mlp": MLPUpdate, "residual": ResidualMLPUpdate}

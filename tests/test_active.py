@@ -1,0 +1,169 @@
+"""The active-cell engine: the same states and gradients as the reference step, for every registered
+perception and update rule, while the update runs only on the cells it can change."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ncacli.bench.suites import trained_like
+from ncacli.engine import NCA, PERCEPTIONS, CounterRandom, ModelConfig, active
+from ncacli.plugins import load_perceptions
+
+load_perceptions()
+PERCEPTION_NAMES = sorted(PERCEPTIONS)
+
+
+@pytest.fixture
+def always_active(monkeypatch):
+    """Gather however many cells are active (the engine otherwise takes the dense step above a fraction)."""
+    monkeypatch.setattr(active, "DENSE_INFERENCE", 1.0)
+    monkeypatch.setattr(active, "DENSE_TRAINING", 1.0)
+
+
+def generic(config: ModelConfig, seed: int = 1) -> NCA:
+    """A model with every parameter nonzero (a fresh one's last layer is zero, which would hide the update)."""
+    model = trained_like(config, seed=seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(seed)) * 0.05)
+    return model
+
+
+def patchy(b: int, c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """Random values with alpha over the threshold on ~40% of the cells, so alive masking cuts both ways."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, c, h, w, generator=g)
+    x[:, 3] *= (torch.rand(b, h, w, generator=g) < 0.4).float()
+    return x
+
+
+def run(model: NCA, engine: str, x: torch.Tensor, steps: int, condition=None, generator=None, **options):
+    """States, input gradient and parameter gradients of a rollout under ``engine``."""
+    model.engine = engine
+    model.zero_grad(set_to_none=True)
+    xi = x.clone().requires_grad_(True)
+    g = generator() if generator else torch.Generator().manual_seed(3)
+    out = model.rollout(xi, steps, g, condition=condition, **options)
+    (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+    grad = xi.grad if xi.grad is not None else torch.zeros_like(x)  # truncated: no gradient reaches x
+    return out.detach(), grad, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+def assert_same(a, b, tolerance: float = 1e-5) -> None:
+    """Equal within ``tolerance`` relative to the largest value (sums run in another order)."""
+    for u, v in zip([a[0], a[1], *a[2]], [b[0], b[1], *b[2]], strict=True):
+        scale = v.abs().max().clamp_min(1e-6)
+        assert ((u - v).abs().max() / scale).item() < tolerance
+
+
+@pytest.mark.parametrize("padding", ["zeros", "circular"])
+@pytest.mark.parametrize("perception", PERCEPTION_NAMES)
+def test_every_perception_matches_the_reference(always_active, perception, padding):
+    model = generic(ModelConfig(perception=perception, padding_mode=padding, hidden=24))
+    x = patchy(2, 16, 9, 11)
+    assert_same(run(model, "active", x, 4), run(model, "reference", x, 4))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"update": "residual", "depth": 3},
+        {"depth": 2},
+        {"fire_rate": 1.0},
+        {"alive_masking": False},
+        {"update_tanh": True, "perception": "sobel_laplacian"},
+        {"signal_channels": 4, "signal_steps": 2},
+        {"channels": 10, "perception": "sobel5"},
+        {"alive_threshold": -0.5, "perception": "sobel_diagonal"},
+    ],
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
+)
+def test_update_variants_match_the_reference(always_active, options):
+    model = generic(ModelConfig(hidden=24, **options))
+    x = patchy(2, model.config.channels, 8, 8)
+    assert_same(run(model, "active", x, 4), run(model, "reference", x, 4))
+
+
+def test_conditional_and_counter_random_match_the_reference(always_active):
+    model = generic(ModelConfig(hidden=24, condition_channels=3))
+    x = patchy(2, 16, 8, 10)
+    condition = torch.rand(2, 3, 8, 10)
+    counter = lambda: CounterRandom(5)  # noqa: E731
+    a = run(model, "active", x, 4, condition, counter)
+    assert_same(a, run(model, "reference", x, 4, condition, counter))
+
+
+def test_checkpointed_and_truncated_rollouts_match(always_active):
+    model = generic(ModelConfig(hidden=24))
+    x = patchy(2, 16, 10, 10)
+    reference = run(model, "reference", x, 8, checkpoint=3)
+    assert_same(run(model, "active", x, 8, checkpoint=3), reference)
+    assert_same(run(model, "active", x, 8), reference)
+    assert_same(run(model, "active", x, 8, truncate=3), run(model, "reference", x, 8, truncate=3))
+
+
+def test_the_dense_fallback_draws_the_same_masks():
+    """Above the active fraction the engine takes the reference step with the fire mask it drew."""
+    model = generic(ModelConfig(hidden=24, alive_masking=False))  # every cell active: dense
+    x = patchy(2, 16, 8, 8)
+    assert_same(run(model, "active", x, 5), run(model, "reference", x, 5))
+
+
+def test_the_update_runs_only_on_active_cells(always_active, monkeypatch):
+    model = generic(ModelConfig(hidden=24))
+    x = torch.zeros(3, 16, 20, 20)
+    x[0, 3:, 5, 5] = 1.0  # one live cell: its 3×3 neighbourhood is alive, and the ring round it active
+    x[2, 3:, 10:12, 10:12] = 1.0  # a 2×2 block: a 4×4 neighbourhood alive, 6×6 active
+    seen: list[int] = []
+    rows = model.update.rows
+    monkeypatch.setattr(model.update, "rows", lambda f: seen.append(f.shape[0]) or rows(f))
+    with torch.no_grad():
+        model(x, torch.Generator().manual_seed(0))
+    assert 0 < seen[0] <= 25 + 36  # of 1,200 cells: those that fired
+    expected = NCA.reference_step(model, x, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(model(x, torch.Generator().manual_seed(0)), expected, atol=1e-6)
+
+
+def test_training_losses_match_between_engines():
+    """Regenerating training (pool, damage) gives the same losses on both engines; the trainer's default is
+    the active one."""
+    from ncacli.config import resolve
+    from ncacli.train.loop import Trainer
+
+    sets = ["steps_min=8", "steps_max=12", "pool_size=16", "hidden=32", "batch=4", "damage_count=1"]
+    config = resolve("regenerating", None, [*sets, "device='cpu'", "iters=3"])
+    target = torch.zeros(4, 12, 12)
+    target[:, 3:9, 4:8] = 0.8
+    losses = {}
+    for engine in ("active", "reference"):
+        trainer = Trainer(config, target, torch.device("cpu"))
+        assert trainer.model.engine == "active"
+        trainer.model.engine = engine
+        losses[engine] = [trainer.step().loss for _ in range(3)]
+    assert losses["active"] == pytest.approx(losses["reference"], rel=1e-4)
+
+
+def test_a_dead_cells_update_keeps_its_neighbour_alive(always_active):
+    """The post-alive mask reads the updated alpha of dead cells too. Here the update is
+    ``d alpha = −alpha + 0.3 · channel 4``: the living cell fades, and the dead cell D, marked in channel 4,
+    gains alpha 0.3, which alone keeps its living neighbour P alive (and P's hidden value with it)."""
+    model = generic(ModelConfig(hidden=8, fire_rate=1.0))
+    first, last = model.update.net[0], model.update.net[-1]
+    with torch.no_grad():
+        for p in model.update.parameters():
+            p.zero_()
+        first.weight[0, 3 * 3, 0, 0] = 1.0  # hidden 0: the cell's own alpha (features grouped per channel)
+        first.weight[1, 4 * 3, 0, 0] = 1.0  # hidden 1: the cell's own channel 4
+        last.weight[3, 0, 0, 0], last.weight[3, 1, 0, 0] = -1.0, 0.3
+    x = torch.zeros(1, 16, 9, 9)
+    x[0, 3, 4, 2] = 0.5  # the only living cell; its neighbourhood reaches P = (4, 3)
+    x[0, 5, 4, 3] = 0.7  # P's hidden value
+    x[0, 3, 4, 4], x[0, 4, 4, 4] = 0.05, 1.0  # D = (4, 4): below the threshold, nothing alive around it
+    with torch.no_grad():
+        expected = model.reference_step(x, None)
+        model.engine = "active"
+        got = model(x, None)
+    assert expected[0, 5, 4, 3] == pytest.approx(0.7)  # P lives on, through D's new alpha only
+    assert torch.allclose(got, expected, atol=1e-6)
