@@ -106,12 +106,19 @@ def trained_like(config: ModelConfig | None = None, seed: int = 0) -> NCA:
 
 
 def analytic_bytes(
-    config: ModelConfig, features_per_channel: int, phase: str, batch: int, cells: int, steps: int
+    config: ModelConfig,
+    features_per_channel: int,
+    phase: str,
+    batch: int,
+    cells: int,
+    steps: int,
+    hidden: bool = True,
 ) -> int:
     """A rough floor for the peak memory in bytes: a step's float32 activations per cell (state, features,
-    hidden layers), kept for backward over all steps when training. On the CPU the engine measured 1.1–1.3×
-    this to train and 1.3–3.7× in inference (Distill, Table 6, grids 64–512)."""
-    per_step = config.channels * (features_per_channel + 1) + config.hidden * config.depth
+    hidden layers), kept for backward over all steps when training. On the CPU the dense step measured 1.1–1.3×
+    this to train and 1.3–3.7× in inference (Distill, Table 6, grids 64–512). ``features_per_channel = 0``
+    and ``hidden = False``: the state alone (the active engine keeps activations of the living cells only)."""
+    per_step = config.channels * (features_per_channel + 1) + (config.hidden * config.depth if hidden else 0)
     return 4 * batch * cells * per_step * (steps if phase == "train" else 1)
 
 
@@ -221,7 +228,10 @@ class Runner:
             return Measurement("oom", "OOM (at a smaller size)")
         budget, _ = self.budget()
         features = self.model.perceive.features_per_channel
-        need = analytic_bytes(self.model.config, features, phase, batch, cells, steps)
+        if name == "engine" and s.engine == "active":  # keeps the living cells' activations: the state is its floor
+            need = analytic_bytes(self.model.config, 0, phase, batch, cells, steps, hidden=False)
+        else:
+            need = analytic_bytes(self.model.config, features, phase, batch, cells, steps)
         need = max(need, self.history.estimate_bytes(key, memory_work) or 0)
         if budget is not None and need > budget:
             note = f"OOM (estimated {_size(need)} > {_size(budget)} available)"
