@@ -167,3 +167,25 @@ def test_a_dead_cells_update_keeps_its_neighbour_alive(always_active):
         got = model(x, None)
     assert expected[0, 5, 4, 3] == pytest.approx(0.7)  # P lives on, through D's new alpha only
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_train_grow_and_render_take_an_engine(capsys, tmp_path, target_png, tiny_model):
+    """`--engine` on the verbs: the same run on either engine, and a bad name is one line before any file."""
+    from conftest import TINY, last_json, one_error_line, run_cli
+
+    losses = {}
+    for engine in ("active", "reference"):
+        out = tmp_path / engine
+        args = ["train", "--target", target_png, "--iters", "3", "--out", out, "--engine", engine, *TINY, "--quiet"]
+        code, stdout, err = run_cli(capsys, *args)
+        assert code == 0, err
+        losses[engine] = last_json(stdout)["loss"]
+    assert losses["active"] == pytest.approx(losses["reference"], rel=1e-4)
+    code, _, err = run_cli(capsys, "train", "--target", target_png, "--engine", "fastest", "--out", tmp_path / "no")
+    assert code == 2 and not (tmp_path / "no").exists()
+    one_error_line(err, "'fastest'")
+    for verb, out in (("grow", tmp_path / "g.png"), ("render", tmp_path / "g.gif")):
+        flag = ["--out", out] if verb == "grow" else [out, "--steps", "8"]
+        code, _, err = run_cli(capsys, verb, tiny_model, *flag, "--engine", "fused", "--device", "cpu")
+        assert code == 0 and out.is_file(), err
+        assert "--engine fused:" in err and "active engine" in err  # says why it cannot run fused here

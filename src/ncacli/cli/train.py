@@ -12,10 +12,12 @@ from typing import Any, Optional
 
 import typer
 
-from ncacli.cli.common import check_name, console, device, emit_json
+from ncacli.cli.common import ENGINE_NAMES, check_name, console, device, emit_json, engine_option, use_engine
 from ncacli.errors import NcaError
+from ncacli.train import distributed
 
 
+@distributed.command  # under torchrun: leaves the process group at the end; shows an error once
 def train(
     target: Optional[list[str]] = typer.Option(
         None, "--target", "-t", help="Target image (PNG, JPEG, WebP, ...); repeat for a conditional model."
@@ -51,6 +53,7 @@ def train(
     padding: Optional[int] = typer.Option(None, "--padding", help="Empty cells around the target."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (weights, batches, fire masks)."),
     device_name: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, mps."),
+    engine: str = engine_option(),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Run directory (default runs/<time>-<preset>-<target>)."
     ),
@@ -63,6 +66,8 @@ def train(
     from ncacli.losses.objective import needs_target
     from ncacli.train.run_dir import RunDir, default_run_dir
 
+    check_name("engine", engine, ENGINE_NAMES)
+    world = distributed.World.from_env()  # None unless started by torchrun
     flags = {
         **_target_flags(target or [], emoji or []),
         "prompt": prompt,
@@ -93,6 +98,7 @@ def train(
         if config.model == "pixels":
             raise NcaError(f"{resume}: a pixels run cannot be resumed; start it again")
         tensors, meta = run_dir.load_resume()
+        distributed.check_resume(meta, world, str(resume))
         target_rgba, target_desc = tensors.get("target"), _describe_target(config)
         _check_registries(config)
     else:
@@ -110,9 +116,17 @@ def train(
         if implied:
             note = f"preset: {implied} (for --loss {config.loss}; name another with --preset)"
     if config.model == "pixels":
+        if world is not None:
+            raise NcaError("--model pixels trains in one process: run it without torchrun")
         _train_pixels(config, target_rgba, run_dir, quiet, note)
         return
-    trainer = _make_trainer(config, target_rgba, device(config.device))
+    dev = device(config.device)
+    if world is not None:  # torchrun: join the process group; rank 0 alone writes and prints
+        dev = world.init(dev)
+        run_dir = _distributed_run_dir(run_dir.path, world)
+        console.quiet = not world.is_main
+    trainer = _make_trainer(config, target_rgba, dev, world)
+    use_engine(trainer.model, engine)
     if note:
         console.print(note, highlight=False)
     if resume is not None:
@@ -121,7 +135,8 @@ def train(
         cfgmod.validate(config)
         from ncacli.io.files import atomic_write_bytes
 
-        atomic_write_bytes(run_dir.path / "config.toml", config.to_toml().encode())
+        if world is None or world.is_main:
+            atomic_write_bytes(run_dir.path / "config.toml", config.to_toml().encode())
     else:
         run_dir.create(config)
 
@@ -145,9 +160,11 @@ def train(
         final=lambda tr: run_dir.save_final(tr, provenance),
         kept=run_dir.checkpoints,
         done=f"model: {run_dir.model_path}\npreview: {run_dir.preview_path}",
-        resume_hint=f"continue with `nca train --resume {run_dir.path}`",
+        resume_hint=f"continue with `{distributed.train_command(world)} --resume {run_dir.path}`",
     )
     _fit(trainer, run_dir, saver, quiet)
+    if world is not None and not world.is_main:
+        return
     emit_json(
         {
             "run_dir": str(run_dir.path),
@@ -247,10 +264,16 @@ def _check_registries(config) -> None:
         check_name("loss", name, list(LOSSES))
 
 
-def _make_trainer(config, target_rgba, dev):
+def _make_trainer(config, target_rgba, dev, world=None):
     from ncacli.train.loop import Trainer
 
-    return Trainer(config, target_rgba, dev)
+    return Trainer(config, target_rgba, dev, world)
+
+
+def _distributed_run_dir(path: Path, world):
+    from ncacli.train.run_dir import DistributedRunDir
+
+    return DistributedRunDir(path, world)
 
 
 def _last_loss(run_dir) -> float | None:

@@ -2,7 +2,8 @@
 
 All randomness (step counts, pool draws, damage, fire masks) comes from one
 ``torch.Generator`` whose state is saved for ``--resume``, so an interrupted and resumed
-run on the CPU matches an uninterrupted one.
+run on the CPU matches an uninterrupted one. Under torchrun each process (rank) trains on its shard of
+the batch and pool with a generator of its own; :mod:`ncacli.train.distributed` has the rest.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ncacli.engine import (
     seed_position_for,
 )
 from ncacli.losses.objective import make_objective
+from ncacli.train.distributed import World, generator_seed, shard_of
 
 
 class NonFiniteLoss(Exception):
@@ -84,12 +86,17 @@ def lr_factor(config: Config, iteration: int) -> float:
 class Trainer:
     """Holds everything a run changes: model, optimizer, schedule, pool, generator, iteration."""
 
-    def __init__(self, config: Config, target: torch.Tensor | None, device: torch.device) -> None:
+    def __init__(
+        self, config: Config, target: torch.Tensor | None, device: torch.device, world: World | None = None
+    ) -> None:
         """``target`` is ``(4, H, W)``; for a conditional model (``condition_channels = K``) the targets
         ``(K, 4, H, W)``, one per class; or None when the objective needs none (CLIP, style): the grid
-        is then ``size + 2·padding`` square."""
+        is then ``size + 2·padding`` square. ``world``: this process's rank under torchrun (None without);
+        it then trains on its :class:`~ncacli.train.distributed.Shard` of the batch and pool."""
         self.config = config
         self.device = device
+        self.world = world
+        self.shard = shard_of(config, world)  # without torchrun: the config's batch, pool and counts
         self.classes = config.condition_channels
         if self.classes and (target is None or target.ndim != 4 or target.shape[0] != self.classes):
             got = None if target is None else list(target.shape)
@@ -98,6 +105,8 @@ class Trainer:
             )
         torch.manual_seed(config.seed)  # weight initialisation
         self.model = NCA(config.model_config()).to(device)
+        if world is not None:  # the same weights on every rank
+            world.broadcast_([*self.model.parameters(), *self.model.buffers()])
         self.target = target.to(device) if target is not None else None
         self.grid = grid_of(config, target)
         if target is None:
@@ -108,11 +117,12 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(config, it))
         self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(config.seed)
+        self.generator.manual_seed(generator_seed(config.seed, world))
         self.pool = None
         if config.mode != "growing":
-            labels = torch.arange(config.pool_size, device=device) % self.classes if self.classes else None
-            self.pool = SamplePool(self.seeds(config.pool_size), config.pool_size, labels)
+            size, start = self.shard.pool_size, self.shard.pool_start
+            labels = torch.arange(start, start + size, device=device) % self.classes if self.classes else None
+            self.pool = SamplePool(self.seeds(size), size, labels)
         if self.classes:
             assert self.target is not None
             self.objectives = [make_objective(config, t) for t in self.target]
@@ -156,16 +166,16 @@ class Trainer:
         ``damage_count`` best get a hole, and in a conditional run the ``mutation_count`` next best
         are switched to another class (seed 004).
         """
-        cfg = self.config
+        cfg, batch = self.config, self.shard.batch
         if self.pool is None:
-            return None, self.seeds(cfg.batch), self.random_labels(cfg.batch)
-        idx, x = self.pool.sample(cfg.batch, self.generator)
+            return None, self.seeds(batch), self.random_labels(batch)
+        idx, x = self.pool.sample(batch, self.generator)
         labels = self.pool.labels[idx] if self.pool.labels is not None else None
         with torch.no_grad():
             order = torch.argsort(self.loss(x, labels), descending=True)
         idx, x = idx[order], x[order]
         x[:1] = self.seeds(1)
-        damaged = cfg.damage_count if cfg.mode == "regenerating" else 0
+        damaged = self.shard.damage_count if cfg.mode == "regenerating" else 0
         if damaged > 0:
             (h, w) = x.shape[2:]
             mask = random_circles(damaged, h, w, self.generator, device=self.device)
@@ -173,9 +183,9 @@ class Trainer:
         if labels is not None:
             labels = labels[order]
             labels[:1] = self.random_labels(1)
-            if cfg.mutation_count:
-                end = cfg.batch - damaged
-                start = end - cfg.mutation_count
+            if self.shard.mutation_count:
+                end = batch - damaged
+                start = end - self.shard.mutation_count
                 labels[start:end] = other_labels(labels[start:end], self.classes, self.generator)
         return idx, x, labels
 
@@ -187,6 +197,8 @@ class Trainer:
         steps = int(
             torch.randint(cfg.steps_min, cfg.steps_max + 1, (1,), generator=self.generator, device=self.device).item()
         )
+        if self.world is not None:  # every rank rolls out as many steps as rank 0
+            steps = self.world.broadcast_int(steps)
         out = self.model.rollout(
             x,
             steps,
@@ -196,11 +208,13 @@ class Trainer:
             condition=self.condition(labels),
         )
         loss = self.loss(out, labels).mean()
-        value = loss.item()
+        value = loss.item() if self.world is None else self.world.mean_loss(loss)  # NaN if any rank's is
         if not math.isfinite(value):
             raise NonFiniteLoss(self.iteration + 1, value)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.world is not None:  # averaged before the normalisation: the same step on every rank
+            self.world.average_gradients(self.model.parameters())
         if cfg.grad_norm:
             with torch.no_grad():
                 for p in self.model.parameters():
@@ -240,9 +254,13 @@ class Trainer:
             "seconds": repr(self.seconds),
             "scheduler_last_epoch": str(self.scheduler.last_epoch),
         }
+        if self.world is not None:  # the whole pool and every rank's generator, on rank 0
+            self.world.gather_resume(tensors, meta)
         return tensors, meta
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+        if self.world is not None:  # this rank's rows of the pool and its generator
+            tensors = self.world.local_resume(tensors)
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         names = dict(self.model.named_parameters())
         for name, p in names.items():
@@ -290,8 +308,12 @@ def run(
     :class:`NonFiniteLoss` with the weights of the last good iteration still in the model.
     """
     cfg = trainer.config
+    world: World | None = getattr(trainer, "world", None)
     while trainer.iteration < cfg.iters:
-        if should_stop():
+        stop = should_stop()
+        if world is not None:  # every rank stops at the same iteration
+            stop = world.any(stop)
+        if stop:
             return False
         record = trainer.step()
         on_record(record)

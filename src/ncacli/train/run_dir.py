@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -16,6 +16,9 @@ from ncacli.io.files import atomic_write_bytes, pack, read_input, unpack
 from ncacli.io.images import grid_png
 from ncacli.io.model_file import save_model
 from ncacli.train.loop import Record, Trainer
+
+if TYPE_CHECKING:
+    from ncacli.train.distributed import World
 
 RESUME = "resume.safetensors"
 PREVIEW_STEPS = (96, 200)
@@ -112,3 +115,49 @@ class RunDir:
 
     def checkpoints(self) -> list[Path]:
         return sorted((self.path / "checkpoints").glob("step-*.safetensors"))
+
+
+class DistributedRunDir(RunDir):
+    """The run directory of a torchrun run, on every rank: rank 0 writes, the others only join the gathers
+    a save needs (of the pool and the generators) and write nothing."""
+
+    def __init__(self, path: Path, world: World) -> None:
+        super().__init__(path)
+        self.world = world
+
+    def create(self, config: Config) -> None:
+        """Rank 0 creates the directory; when it cannot, every rank stops with its error."""
+        failure: NcaError | None = None
+        if self.world.is_main:
+            try:
+                super().create(config)
+            except NcaError as exc:
+                failure = exc
+        if self.world.any(failure is not None):
+            raise failure or NcaError(f"{self.path}: rank 0 could not create the run directory")
+
+    def append_metrics(self, record: Record) -> None:
+        if self.world.is_main:
+            super().append_metrics(record)
+
+    def truncate_metrics(self, iteration: int) -> None:
+        if self.world.is_main:
+            super().truncate_metrics(iteration)
+
+    def save_resume(self, trainer: Trainer) -> None:
+        tensors, meta = trainer.state_tensors()  # on every rank: it gathers
+        if self.world.is_main:
+            atomic_write_bytes(self.path / RESUME, pack(tensors, meta))
+        self.world.barrier()  # no rank leaves (and exits) before the file is written
+
+    def save_checkpoint(self, trainer: Trainer, provenance: dict[str, Any]) -> Path:
+        if self.world.is_main:
+            return super().save_checkpoint(trainer, provenance)
+        self.save_resume(trainer)
+        return self.path / "checkpoints" / f"step-{trainer.iteration:06d}.safetensors"
+
+    def save_final(self, trainer: Trainer, provenance: dict[str, Any]) -> None:
+        if self.world.is_main:
+            super().save_final(trainer, provenance)
+        else:
+            self.save_resume(trainer)
