@@ -56,6 +56,7 @@ GRAPH_CHUNK = 64  # at most this many steps per captured graph
 # Bound by _load(): triton.language and the jitted kernels (the module imports without triton).
 tl: Any = None
 _mix: Any = None
+_tap: Any = None
 _STEP: Any = None
 _POST: Any = None
 
@@ -386,7 +387,7 @@ def _graph_steps(
 
 def _load() -> None:
     """Import triton and jit the kernels (once)."""
-    global tl, _mix, _STEP, _POST
+    global tl, _mix, _tap, _STEP, _POST
     if _STEP is not None:
         return
     import triton
@@ -394,6 +395,7 @@ def _load() -> None:
 
     tl = language
     _mix = triton.jit(_mix_impl)
+    _tap = triton.jit(_tap_impl)
     _STEP = triton.jit(_step_kernel, do_not_specialize=["key_index", "key_value"])
     _POST = triton.jit(_post_kernel)
 
@@ -408,6 +410,20 @@ def _mix_impl(x):
     x = x ^ (x >> 15)
     x = tl.mul(x, 0x846CA68B, sanitize_overflow=False)
     return x ^ (x >> 16)
+
+
+def _tap_impl(y, x, t, H, W, valid, CIRCULAR: tl.constexpr):
+    """The neighbour at tap ``t`` (0..8, row-major over the 3×3 neighbourhood) of cells ``(y, x)`` →
+    ``(ny, nx, inside)``: wrapped round the grid when ``CIRCULAR``, else flagged outside it (zero padding)."""
+    ny = y + (t // 3 - 1)
+    nx = x + (t % 3 - 1)
+    if CIRCULAR:
+        ny = (ny + H) % H
+        nx = (nx + W) % W
+        inside = valid
+    else:
+        inside = valid & (ny >= 0) & (ny < H) & (nx >= 0) & (nx < W)
+    return ny, nx, inside
 
 
 def _step_kernel(
@@ -464,14 +480,7 @@ def _step_kernel(
     sample_offs = b * sxb
     ch_offs = ch * sxc
     for t in tl.static_range(9):
-        ny = y + (t // 3 - 1)
-        nx = x + (t % 3 - 1)
-        if CIRCULAR:
-            ny = (ny + H) % H
-            nx = (nx + W) % W
-            inside = valid
-        else:
-            inside = valid & (ny >= 0) & (ny < H) & (nx >= 0) & (nx < W)
+        ny, nx, inside = _tap(y, x, t, H, W, valid, CIRCULAR)
         offs = sample_offs + ny * sxh + nx * sxw
         nb = tl.load(x_ptr + offs[:, None] + ch_offs[None, :], mask=inside[:, None] & cmask[None, :], other=0.0)
         kt = tl.load(kern_ptr + t * KP + kidx)  # (KP,): each kernel's value at this tap
@@ -538,14 +547,7 @@ def _post_kernel(
     post = tl.zeros([BLOCK], dtype=tl.int8)
     sample_offs = b * hw
     for t in tl.static_range(9):
-        ny = y + (t // 3 - 1)
-        nx = x + (t % 3 - 1)
-        if CIRCULAR:
-            ny = (ny + H) % H
-            nx = (nx + W) % W
-            inside = valid
-        else:
-            inside = valid & (ny >= 0) & (ny < H) & (nx >= 0) & (nx < W)
+        ny, nx, inside = _tap(y, x, t, H, W, valid, CIRCULAR)
         f = tl.load(flags_ptr + (sample_offs + ny * W + nx), mask=inside, other=0)
         post = post | (f & 1)
     own = tl.load(flags_ptr + n, mask=valid, other=0)
