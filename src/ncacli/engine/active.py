@@ -79,8 +79,11 @@ def neighbourhood_features(
     gathered = rows_of(seen).index_select(0, ((sample * h + y) * w + x).reshape(-1)).view(-1, taps.numel(), c)
     if inside is not None:
         gathered.mul_(inside)
-    neighbours = gathered.transpose(1, 2).reshape(-1, taps.numel())  # (N·C, T)
-    return (neighbours @ kernels[:, taps].t()).view(-1, c * count)  # (N·C, K) → (N, C·K)
+    # one matrix product with the kernels laid out block-diagonally over the channels:
+    # (N, T·C) @ (T·C, C·K), entry [t·C + c, c·K + k] = kernel k at tap t (a transpose of `gathered` costs more)
+    eye = torch.eye(c, dtype=kernels.dtype, device=kernels.device)
+    blocks = torch.einsum("kt,cd->tcdk", kernels[:, taps], eye).reshape(taps.numel() * c, c * count)
+    return gathered.view(-1, taps.numel() * c) @ blocks
 
 
 def _any_neighbour(mask: torch.Tensor, circular: bool) -> torch.Tensor:
