@@ -340,5 +340,11 @@ def test_start_states_set_how_much_of_the_grid_is_alive(capsys):
 
 
 def test_benchmark_refuses_an_unknown_start_or_engine(capsys):
+    from ncacli.bench.states import STARTS
+    from ncacli.cli.benchmark import ENGINES
+    from ncacli.cli.benchmark import STARTS as NAMES
+    from ncacli.engine.nca import ENGINES as ALL
+
+    assert NAMES == STARTS and set(ENGINES) <= set(ALL)
     one_error_line(capsys, 2, ("--start", "grwn"), "did you mean 'grown'")
     one_error_line(capsys, 2, ("--engine", "fast"), "'fast'")

@@ -206,7 +206,8 @@ def show(report: dict[str, Any]) -> None:
     notes = [
         "ratio = engine / reference: below 1, the engine is faster or smaller",
         f"memory: {report['memory']}",
-        "alive %: the cells alive before a step, averaged over the rollout; the active engine updates those that fire",
+        "alive %: the cells alive before a step, averaged over the rollout; the active engine updates those of them"
+        " and of the ring round them that fire",
     ]
     if report["reference"]["note"]:
         notes.append(report["reference"]["note"])

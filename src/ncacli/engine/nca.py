@@ -175,7 +175,7 @@ class NCA(nn.Module):
         return fire <= self.config.fire_rate
 
     def fused_ready(self, condition: Condition = None) -> bool:
-        """Whether a step may run fused now: the fused engine chosen, no gradients, and a model it supports."""
+        """Whether a step can run fused now: no gradients, no condition, and a model the fused kernel supports."""
         return not torch.is_grad_enabled() and condition is None and fused.fused_supported(self) is None
 
     def with_condition(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
