@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ncacli.engine.perception import FixedKernelPerception
+from ncacli.engine.perception import FixedKernelPerception, any_neighbour
 
 if TYPE_CHECKING:
     from ncacli.engine.nca import NCA
@@ -64,10 +64,8 @@ def neighbourhood_features(
     ``circular`` wraps the neighbours' coordinates, ``zeros`` gathers a clamped neighbour and zeroes it.
     """
     b, c, h, w = seen.shape
-    half, k, count = perceive.kernel_size // 2, perceive.kernel_size, len(perceive.kernels)
-    kernels = perceive.weight[:count, 0].reshape(count, -1)  # (K, k·k)
-    taps = kernels.abs().sum(0).nonzero().squeeze(1)  # the offsets some kernel reads: (T,)
-    dy, dx = (taps // k - half).view(1, -1), (taps % k - half).view(1, -1)
+    dy, dx, blocks = _tap_blocks(perceive, c)
+    taps = dy.shape[1]
     sample, cell = (index // (h * w)).view(-1, 1), index % (h * w)
     y, x = (cell // w).view(-1, 1) + dy, (cell % w).view(-1, 1) + dx  # (N, T)
     if mode == "circular":
@@ -76,20 +74,28 @@ def neighbourhood_features(
     else:
         inside = ((y >= 0) & (y < h) & (x >= 0) & (x < w)).unsqueeze(-1)
         y, x = y.clamp(0, h - 1), x.clamp(0, w - 1)
-    gathered = rows_of(seen).index_select(0, ((sample * h + y) * w + x).reshape(-1)).view(-1, taps.numel(), c)
+    gathered = rows_of(seen).index_select(0, ((sample * h + y) * w + x).reshape(-1)).view(-1, taps, c)
     if inside is not None:
         gathered.mul_(inside)
-    # one matrix product with the kernels laid out block-diagonally over the channels:
-    # (N, T·C) @ (T·C, C·K), entry [t·C + c, c·K + k] = kernel k at tap t (a transpose of `gathered` costs more)
-    eye = torch.eye(c, dtype=kernels.dtype, device=kernels.device)
-    blocks = torch.einsum("kt,cd->tcdk", kernels[:, taps], eye).reshape(taps.numel() * c, c * count)
-    return gathered.view(-1, taps.numel() * c) @ blocks
+    return gathered.view(-1, taps * c) @ blocks
 
 
-def _any_neighbour(mask: torch.Tensor, circular: bool) -> torch.Tensor:
-    from ncacli.engine.nca import any_neighbour
-
-    return any_neighbour(mask, circular)
+def _tap_blocks(perceive: FixedKernelPerception, c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The offsets ``(1, T)`` in y and x of the taps some kernel reads, and the kernels laid out block-diagonally
+    over ``c`` channels, ``(T·C, C·K)`` with entry ``[t·C + c, c·K + k]`` = kernel k at tap t, so that one matrix
+    product of the gathered neighbourhoods gives the features (a transpose of them costs more). The kernels are
+    fixed: kept on the perception, per device, dtype and channel count."""
+    weight = perceive.weight
+    key = (weight.device, weight.dtype, c)
+    cache = perceive.__dict__.setdefault("_tap_blocks", {})
+    if key not in cache:
+        half, k, count = perceive.kernel_size // 2, perceive.kernel_size, len(perceive.kernels)
+        kernels = weight[:count, 0].reshape(count, -1)  # (K, k·k)
+        taps = kernels.abs().sum(0).nonzero().squeeze(1)  # (T,)
+        eye = torch.eye(c, dtype=weight.dtype, device=weight.device)
+        blocks = torch.einsum("kt,cd->tcdk", kernels[:, taps], eye).reshape(taps.numel() * c, c * count)
+        cache[key] = ((taps // k - half).view(1, -1), (taps % k - half).view(1, -1), blocks)
+    return cache[key]
 
 
 def active_step(model: NCA, x: torch.Tensor, generator, condition: torch.Tensor | None) -> torch.Tensor:
@@ -101,7 +107,7 @@ def active_step(model: NCA, x: torch.Tensor, generator, condition: torch.Tensor 
     # is read before masking), so the update runs on the ring of cells around the living ones too; with
     # signal diffusion every cell's channels reach its neighbours, so every firing cell updates.
     diffusion = bool(cfg.signal_channels and cfg.signal_steps)
-    active = None if pre is None or diffusion else _any_neighbour(pre, cfg.padding_mode == "circular")
+    active = None if pre is None or diffusion else any_neighbour(pre, cfg.padding_mode == "circular")
     fire = None
     if cfg.fire_rate < 1.0:
         fire = model.fire_mask(x, generator)

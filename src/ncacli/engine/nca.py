@@ -21,7 +21,7 @@ from torch import nn
 
 from ncacli.engine import active, fused
 from ncacli.engine.counter_random import CounterRandom
-from ncacli.engine.perception import LAPLACIAN, make_perception, pad
+from ncacli.engine.perception import LAPLACIAN, any_neighbour, make_perception, pad
 from ncacli.engine.update import UPDATES
 
 ALPHA = 3
@@ -68,19 +68,6 @@ Observer = Callable[[int, torch.Tensor], "torch.Tensor | None"]
 Generator = torch.Generator | CounterRandom | None
 # a condition for every step, or one that changes: step (1-based) → condition
 Condition = torch.Tensor | Callable[[int], torch.Tensor] | None
-
-
-def any_neighbour(mask: torch.Tensor, circular: bool = False) -> torch.Tensor:
-    """``(B, 1, H, W)`` bool → where any cell of the 3×3 neighbourhood is set (beyond the edge: unset, or
-    the opposite edge when ``circular``): an OR of shifted views, first along rows, then along columns."""
-    m = mask[:, 0]
-    if circular:
-        m = torch.cat([m[:, -1:], m, m[:, :1]], dim=1)
-        m = torch.cat([m[:, :, -1:], m, m[:, :, :1]], dim=2)
-    else:
-        m = F.pad(m, (1, 1, 1, 1))
-    rows = m[:, :, :-2] | m[:, :, 1:-1] | m[:, :, 2:]
-    return (rows[:, :-2] | rows[:, 1:-1] | rows[:, 2:]).unsqueeze(1)
 
 
 def fused_generator(generator: Generator, device: torch.device) -> CounterRandom:

@@ -43,6 +43,19 @@ def pad(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     return F.pad(x, (size, size, size, size))
 
 
+def any_neighbour(mask: torch.Tensor, circular: bool = False) -> torch.Tensor:
+    """``(B, 1, H, W)`` bool → where any cell of the 3×3 neighbourhood is set (beyond the edge: unset, or
+    the opposite edge when ``circular``): an OR of shifted views, first along rows, then along columns."""
+    m = mask[:, 0]
+    if circular:
+        m = torch.cat([m[:, -1:], m, m[:, :1]], dim=1)
+        m = torch.cat([m[:, :, -1:], m, m[:, :, :1]], dim=2)
+    else:
+        m = F.pad(m, (1, 1, 1, 1))
+    rows = m[:, :, :-2] | m[:, :, 1:-1] | m[:, :, 2:]
+    return (rows[:, :-2] | rows[:, 1:-1] | rows[:, 2:]).unsqueeze(1)
+
+
 def stack_kernels(kernels: list[list[list[float]]]) -> torch.Tensor:
     """Square, odd-sized kernels (sizes may differ) → ``(K, k, k)`` float32, each zero-padded to the largest
     size ``k`` around its centre (a 3×3 identity among 5×5 kernels stays the identity)."""
