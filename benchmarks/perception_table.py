@@ -140,10 +140,11 @@ def main(argv: list[str] | None = None) -> None:
         train(name, run, opts)
         rows.append(row(name, run, opts))
         print(f"{name}: done", file=sys.stderr, flush=True)
+    from ncacli.io.files import atomic_write_bytes
+
     table = markdown(rows)
-    opts.out.mkdir(parents=True, exist_ok=True)
-    (opts.out / "table.md").write_text(table, encoding="utf-8")
-    (opts.out / "table.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    atomic_write_bytes(opts.out / "table.md", table.encode("utf-8"))
+    atomic_write_bytes(opts.out / "table.json", json.dumps(rows, indent=2).encode("utf-8"))
     sys.stdout.write(table)
 
 

@@ -42,6 +42,9 @@ TINY = [
 ]
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Untrained VGG16 / LPIPS backbones ("random") are refused outside the tests; here, and in every `nca` the
+# tests start, they stand in for weights that cannot be downloaded.
+os.environ["NCA_ALLOW_RANDOM_WEIGHTS"] = "1"
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:

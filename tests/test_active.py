@@ -169,6 +169,26 @@ def test_a_dead_cells_update_keeps_its_neighbour_alive(always_active):
     assert torch.allclose(got, expected, atol=1e-6)
 
 
+def test_auto_is_active_on_the_cpu_and_dense_on_gpus(capsys, tmp_path, target_png):
+    """Until a GPU measurement says otherwise: the active step's per-step nonzero() synchronises a GPU, and its
+    thresholds were tuned on a CPU. The engine that ran is named in train's and benchmark's JSON."""
+    from conftest import TINY, last_json, run_cli
+    from ncacli.engine.device import auto_engine
+
+    assert auto_engine("cpu") == "active" and auto_engine(torch.device("cpu")) == "active"
+    assert auto_engine("cuda") == auto_engine("cuda:1") == auto_engine("mps") == "reference"
+    code, out, err = run_cli(capsys, "train", "--target", target_png, "--iters", "2", "--out", tmp_path / "r", *TINY)
+    assert code == 0, err
+    assert last_json(out)["engine"] == "active" and last_json(out)["device"] == "cpu"
+    args = ["benchmark", "--size", "12", "--batch", "1", "--steps", "3", "--repeats", "1", "--device", "cpu", "--json"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    report = last_json(out)
+    assert (report["engine"], report["engine_option"]) == ("active", "auto") and "engine active (auto)" in err
+    code, out, err = run_cli(capsys, *args, "--engine", "reference")
+    assert last_json(out)["engine"] == "reference" and "engine reference ·" in err
+
+
 def test_train_grow_and_render_take_an_engine(capsys, tmp_path, target_png, tiny_model):
     """`--engine` on the verbs: the same run on either engine, and a bad name is one line before any file."""
     from conftest import TINY, last_json, one_error_line, run_cli

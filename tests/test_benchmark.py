@@ -345,6 +345,6 @@ def test_benchmark_refuses_an_unknown_start_or_engine(capsys):
     from ncacli.cli.benchmark import STARTS as NAMES
     from ncacli.engine.nca import ENGINES as ALL
 
-    assert NAMES == STARTS and set(ENGINES) <= set(ALL)
+    assert NAMES == STARTS and set(ENGINES) <= {"auto", *ALL}
     one_error_line(capsys, 2, ("--start", "grwn"), "did you mean 'grown'")
     one_error_line(capsys, 2, ("--engine", "fast"), "'fast'")

@@ -42,7 +42,11 @@ def test_the_condition_steers_the_rollout_and_is_required():
         a = roll(model, x, 6, one_hot(torch.tensor([0, 0]), 3))
         b = roll(model, x, 6, one_hot(torch.tensor([0, 2]), 3))
     assert a.shape == x.shape  # the state keeps its channels; the condition is beside it
-    assert torch.equal(a[0], b[0]) and not torch.allclose(a[1], b[1])
+    # Sample 0 has the same condition in both batches, but the active engine gathers the active cells of the
+    # whole batch into one matrix product, whose rows round differently when the other sample changes (3.6e-7
+    # on values up to 6.5, on AVX2 and AVX-512 CPUs): equal up to float32 rounding, not bit for bit.
+    assert torch.allclose(a[0], b[0], rtol=0, atol=1e-5)
+    assert (a[1] - b[1]).abs().max() > 0.1  # the other class steers sample 1 far from it
     with pytest.raises(ValueError, match="needs a condition"):
         model(x)
     with pytest.raises(ValueError, match="needs a condition"):
@@ -109,7 +113,8 @@ def test_a_condition_map_gives_each_cell_its_own_class():
         out = roll(model, x, steps, mapped)
         zero = roll(model, x, steps, one_hot(torch.tensor([0]), 2))
         one = roll(model, x, steps, one_hot(torch.tensor([1]), 2))
-    # on a torus the seams are at columns 12 and 0
+    # on a torus the seams are at columns 12 and 0. Exact: the same batch and fire mask, and the perception sees
+    # the same values in the same layout away from the seams (the condition is expanded and made channels-last)
     assert torch.equal(out[..., steps : 12 - steps], zero[..., steps : 12 - steps])
     assert torch.equal(out[..., 12 + steps : 24 - steps], one[..., 12 + steps : 24 - steps])
     assert not torch.equal(out[..., 12 - steps : 12 + steps], zero[..., 12 - steps : 12 + steps])
@@ -363,6 +368,7 @@ def test_spatial_conditioning_from_a_map_and_a_video(capsys, conditional_model, 
     code, _, err = run_cli(capsys, "render", conditional_model, tmp_path / "s.gif", *args)
     assert code == 0, err
     by_video, by_switch = imageio.mimread(tmp_path / "v.gif"), imageio.mimread(tmp_path / "s.gif")
+    # exact: black and white frames are exactly the one-hot classes, so every step computes what the switch does
     assert all(np.array_equal(a, b) for a, b in zip(by_video, by_switch, strict=True))
     code, _, err = run_cli(capsys, "render", conditional_model, tmp_path / "c.gif", *args[:6])
     assert code == 0, err

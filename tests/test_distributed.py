@@ -85,6 +85,8 @@ def losses_of(run: Path) -> list[dict]:
 
 
 def assert_same_tensors(a: Path, b: Path, skip: tuple[str, ...] = ()) -> None:
+    """Bit for bit: both runs do the same arithmetic on one machine, with one thread each (OMP_NUM_THREADS=1),
+    the same batches and shards; an all-reduce over one process, or a sum of two, is exact in any order."""
     ta, tb = load_file(a), load_file(b)
     assert set(ta) == set(tb)
     for key in ta:

@@ -153,7 +153,9 @@ def test_truncated_backprop_keeps_the_states_and_only_the_last_steps_gradients()
     model, seed = _changing_model()
     plain = _rollout_grads(model, seed)
     out, grads, _ = _rollout_grads(model, seed, truncate=8)
-    assert torch.equal(out, plain[0])
+    # The first 16 steps run without a graph, where the active engine turns to the dense step at a smaller share
+    # of active cells (DENSE_INFERENCE) than with one: the same states computed another way, so up to rounding.
+    assert torch.allclose(out, plain[0], rtol=0, atol=1e-5)
     assert not all(torch.allclose(a, b) for a, b in zip(grads, plain[1], strict=True))
     both = _rollout_grads(model, seed, truncate=8, checkpoint=3)
     assert torch.equal(both[0], out)

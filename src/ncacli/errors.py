@@ -1,5 +1,10 @@
 """Errors a user can cause: each carries one line that names the problem."""
 
+import os
+
+# Untrained ("random") VGG16 or LPIPS backbones are a device of the test suite, which sets this to 1.
+RANDOM_WEIGHTS_VARIABLE = "NCA_ALLOW_RANDOM_WEIGHTS"
+
 
 class NcaError(Exception):
     """A problem with the user's input or environment; shown as one line, exit code 1."""
@@ -11,3 +16,19 @@ class UsageError(NcaError):
     """A bad option value or config key; exit code 2."""
 
     exit_code = 2
+
+
+class WriteError(NcaError):
+    """A file could not be written (a full disk, no permission, a writer that failed); the old file, if any,
+    is left as it was and no partial file remains."""
+
+
+def check_random_weights(option: str, network: str) -> None:
+    """Refuse ``option random`` (an untrained ``network``) unless ``NCA_ALLOW_RANDOM_WEIGHTS=1``: a loss or a
+    metric through random weights runs, and measures nothing."""
+    if os.environ.get(RANDOM_WEIGHTS_VARIABLE) != "1":
+        raise UsageError(
+            f"{option} random: an untrained {network} measures nothing, it is for the test suite only; "
+            f"pass a weights file (or none, for torchvision's cache), "
+            f"or set {RANDOM_WEIGHTS_VARIABLE}=1 to test a pipeline"
+        )

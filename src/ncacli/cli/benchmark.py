@@ -12,7 +12,7 @@ from ncacli.errors import UsageError
 
 SUITE_NAMES = ["standard", "distill", "ncatorch-table6", "scaling", "all"]
 STARTS = ("grown", "seed", "full")  # ncacli.bench.states.STARTS, without importing torch for --help
-ENGINES = ("active", "reference")
+ENGINES = ("auto", "active", "reference")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -65,7 +65,9 @@ def benchmark(
     start: str = typer.Option(
         "grown", "--start", help="Where rollouts start: grown (a pattern), seed, or full (every cell alive)."
     ),
-    engine: str = typer.Option("active", "--engine", help="The engine's step: active (default) or reference."),
+    engine: str = typer.Option(
+        "auto", "--engine", help="The engine's step: auto (active on the CPU, reference on CUDA/MPS), active, reference"
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed for the fire masks and the default model's weights."),
     device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
     json_out: bool = typer.Option(False, "--json", help="Also print one JSON document on stdout."),
@@ -86,6 +88,9 @@ def benchmark(
     from ncacli.cli.common import seed_state
 
     dev = device(device_name)
+    from ncacli.engine.device import auto_engine
+
+    engine_option, engine = engine, auto_engine(dev) if engine == "auto" else engine
     if model_path is not None:
         from ncacli.io.model_file import load_model
 
@@ -123,7 +128,7 @@ def benchmark(
             report = run_benchmark(model, cases, settings, not no_reference, lambda text: status.update(text))
     finally:
         torch.set_num_threads(before)  # run in-process (tests, scripts), leave the caller's setting alone
-    report = {"suite": suite, "model_source": source, **report}
+    report = {"suite": suite, "model_source": source, **report, "engine_option": engine_option}
     for warning in report["warnings"]:
         console.print(f"[yellow]{escape(warning)}[/yellow]", highlight=False, soft_wrap=True)
     show(report)
@@ -176,7 +181,8 @@ def show(report: dict[str, Any]) -> None:
     console.print(
         f"{report['device']}: {report['device_name']} · torch {report['torch']} · "
         f"{report['threads']} thread{'s' if report['threads'] != 1 else ''}, {report['cpu_count']} CPUs{runs}"
-        f" · engine {report['engine']} · start {report['start']}",
+        f" · engine {report['engine']}{' (auto)' if report.get('engine_option') == 'auto' else ''}"
+        f" · start {report['start']}",
         highlight=False,
         markup=False,
         soft_wrap=True,

@@ -39,7 +39,10 @@ def device(name: str):
 
 
 ENGINE_NAMES = ["auto", "active", "reference", "fused"]  # ncacli.engine.nca.ENGINES, and auto
-ENGINE_HELP = "How steps run: auto (active), active, reference, or fused (Triton, CUDA inference)."
+ENGINE_HELP = (
+    "How steps run: auto (active on the CPU, reference on CUDA and MPS), active, reference, "
+    "or fused (Triton, CUDA inference)."
+)
 
 
 def engine_option():
@@ -49,10 +52,13 @@ def engine_option():
 
 
 def use_engine(model, name: str) -> str:
-    """Set ``model.engine`` from ``--engine`` (``auto`` is ``active``: the fused kernel is chosen by name only);
-    a fused engine that cannot run this model says why in one line on stderr. Returns the engine set."""
+    """Set ``model.engine`` from ``--engine``, ``auto`` resolved for the model's device
+    (:func:`ncacli.engine.device.auto_engine`; the fused kernel is chosen by name only); a fused engine that
+    cannot run this model says why in one line on stderr. Returns the engine set."""
+    from ncacli.engine.device import auto_engine
+
     check_name("engine", name, ENGINE_NAMES)
-    chosen = "active" if name == "auto" else name
+    chosen = auto_engine(next(model.parameters()).device) if name == "auto" else name
     model.engine = chosen
     if chosen == "fused":
         from ncacli.engine.fused import fused_supported

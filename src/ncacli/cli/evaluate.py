@@ -91,7 +91,7 @@ def evaluate(
     path = _model_file(model_path)
     dev = device(device_name)
     model, provenance, stored_target = load_model_and_target(path, str(dev))
-    use_engine(model, engine)
+    engine_run = use_engine(model, engine)
     classes = model.config.condition_channels
     if perturb == "mutation" and not classes:
         raise NcaError(
@@ -117,6 +117,7 @@ def evaluate(
         "target": goal_desc,
         "grid": list(seed_grid),
         "device": str(dev),
+        "engine": engine_run,
         "protocol": {
             **protocol.to_dict(),
             "metrics": names,

@@ -32,6 +32,9 @@ def info(
             f"{per['name']}: {per['features_per_channel']} features per channel, receptive field "
             f"{per['receptive_field']}×{per['receptive_field']}, {per['parameters']:,} parameters",
         )
+    for network in data["random_weights"]:
+        note = f"[yellow]{network}: trained against an untrained network (a test)[/]"
+        table.add_row("[yellow]random weights[/]", note)
     for key, value in data["config"].items():
         table.add_row(f"config.{key}", str(value))
     for key, value in data["provenance"].items():

@@ -13,7 +13,7 @@ from typing import Any, Optional
 import typer
 
 from ncacli.cli.common import ENGINE_NAMES, check_name, console, device, emit_json, engine_option, use_engine
-from ncacli.errors import NcaError
+from ncacli.errors import NcaError, WriteError
 from ncacli.train import distributed
 
 
@@ -115,6 +115,12 @@ def train(
         run_dir = RunDir(out if out is not None else default_run_dir(config, target_desc))
         if implied:
             note = f"preset: {implied} (for --loss {config.loss}; name another with --preset)"
+    untrained = _random_weights(config)  # refused here outside the tests; said once the trainer is built
+    notes = [note] if note else []
+    notes += [
+        f"{network}: random weights (a test of the pipeline; the model learns nothing real)" for network in untrained
+    ]
+    note = "\n".join(notes)
     if config.model == "pixels":
         if world is not None:
             raise NcaError("--model pixels trains in one process: run it without torchrun")
@@ -126,7 +132,7 @@ def train(
         run_dir = _distributed_run_dir(run_dir.path, world)
         console.quiet = not world.is_main
     trainer = _make_trainer(config, target_rgba, dev, world)
-    use_engine(trainer.model, engine)
+    engine_run = use_engine(trainer.model, engine)
     if note:
         console.print(note, highlight=False)
     if resume is not None:
@@ -172,8 +178,22 @@ def train(
             "preview": str(run_dir.preview_path),
             "iterations": trainer.iteration,
             "loss": _last_loss(run_dir),
+            "device": str(trainer.device),
+            "engine": engine_run,
+            **({"random_weights": untrained} if untrained else {}),
         }
     )
+
+
+def _random_weights(config) -> list[str]:
+    """The networks of the objective that run on untrained weights: refused outside the test suite."""
+    from ncacli.config import loss_names
+    from ncacli.errors import check_random_weights
+
+    if "style" in loss_names(config.loss) and config.vgg_weights == "random":
+        check_random_weights("--vgg-weights", "VGG16")
+        return ["VGG16"]
+    return []
 
 
 def _target_flags(targets: list[str], emojis: list[str]) -> dict[str, Any]:
@@ -327,6 +347,7 @@ def _train_pixels(config, target_rgba, run_dir, quiet: bool, note: str) -> None:
             "image": str(image),
             "iterations": trainer.iteration,
             "loss": _last_loss(run_dir),
+            **({"random_weights": _random_weights(config)} if _random_weights(config) else {}),
         }
     )
 
@@ -336,6 +357,7 @@ def _fit(trainer, run_dir, saver: _Saver, quiet: bool) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ncacli.train.loop import NonFiniteLoss, run
+    from ncacli.train.run_dir import RESUME
 
     stop = {"requested": False}
 
@@ -373,23 +395,28 @@ def _fit(trainer, run_dir, saver: _Saver, quiet: bool) -> None:
         saver.checkpoint(tr)
 
     try:
-        with progress:
-            task = progress.add_task(
-                "train", total=cfg.iters, completed=trainer.iteration, mode=cfg.mode, loss=float("nan"), rate=""
-            )
-            finished = run(trainer, on_record, on_checkpoint, lambda: stop["requested"])
-    except NonFiniteLoss as exc:
-        signal.signal(signal.SIGINT, previous)
-        kept = saver.kept()
-        if trainer.iteration > 0 and trainer.parameters_finite():
-            kept.append(saver.checkpoint(trainer))
-        where = f"last good checkpoint: {kept[-1]}" if kept else "no checkpoint was written before it"
-        raise NcaError(f"{exc}; training stopped, {where}") from None
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if not finished:
-        path = saver.checkpoint(trainer)
-        console.print(f"interrupted at iteration {trainer.iteration}: saved {path}; {saver.resume_hint}")
-        raise typer.Exit(130)
-    saver.final(trainer)
+        try:
+            with progress:
+                task = progress.add_task(
+                    "train", total=cfg.iters, completed=trainer.iteration, mode=cfg.mode, loss=float("nan"), rate=""
+                )
+                finished = run(trainer, on_record, on_checkpoint, lambda: stop["requested"])
+        except NonFiniteLoss as exc:
+            signal.signal(signal.SIGINT, previous)
+            kept = saver.kept()
+            if trainer.iteration > 0 and trainer.parameters_finite():
+                kept.append(saver.checkpoint(trainer))
+            where = f"last good checkpoint: {kept[-1]}" if kept else "no checkpoint was written before it"
+            raise NcaError(f"{exc}; training stopped, {where}") from None
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if not finished:
+            path = saver.checkpoint(trainer)
+            console.print(f"interrupted at iteration {trainer.iteration}: saved {path}; {saver.resume_hint}")
+            raise typer.Exit(130)
+        saver.final(trainer)
+    except WriteError as exc:  # the files written before are whole: say where the run stands
+        can_resume = (run_dir.path / RESUME).exists() and trainer.config.model != "pixels"
+        hint = saver.resume_hint if can_resume else "nothing was saved to resume from"
+        raise WriteError(f"{exc} (training stopped at iteration {trainer.iteration}; {hint})") from None
     console.print(saver.done, highlight=False)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ncacli.errors import NcaError, UsageError
+from ncacli.errors import NcaError, UsageError, check_random_weights
 from ncacli.evaluation.metrics import Metric, composite, rgba
 
 NETS = ("alex", "vgg", "squeeze")
@@ -55,6 +55,8 @@ def build_lpips(net: str = "alex", weights: str | None = None):
 
     if net not in NETS:
         raise UsageError(f"--lpips-net {net!r}: choose from {', '.join(NETS)}")
+    if weights == "random":
+        check_random_weights("--lpips-weights", f"LPIPS {net} backbone")
     pretrained = weights is None
     quiet = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):

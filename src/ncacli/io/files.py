@@ -6,11 +6,13 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from ncacli.errors import NcaError
+from ncacli.errors import NcaError, WriteError
 
 MAX_HEADER = 100 * 1024 * 1024
 
@@ -26,31 +28,77 @@ def _public(tmp: str) -> None:
     os.chmod(tmp, 0o666 & ~_umask())
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def write_error(path: Path | str, exc: OSError) -> WriteError:
+    """An OSError while writing ``path`` as one line: ``path: no space left on device``."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return WriteError(f"{path}: {reason[:1].lower()}{reason[1:]}")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        os.fsync(fd)  # a full disk can show only now, when the data leaves the page cache
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_output(path: Path | str) -> Iterator[Path]:
+    """A hidden temporary file beside ``path``, with its suffix, for a writer to fill.
+
+    When the block ends without error the file is flushed to disk and renamed onto ``path``. Any error
+    (a full disk, Ctrl-C, a writer's own failure) removes the temporary file and leaves ``path`` as it
+    was; an ``OSError`` is re-raised as one :class:`WriteError` line naming ``path``.
+    """
+    path = Path(path)
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".tmp")
+        os.close(fd)
+        tmp = Path(name)
+        yield tmp
+        _fsync(tmp)
         _public(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
-def temp_path_for(path: Path) -> Path:
-    """A hidden temporary path beside ``path`` with the same suffix (for writers that need a name)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    _public(tmp)
-    return Path(tmp)
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (see :func:`atomic_output`)."""
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def append_line(path: Path | str, line: str) -> None:
+    """Append one line to a log (``metrics.jsonl``), so it can be followed while it grows.
+
+    A failed append is cut back to where the line began: the file keeps whole lines only, all those it
+    had, and the error is one :class:`WriteError` line naming ``path``.
+    """
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except BaseException as exc:
+            os.ftruncate(fd, start)
+            if isinstance(exc, OSError):
+                raise write_error(path, exc) from None
+            raise
+    finally:
+        os.close(fd)
 
 
 def read_input(name: str) -> bytes:

@@ -104,13 +104,15 @@ def describe(name: str) -> dict[str, Any]:
     """What a model file holds, for ``nca info``."""
     tensors, meta = read_model_file(name)
     config = json.loads(meta.get("config", "{}"))
+    provenance = json.loads(meta.get("provenance", "{}"))
     return {
         "file": name,
         "format": meta["format"],
         "format_version": meta["format_version"],
         "config": config,
         "perception": _perception(config),
-        "provenance": json.loads(meta.get("provenance", "{}")),
+        "provenance": provenance,
+        "random_weights": ["VGG16"] if provenance.get("vgg_weights") == "random" else [],
         "parameters": sum(t.numel() for k, t in tensors.items() if k != TARGET),
         "tensors": {k: list(t.shape) for k, t in sorted(tensors.items()) if k != TARGET},
         "target": list(tensors[TARGET].shape) if TARGET in tensors else None,

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ncacli.errors import NcaError, UsageError
+from ncacli.errors import NcaError, UsageError, check_random_weights
 
 # features indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in torchvision's VGG16
 STYLE_LAYERS = (1, 6, 11, 18, 25)
@@ -180,6 +180,8 @@ def build_vgg(weights: str = "") -> VGGFeatures:
     ``weights``: ``""`` (torchvision's IMAGENET1K_V1 weights through its cache), a file holding a
     torchvision VGG16 state dict (full model or ``features.*`` keys), or ``"random"`` (tests only).
     """
+    if weights == "random":
+        check_random_weights("--vgg-weights", "VGG16")
     key = _cache_key(weights)
     if key not in _VGG_CACHE:
         if weights == "":

@@ -12,7 +12,7 @@ import torch
 
 from ncacli.config import Config
 from ncacli.errors import NcaError
-from ncacli.io.files import atomic_write_bytes, pack, read_input, unpack
+from ncacli.io.files import append_line, atomic_write_bytes, pack, read_input, unpack, write_error
 from ncacli.io.images import grid_png
 from ncacli.io.model_file import save_model
 from ncacli.train.loop import Record, Trainer
@@ -65,12 +65,15 @@ class RunDir:
     def create(self, config: Config) -> None:
         if self.path.exists() and any(self.path.iterdir()):
             raise NcaError(f"{self.path}: run directory exists and is not empty (use --resume to continue it)")
-        (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        checkpoints = self.path / "checkpoints"
+        try:
+            checkpoints.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(checkpoints, exc) from None
         atomic_write_bytes(self.path / "config.toml", config.to_toml().encode())
 
     def append_metrics(self, record: Record) -> None:
-        with self.metrics_path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record.to_dict()) + "\n")
+        append_line(self.metrics_path, json.dumps(record.to_dict()))
 
     def truncate_metrics(self, iteration: int) -> None:
         """Drop metric lines past ``iteration`` (written after the last resume point)."""
