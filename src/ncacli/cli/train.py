@@ -347,7 +347,7 @@ def _train_pixels(config, target_rgba, run_dir, quiet: bool, note: str) -> None:
             "image": str(image),
             "iterations": trainer.iteration,
             "loss": _last_loss(run_dir),
-            **({"random_weights": _random_weights(config)} if _random_weights(config) else {}),
+            **({"random_weights": untrained} if (untrained := _random_weights(config)) else {}),
         }
     )
 
