@@ -1106,17 +1106,13 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    """Write ``text`` through the toolkit's own atomic writer (a temporary file beside ``path``, then a rename),
+    imported from the repository's ``src/`` like the parts' package."""
+    if str(SRC) not in sys.path:
+        sys.path.insert(0, str(SRC))
+    from ncacli.io.files import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_files(doc: dict[str, Any], out: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Seed 004's Table 1 for every perception: the same target, preset and budget for each, through `nca`.
+"""The NCAtorch review's Table 1 for every perception: the same target, preset and budget for each, through `nca`.
 
     python benchmarks/perception_table.py --iters 300 --size 24 --padding 8 --out runs/perceptions
 

@@ -1,4 +1,5 @@
-"""Conditional NCAs (seed 004 §3.1.2) and spatial conditioning (seed 001): engine, training, verbs."""
+"""Conditional NCAs (the NCAtorch review §3.1.2) and spatial conditioning (the Fun with NCA report): engine,
+training, verbs."""
 
 from __future__ import annotations
 

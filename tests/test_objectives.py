@@ -1,5 +1,5 @@
 """Objectives without a target image: CLIP, style, their sum, the pixels baseline, and the model options
-seed 000 relied on (tanh-bounded updates, signal channels, random-colour seeds, cosine schedule)."""
+nca-clip relied on (tanh-bounded updates, signal channels, random-colour seeds, cosine schedule)."""
 
 from __future__ import annotations
 

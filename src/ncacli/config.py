@@ -32,7 +32,7 @@ class Config(ModelConfig):
     # target and seed
     emoji: str = "🦎"
     target: str = ""
-    # a conditional model (seed 004): one class per target, the files first, then the emoji
+    # a conditional model (the NCAtorch review): one class per target, the files first, then the emoji
     targets: list = field(default_factory=list)
     emojis: list = field(default_factory=list)
     size: int = 40
@@ -44,7 +44,7 @@ class Config(ModelConfig):
     prompt: str = ""
     style: str = ""
     loss_weights: dict = field(default_factory=dict)  # {"style": 1.0, "clip": 0.5}; missing names weigh 1
-    model: str = "nca"  # nca, or pixels: optimise the image directly (seed 000's baseline)
+    model: str = "nca"  # nca, or pixels: optimise the image directly (nca-clip's baseline)
     clip_model: str = "ViT-B-32"  # an open_clip name, "local-dir:PATH", or a model config JSON file
     clip_pretrained: str = "openai"  # an open_clip tag, a weights file, or a folder
     clip_augmentations: int = 8
@@ -71,7 +71,7 @@ class Config(ModelConfig):
     lr_gamma: float = 0.1
     lr_min: float = 1e-4
     grad_norm: bool = True
-    truncate_backprop: int = 0  # gradients through the last K steps only (0 = all), seed 002
+    truncate_backprop: int = 0  # gradients through the last K steps only (0 = all), the higher-resolution NCA study
     checkpoint_steps: int = 0  # gradient checkpointing: keep the state every N steps, recompute between (0 = off)
     pool_size: int = 1024
     damage_count: int = 3

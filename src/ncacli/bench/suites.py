@@ -57,13 +57,13 @@ DISTILL = Case(
 )  # fmt: skip
 TABLE6 = Case(
     "ncatorch-table6", "table6 64×64", 64, 64, 16, 32, 64, 32,
-    "seed 004 Appendix A.6 Table 6: 64×64, train batch 16 × 32 steps, inference batch 64 × 32 steps",
+    "the NCAtorch review Appendix A.6 Table 6: 64×64, train batch 16 × 32 steps, inference batch 64 × 32 steps",
 )  # fmt: skip
 
 
 def scaling_cases(sizes: tuple[int, ...] = DEFAULT_SIZES) -> list[Case]:
-    """Seed 004 §3.1.5 Table 2: square grids, batch 1, steps = W/2 for training and inference."""
-    source = "seed 004 §3.1.5 Table 2: batch 1, steps = W/2 (centre to edge)"
+    """The NCAtorch review §3.1.5 Table 2: square grids, batch 1, steps = W/2 for training and inference."""
+    source = "the NCAtorch review §3.1.5 Table 2: batch 1, steps = W/2 (centre to edge)"
     return [
         Case("scaling", f"scaling {w}×{w}", w, w, 1, max(1, w // 2), 1, max(1, w // 2), source, time_limited=True)
         for w in sizes

@@ -1,4 +1,4 @@
-"""``nca evaluate``: quality and regeneration after a perturbation (seed 004, Table 1)."""
+"""``nca evaluate``: quality and regeneration after a perturbation (the NCAtorch review, Table 1)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def evaluate(
     engine: str = engine_option(),
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
-    """Grow, perturb and regrow; report each metric at seed 004's three stages and the recovery %."""
+    """Grow, perturb and regrow; report each metric at the NCAtorch review's three stages and the recovery %."""
     from ncacli.cli.common import check_name, not_conditional, seed_state
     from ncacli.engine import SHAPES
     from ncacli.evaluation.metrics import METRIC_NAMES, make_metrics

@@ -32,7 +32,7 @@ def train(
     ),
     loss_weights: Optional[str] = typer.Option(None, "--loss-weights", help="Weights of a sum: style=1,clip=0.5."),
     model_kind: Optional[str] = typer.Option(
-        None, "--model", help="nca, or pixels: optimise the picture itself (the baseline of seed 000)."
+        None, "--model", help="nca, or pixels: optimise the picture itself (the baseline of nca-clip)."
     ),
     clip_model: Optional[str] = typer.Option(
         None, "--clip-model", help="open_clip model name, local-dir:PATH, or a model config JSON (default ViT-B-32)."
@@ -222,7 +222,7 @@ def _loss_from_inputs(prompt: str | None, style: str | None) -> str | None:
 
 
 def _preset_for_loss(loss: str | None) -> str | None:
-    """The preset a loss implies when none is named: texture for style, clip for clip (seed 000's recipe)."""
+    """The preset a loss implies when none is named: texture for style, clip for clip (nca-clip's recipe)."""
     names = (loss or "").split("+")
     return "texture" if "style" in names else "clip" if "clip" in names else None
 
@@ -315,7 +315,7 @@ class _Saver:
 
 
 def _train_pixels(config, target_rgba, run_dir, quiet: bool, note: str) -> None:
-    """Seed 000's baseline: the picture's pixels optimised under the objective; writes pixels.png."""
+    """nca-clip's baseline: the picture's pixels optimised under the objective; writes pixels.png."""
     import torch
 
     from ncacli.io.files import atomic_write_bytes

@@ -1,4 +1,4 @@
-"""Conditions: what a conditional NCA is told to grow (seed 004 §3.1.2, seed 001).
+"""Conditions: what a conditional NCA is told to grow (the NCAtorch review §3.1.2, the Fun with NCA report).
 
 A conditional model reads ``K`` condition channels beside its state: the perception sees the state
 and the condition together, and the update writes the state only, so damage and alive masking
@@ -18,7 +18,7 @@ def one_hot(labels: torch.Tensor, classes: int) -> torch.Tensor:
 
 
 def other_labels(labels: torch.Tensor, classes: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A random class different from each of ``labels`` ``(B,)`` (seed 004's mutation: c′ ≠ c)."""
+    """A random class different from each of ``labels`` ``(B,)`` (the NCAtorch review's mutation: c′ ≠ c)."""
     if classes < 2:
         raise ValueError("mutation needs at least two classes")
     shift = torch.randint(1, classes, labels.shape, generator=generator, device=labels.device)

@@ -1,4 +1,5 @@
-"""Learned perceptions: trainable neighbourhood features (seed 002's trainable Sobel, NCAtorch's modules).
+"""Learned perceptions: trainable neighbourhood features (the higher-resolution NCA study's trainable Sobel,
+NCAtorch's modules).
 
 Every class here is an ``nn.Module`` built as ``Cls(channels, padding="zeros", **options)`` (``padding`` is
 ``zeros`` or ``circular``) that maps a state ``(B, C, H, W)`` to features ``(B, C * K, H, W)`` with
@@ -119,7 +120,7 @@ class ConvPerception(LearnedPerception):
 
 class ScaledConvPerception(nn.Module):
     """A learned depthwise 3×3 convolution started as identity + Sobel x/y (/8), times a trainable scale
-    (seed 002's "scale factor" method).
+    (the higher-resolution NCA study's "scale factor" method).
 
     ``features = scale * conv(x)`` with features grouped per channel like :class:`Sobel`
     (``[c0·id, c0·dx, c0·dy, c1·id, …]``), so an untrained one is exactly the ``sobel`` perception.

@@ -46,10 +46,10 @@ class ModelConfig:
     alive_threshold: float = 0.1
     alive_masking: bool = True
     padding_mode: str = "zeros"
-    update_tanh: bool = False  # bound each update to (−1, 1) with tanh (seed 000)
+    update_tanh: bool = False  # bound each update to (−1, 1) with tanh (nca-clip)
     signal_channels: int = 0  # the last K hidden channels diffuse ...
-    signal_steps: int = 0  # ... this many extra steps per NCA step (morphogen gradients, seed 000)
-    condition_channels: int = 0  # K > 0: a conditional model, one channel per class (seed 004)
+    signal_steps: int = 0  # ... this many extra steps per NCA step (morphogen gradients, nca-clip)
+    condition_channels: int = 0  # K > 0: a conditional model, one channel per class (the NCAtorch review)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,8 +206,8 @@ class NCA(nn.Module):
         a condition video).
 
         Training options, both leaving the result unchanged: ``truncate = K`` keeps gradients for the
-        last ``K`` steps only (truncated backpropagation, seed 002; the steps before run without a
-        graph); ``checkpoint = N`` keeps only the state every ``N`` steps and recomputes the steps
+        last ``K`` steps only (truncated backpropagation, the higher-resolution NCA study; the steps before
+        run without a graph); ``checkpoint = N`` keeps only the state every ``N`` steps and recomputes the steps
         between during the backward pass (gradient checkpointing), with the same fire masks.
         """
         x = x.contiguous(memory_format=torch.channels_last)

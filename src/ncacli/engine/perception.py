@@ -115,13 +115,13 @@ class Sobel(FixedKernelPerception):
 
 
 class SobelLaplacian(FixedKernelPerception):
-    """Identity + Sobel x/y (/8) + the 5-point Laplacian (/8), as in seed 003."""
+    """Identity + Sobel x/y (/8) + the 5-point Laplacian (/8), as in Recreating Growing NCA."""
 
     kernels = Sobel.kernels + [[[v / 8 for v in row] for row in LAPLACIAN]]
 
 
 class Sobel5(FixedKernelPerception):
-    """Identity + the 5×5 Sobel x/y operators (seed 002): receptive field 5, ``K = 3``.
+    """Identity + the 5×5 Sobel x/y operators (the higher-resolution NCA study): receptive field 5, ``K = 3``.
 
     Normalisation: each operator is divided by 240, its response to a unit ramp, so on a linear field it
     reads the slope per cell exactly as the 3×3 Sobel / 8 does (both give 1 on ``f(x) = x``). Its absolute
@@ -136,7 +136,8 @@ class Sobel5(FixedKernelPerception):
 
 
 class SobelDiagonal(FixedKernelPerception):
-    """Identity + Sobel x/y + the 45° and 135° edge operators, all operators divided by 8 (seed 002): ``K = 5``."""
+    """Identity + Sobel x/y + the 45° and 135° edge operators, all operators divided by 8 (the higher-resolution
+    NCA study): ``K = 5``."""
 
     kernels = Sobel.kernels + [
         [[v / 8 for v in row] for row in SOBEL_45],

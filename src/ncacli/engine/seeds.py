@@ -25,7 +25,7 @@ def make_seed(
 
     ``distill``: zeros with channels ``ALPHA..C-1`` set to 1 at each seed cell (Growing NCA).
     ``random_color``: at each seed cell a random RGB (one colour per sample, from ``generator``),
-    alpha 1, hidden 0 (seed 000). ``zeros``: an empty grid (texture NCAs without alive masking,
+    alpha 1, hidden 0 (nca-clip). ``zeros``: an empty grid (texture NCAs without alive masking,
     where the fire mask breaks the symmetry). ``positions`` are ``(x, y)`` fractions of the grid;
     ``(0.5, 0.5)`` is the centre cell.
     """

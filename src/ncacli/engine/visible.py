@@ -1,7 +1,7 @@
 """What a state looks like: its RGB as a picture, ``(B, C, H, W)`` → ``(B, 3, H, W)`` in [0, 1].
 
 States keep RGB premultiplied by alpha. ``background`` says what shows through dead cells:
-``white`` (the Distill pictures), ``black`` (seed 000's CLIP runs), or ``none`` (RGB alone, alpha
+``white`` (the Distill pictures), ``black`` (nca-clip's CLIP runs), or ``none`` (RGB alone, alpha
 ignored: texture models, whose alpha channel is just another hidden channel).
 """
 

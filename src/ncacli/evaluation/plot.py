@@ -1,4 +1,4 @@
-"""The metric over time with the perturbation marked (seed 004, Figure 17 style) → PNG bytes."""
+"""The metric over time with the perturbation marked (the NCAtorch review, Figure 17 style) → PNG bytes."""
 
 from __future__ import annotations
 

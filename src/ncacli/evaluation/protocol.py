@@ -1,4 +1,4 @@
-"""The regeneration protocol of seed 004 (section 3.1.1, Table 1).
+"""The regeneration protocol of the NCAtorch review (section 3.1.1, Table 1).
 
 Grow ``trials`` samples from the seed at once. Stage 1: the metric averaged over steps 64–96;
 stage 2: at step 149 (``m_pre``); at step 150 the perturbation is applied after the update and the
@@ -67,7 +67,7 @@ class Protocol:
 
 
 def recovery(m_pre: float, m_d: float, m_final: float, higher_is_better: bool | None = None) -> float:
-    """Recovery % of seed 004, eq. 3. NaN when the perturbation did not change the metric, or, given the
+    """Recovery % of the NCAtorch review, eq. 3. NaN when the perturbation did not change the metric, or, given the
     metric's direction, did not make it worse by more than 0.1%: then there is nothing to recover."""
     gap = m_pre - m_d
     tolerance = 1e-9 + (1e-3 * max(abs(m_pre), abs(m_d)) if higher_is_better is not None else 0.0)

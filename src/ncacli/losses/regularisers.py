@@ -14,7 +14,7 @@ from ncacli.engine.visible import visible_rgb
 
 
 class TVLoss:
-    """Total variation of the visible picture: mean absolute difference of neighbouring cells (seed 000)."""
+    """Total variation of the visible picture: mean absolute difference of neighbouring cells (nca-clip)."""
 
     def __init__(self, config: Any) -> None:
         self.background = config.background

@@ -74,7 +74,7 @@ def lr_factor(config: Config, iteration: int) -> float:
     """The learning rate at ``iteration`` as a fraction of ``config.lr``.
 
     ``step``: ×``lr_gamma`` at each milestone passed (Distill). ``cosine``: from ``lr`` down to
-    ``lr_min`` over ``iters`` iterations (seed 000: 2e-3 → 1e-4).
+    ``lr_min`` over ``iters`` iterations (nca-clip: 2e-3 → 1e-4).
     """
     if config.lr_schedule == "cosine":
         t = min(iteration, config.iters) / max(config.iters, 1)
@@ -164,7 +164,7 @@ class Trainer:
 
         Sorted by loss, worst first: the worst is replaced by a seed; in ``regenerating`` mode the
         ``damage_count`` best get a hole, and in a conditional run the ``mutation_count`` next best
-        are switched to another class (seed 004).
+        are switched to another class (the NCAtorch review).
         """
         cfg, batch = self.config, self.shard.batch
         if self.pool is None:

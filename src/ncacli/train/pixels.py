@@ -1,7 +1,7 @@
-"""The raw-pixel baseline of seed 000: optimise one picture's pixels directly under the same objective.
+"""The raw-pixel baseline of nca-clip: optimise one picture's pixels directly under the same objective.
 
 There is no NCA and no locality: every pixel is a free parameter (a sigmoid keeps it in [0, 1]).
-Seed 000 found such pictures reach far better CLIP scores than any NCA and look like adversarial
+nca-clip found such pictures reach far better CLIP scores than any NCA and look like adversarial
 noise; this trainer lets a user reproduce that comparison with the same augmentations and terms.
 """
 
