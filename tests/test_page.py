@@ -273,7 +273,7 @@ def test_erase_by_mouse_then_regrow(browser, lizard_page):
 
 
 def test_screenshot(browser, tmp_path, lizard_page):
-    """The README's picture: a grown pattern with a bite erased by the mouse, regrowing.
+    """The picture of docs/page.md: a grown pattern with a bite erased by the mouse, regrowing.
 
     ``NCA_PAGE_MODEL`` picks the model (default: this file's briefly trained lizard) and
     ``NCA_PAGE_SCREENSHOT`` where the PNG goes (default: a temporary file)."""
