@@ -136,8 +136,12 @@ def objective_args(preset: str, tiny_clip: tuple[Path, Path], style_png: Path) -
     """What a shrunk run of ``preset`` needs besides TINY: a prompt and the tiny CLIP, a style and a random VGG."""
     from ncacli.config import load_preset
 
-    names = load_preset(preset)[0].get("loss", "mse").split("+")
+    values = load_preset(preset)[0]
+    names = values.get("loss", "mse").split("+")
     args: list[str] = []
+    if values.get("task") == "classify":  # MNIST / CIFAR-10 cannot be downloaded here: the preset on the digits
+        return ["--data", "digits", "--set", "pool_size=16", "--set", "batch=4", "--set", "task_options.fresh=1",
+                "--set", "mutation_count=1"]  # fmt: skip
     if "clip" in names:
         args += ["--prompt", "fire", "--clip-model", str(tiny_clip[0]), "--clip-pretrained", str(tiny_clip[1])]
         args += ["--set", "clip_augmentations=2"]

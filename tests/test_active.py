@@ -8,9 +8,7 @@ import torch
 
 from ncacli.bench.suites import trained_like
 from ncacli.engine import NCA, PERCEPTIONS, CounterRandom, ModelConfig, active
-from ncacli.plugins import load_perceptions
 
-load_perceptions()
 PERCEPTION_NAMES = sorted(PERCEPTIONS)
 
 

@@ -277,7 +277,7 @@ def test_train_on_several_targets_writes_a_conditional_model(capsys, conditional
     code, out, _ = run_cli(capsys, "info", conditional_model, "--json")
     info = last_json(out)
     assert code == 0 and info["config"]["condition_channels"] == 2
-    assert [n.rsplit("/", 1)[-1] for n in info["provenance"]["classes"]] == ["square.png", "ring.png"]
+    assert [n.rsplit("/", 1)[-1] for n in info["spec"]["task"]["classes"]] == ["square.png", "ring.png"]
     assert info["target"][:2] == [2, 4]
     preview = Image.open(conditional_model.parent / "preview.png")
     assert preview.height > preview.width / 3  # one row per class: target, step 96, step 200

@@ -9,9 +9,6 @@ import torch
 
 from ncacli.engine import NCA, PERCEPTIONS, ModelConfig, SamplePool, apply_damage, damage_mask, make_seed
 from ncacli.engine.seeds import seed_position_for
-from ncacli.plugins import load_perceptions
-
-load_perceptions()
 
 
 def randomised(config: ModelConfig, seed: int = 0) -> NCA:

@@ -248,12 +248,16 @@ def test_evaluate_none_and_target_override(capsys, tiny_model, target_png):
 
 
 def test_old_model_without_target_uses_its_run_config(capsys, tiny_run, tmp_path):
-    from ncacli.io.model_file import load_model, save_model
+    from ncacli.io.model_file import save_model
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    model, provenance = load_model(str(run / "model.safetensors"))
-    save_model(model, run / "model.safetensors", provenance)  # as written before targets were kept
+    from ncacli.io.model_file import load
+
+    loaded = load(str(run / "model.safetensors"))
+    t = loaded.spec.task  # a 0.1.0 provenance held the grid and the seed
+    provenance = {**loaded.provenance, "grid": t.grid, "seed_positions": t.seed_positions, "seed_kind": t.seed_kind}
+    save_model(loaded.model, run / "model.safetensors", provenance)  # as written before targets were kept
     code, out, err = run_cli(capsys, "evaluate", run, "--metric", "mse", *SHORT, "--json")
     assert code == 0, err
     doc = json.loads(out)

@@ -44,8 +44,9 @@ def test_model_file_is_self_describing(tmp_path):
     save_model(trained_like(), path, {"target": "emoji 🦎"})
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
-    assert meta["format"] == "nca-model" and meta["format_version"] == "1"
-    assert json.loads(meta["config"])["perception"] == "sobel_laplacian"
+    assert meta["format"] == "nca-model" and meta["format_version"] == "2"
+    spec = json.loads(meta["spec"])
+    assert spec["model"]["perception"] == "sobel_laplacian" and spec["task"]["name"] == "image"
     assert json.loads(meta["provenance"])["toolkit_version"]
 
 
@@ -72,7 +73,11 @@ def test_state_round_trip_and_wrong_kind():
     state = torch.randn(2, 16, 5, 7)
     back, step = parse_state(state_bytes(state, step=12), "s")
     assert torch.equal(back, state) and step == 12
-    model_bytes = __import__("ncacli.io.model_file", fromlist=["model_bytes"]).model_bytes(trained_like(), {})
+    from ncacli.io.model_file import model_bytes as to_bytes
+    from ncacli.spec import ModelSpec, TaskSpec
+
+    model = trained_like()
+    model_bytes = to_bytes(model, ModelSpec(model.config, TaskSpec()), {})
     with pytest.raises(NcaError, match="m: a 'nca-model' file, not an nca state"):
         parse_state(model_bytes, "m")
 

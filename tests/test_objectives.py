@@ -36,9 +36,10 @@ def fixed_loss(trainer: Trainer) -> float:
     g.manual_seed(5)
     with torch.no_grad():
         x = trainer.model.rollout(trainer.seeds(2, g), 9, g)
-        kept, trainer.loss_fn.generator = trainer.loss_fn.generator, g
-        value = trainer.loss_fn(x).mean().item()
-        trainer.loss_fn.generator = kept
+        objective = trainer.task.objectives[0]
+        kept, objective.generator = objective.generator, g
+        value = objective(x).mean().item()
+        objective.generator = kept
     return value
 
 
@@ -130,7 +131,7 @@ def test_training_lowers_each_objective(tiny_clip, style_png, kind):
 
 
 def test_pixels_baseline_lowers_the_loss(tiny_clip):
-    config = resolve("clip", None, [*SMALL, "iters=20", "lr=0.05"], clip_flags(tiny_clip, model="pixels"))
+    config = resolve("clip", None, [*SMALL, "iters=20", "lr=0.05"], clip_flags(tiny_clip, task="pixels"))
     trainer = PixelTrainer(config, None, torch.device("cpu"))
     losses = [trainer.step().loss for _ in range(20)]
     assert losses[-1] < losses[0] - 0.05
@@ -147,7 +148,9 @@ def test_train_clip_records_the_prompt_and_renders(capsys, tmp_path, tiny_clip):
     info = describe(model_path)
     prov = info["provenance"]
     assert prov["prompt"] == "fire" and prov["loss"] == "clip" and prov["preset"] == "clip"
-    assert prov["seed_kind"] == "random_color" and prov["background"] == "black" and info["target"] is None
+    task = info["spec"]["task"]
+    assert task["name"] == "text" and task["seed_kind"] == "random_color" and task["background"] == "black"
+    assert info["target"] is None
     assert info["config"]["update_tanh"] is True and info["config"]["padding_mode"] == "circular"
     lines = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"clip", "clip_score", "growth", "alive", "tv"} <= set(lines[-1])

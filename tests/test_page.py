@@ -214,9 +214,10 @@ def lizard_page(tmp_path_factory) -> Path:
 
 
 def test_erase_by_mouse_then_regrow(browser, lizard_page):
-    from ncacli.io.model_file import load_model
+    from ncacli.io.model_file import load
 
-    model, provenance = load_model(str(lizard_page.parent / "run" / "model.safetensors"))
+    loaded = load(str(lizard_page.parent / "run" / "model.safetensors"))
+    model, positions = loaded.model, loaded.spec.task.seed_positions
     page = Page(browser, lizard_page, seed=11)
     h, w = page.page.evaluate("nca.grid()")
     page.step(40)
@@ -264,7 +265,7 @@ def test_erase_by_mouse_then_regrow(browser, lizard_page):
     assert page.page.evaluate("nca.steps") == before + 1
     page.page.click("#reset")
     assert page.page.evaluate("nca.steps") == 0
-    assert torch.equal(page.state(), make_seed(1, model.config.channels, h, w, provenance["seed_positions"]))
+    assert torch.equal(page.state(), make_seed(1, model.config.channels, h, w, positions))
     page.page.locator("#speed").fill("8")
     page.page.click("#pause")  # resumes: the page was opened paused
     wait_until(page.page, "nca.steps >= 40")

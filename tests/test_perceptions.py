@@ -24,9 +24,7 @@ from ncacli.engine.perception import (
     Sobel5,
     SobelDiagonal,
     SobelLaplacian,
-    register_perception,
 )
-from ncacli.plugins import load_perceptions
 
 FIXED = {"sobel5": Sobel5, "sobel_diagonal": SobelDiagonal}
 LEARNED = {
@@ -71,21 +69,11 @@ def changed(perception: torch.nn.Module, x: torch.Tensor, row: int, col: int) ->
 
 @pytest.fixture
 def registered():
-    """Every name in the perception registry (the entry points may not be in pyproject yet)."""
-    load_perceptions()
-    added = [name for name in NAMES if name not in PERCEPTIONS]
-    for name in added:
-        register_perception(name, ALL[name])
+    """Every built-in perception, as its entry point registers it."""
     yield
-    for name in added:
-        PERCEPTIONS.pop(name, None)
 
 
 def test_entry_points_register_the_builtin_classes():
-    load_perceptions()
-    missing = [name for name in NAMES if name not in PERCEPTIONS]
-    if missing:
-        pytest.skip(f"no ncacli.perceptions entry point (pyproject / installed metadata) for {', '.join(missing)}")
     for name in NAMES:
         assert PERCEPTIONS[name] is ALL[name], name
 

@@ -39,11 +39,15 @@ def test_plugins_lists_the_example_and_warns_about_the_broken_one(plugin_env):
     proc = run_nca("plugins", "--json", env=plugin_env)
     assert proc.returncode == 0, proc.stderr.decode()
     entries = {(e["kind"], e["name"]): e for e in json.loads(proc.stdout)["entries"]}
-    assert entries[("commands", "alive")]["package"] == "nca-example-plugin"
+    assert entries[("verbs", "alive")]["package"] == "nca-example-plugin"
     assert entries[("perceptions", "moore")]["status"] == "loaded"
-    assert entries[("commands", "train")]["builtin"]
-    assert entries[("commands", "broken")]["status"].startswith("failed")
-    assert b"nca: warning: plugin 'broken' from nca-broken-plugin failed to load" in proc.stderr
+    assert entries[("verbs", "train")]["builtin"]
+    assert entries[("verbs", "broken")]["status"].startswith("failed")
+    assert b"nca: warning: verb plugin 'broken' from nca-broken-plugin failed to load" in proc.stderr
+    # every kind comes through the same door, the built-ins included
+    kinds = {kind for kind, _ in entries}
+    assert kinds == {"verbs", "perceptions", "updates", "objectives", "tasks", "metrics", "suites"}
+    assert entries[("tasks", "classify")]["builtin"] and entries[("perceptions", "conv")]["options"]["kernel_size"]
 
 
 def test_the_plugin_verb_and_perception_run(plugin_env, tmp_path, target_png):

@@ -1,7 +1,10 @@
 """The typed run configuration, presets, and overrides.
 
 Precedence: built-in defaults < preset TOML < ``--config FILE`` < ``--set key=value`` < explicit flags.
-Keys are flat; an unknown key is an error with a "did you mean".
+Keys are flat, but for the options of a plugin entry: ``perception`` takes a name or a table
+(``[perception] name = "conv"`` ``kernel_size = 5``; ``--set perception.kernel_size=5``), and so does ``update``;
+``[loss_options.NAME]`` holds an objective's options and ``[task_options]`` the task's. Every option is checked
+against what its entry declares. An unknown key is an error with a "did you mean".
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ from typing import Any
 
 from ncacli.engine.nca import ModelConfig
 from ncacli.errors import UsageError
+from ncacli.names import (  # noqa: F401  (GROWTH_LOSSES is read from here by the clip loss)
+    BACKGROUNDS,
+    CLIP_AUGMENTS,
+    GROWTH_LOSSES,
+    LR_SCHEDULES,
+    MODES,
+    SEED_KINDS,
+    STYLE_LOSSES,
+)
 
-MODES = ("growing", "persistent", "regenerating")
-SEED_KINDS = ("distill", "random_color", "zeros")
-BACKGROUNDS = ("white", "black", "none")
-LR_SCHEDULES = ("step", "cosine")
-GROWTH_LOSSES = ("proportional", "constant", "gated", "none")
-STYLE_LOSSES = ("sot", "gram")
-CLIP_AUGMENTS = ("crop", "resize")
-MODELS = ("nca", "pixels")
+# keys of 0.1.0 run directories that are now spelled otherwise (read by --resume): old → new value
+LEGACY_KEYS = {"model": lambda v: {"task": "pixels"} if v == "pixels" else {}}
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ class Config(ModelConfig):
     prompt: str = ""
     style: str = ""
     loss_weights: dict = field(default_factory=dict)  # {"style": 1.0, "clip": 0.5}; missing names weigh 1
-    model: str = "nca"  # nca, or pixels: optimise the image directly (nca-clip's baseline)
+    loss_options: dict = field(default_factory=dict)  # {"myloss": {"k": 1}}: an objective's own options
     clip_model: str = "ViT-B-32"  # an open_clip name, "local-dir:PATH", or a model config JSON file
     clip_pretrained: str = "openai"  # an open_clip tag, a weights file, or a folder
     clip_augmentations: int = 8
@@ -58,6 +64,9 @@ class Config(ModelConfig):
     style_size: int = 128  # the style image is fitted into this many pixels
     style_projections: int = 0  # sliced-OT projections per layer; 0 = as many as the layer has channels
     vgg_weights: str = ""  # "" = torchvision's cache, a file, or "random" (tests only)
+    # the task (ncacli.tasks): "" = from the objective (text for clip, texture for style, else image)
+    task: str = ""
+    task_options: dict = field(default_factory=dict)
     # training
     mode: str = "growing"
     loss: str = "mse"
@@ -84,6 +93,13 @@ class Config(ModelConfig):
     def classes(self) -> list[tuple[str, str]]:
         """A conditional run's classes, in order: ``("target", path)`` or ``("emoji", emoji)``; [] for one target."""
         return [("target", t) for t in self.targets] + [("emoji", e) for e in self.emojis]
+
+    def task_name(self) -> str:
+        """The task: as named, else what the objective implies."""
+        if self.task:
+            return self.task
+        names = loss_names(self.loss)
+        return "text" if "clip" in names else "texture" if "style" in names else "image"
 
     def model_config(self) -> ModelConfig:
         names = {f.name for f in fields(ModelConfig)}
@@ -140,10 +156,45 @@ def check_keys(data: dict[str, Any], origin: str) -> None:
             raise UsageError(f"{origin}: unknown config key '{key}'{hint}")
 
 
+ENTRY_TABLES = {"perception": "perception_options", "update": "update_options"}
+
+
+def _entry_tables(config: Config, data: dict[str, Any]) -> dict[str, Any]:
+    """``perception = {name = "conv", kernel_size = 5}`` (or ``update``) → the name and its options; a table
+    without ``name`` sets options of the perception already chosen (merged with those set before)."""
+    out = dict(data)
+    for key, options_key in ENTRY_TABLES.items():
+        value = out.get(key)
+        if isinstance(value, dict):
+            table = dict(value)
+            name = table.pop("name", None)
+            same = name is None or name == getattr(config, key)
+            base = dict(getattr(config, options_key)) if same else {}
+            out[options_key] = {**base, **table, **out.get(options_key, {})}
+            if name is None:
+                del out[key]
+            else:
+                out[key] = name
+        elif isinstance(value, str) and value != getattr(config, key) and options_key not in out:
+            out[options_key] = {}  # another perception: the options of the last one do not carry over
+    return out
+
+
 def apply(config: Config, data: dict[str, Any], origin: str) -> Config:
     """Return ``config`` with ``data`` applied, after checking keys and types."""
+    data = _entry_tables(config, data)
     check_keys(data, origin)
-    return replace(config, **{k: _coerce(k, v, origin) for k, v in data.items()})
+    merged = {}
+    for key, value in data.items():
+        value = _coerce(key, value, origin)
+        if key in ("loss_options", "task_options") and isinstance(value, dict):
+            current = getattr(config, key)
+            if key == "loss_options":
+                value = {**current, **{n: {**current.get(n, {}), **o} for n, o in value.items()}}
+            else:
+                value = {**current, **value}
+        merged[key] = value
+    return replace(config, **merged)
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -155,6 +206,11 @@ def parse_set(item: str) -> tuple[str, Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    if "." in key:  # perception.kernel_size=5 → perception = {kernel_size = 5}
+        head, *rest = key.split(".")
+        for part in reversed(rest):
+            value = {part: value}
+        return head, value
     return key, value
 
 
@@ -254,7 +310,6 @@ def validate(config: Config) -> None:
         ("growth_loss", GROWTH_LOSSES),
         ("style_loss", STYLE_LOSSES),
         ("clip_augment", CLIP_AUGMENTS),
-        ("model", MODELS),
     ):
         if getattr(config, key) not in allowed:
             raise UsageError(f"{key} must be one of {', '.join(allowed)}, not {getattr(config, key)!r}")
@@ -289,7 +344,34 @@ def validate(config: Config) -> None:
         raise UsageError(f"pool_size ({config.pool_size}) is smaller than batch ({config.batch})")
     if config.damage_count >= config.batch and config.mode == "regenerating":
         raise UsageError(f"damage_count ({config.damage_count}) must be below batch ({config.batch})")
-    _validate_classes(config)
+    if config.task_name() != "classify":
+        _validate_classes(config)
+    check_entries(config)
+
+
+def check_entries(config: Config, origin: str = "config") -> None:
+    """Every named entry is installed and its options are the ones it declares."""
+    from ncacli.registry import OBJECTIVES, PERCEPTIONS, TASKS, UPDATES
+
+    PERCEPTIONS.get(config.perception, "perception")
+    PERCEPTIONS.options(config.perception, config.perception_options, f"{origin}: perception")
+    UPDATES.get(config.update, "update")
+    UPDATES.options(config.update, config.update_options, f"{origin}: update")
+    names = loss_names(config.loss)
+    for name in names:
+        OBJECTIVES.get(name, "loss")
+    for name, options in config.loss_options.items():
+        if name not in names:
+            raise UsageError(f"loss_options names '{name}', which is not in loss {config.loss!r}")
+        if not isinstance(options, dict):
+            raise UsageError(f"loss_options.{name} must be a table of options, not {options!r}")
+        OBJECTIVES.options(name, options, f"{origin}: loss_options")
+    task = TASKS.get(config.task_name(), "task")
+    check_task_options = getattr(task, "check_config", None)
+    if check_task_options is not None:
+        check_task_options(config)
+    elif config.task_options:
+        raise UsageError(f"task {config.task_name()!r} takes no task_options")
 
 
 def _validate_classes(config: Config) -> None:

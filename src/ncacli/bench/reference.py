@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ncacli.engine.active import fixed_kernel
 from ncacli.engine.nca import NCA
-from ncacli.engine.perception import FixedKernelPerception
 from ncacli.engine.update import MLPUpdate
+from ncacli.registry import capabilities
 
 
 class NoReference(Exception):
@@ -28,10 +29,9 @@ class ReferenceNCA(nn.Module):
         super().__init__()
         cfg = model.config
         perceive, update = model.perceive, model.update
-        plain = isinstance(perceive, FixedKernelPerception) and type(perceive).forward is FixedKernelPerception.forward
-        if not plain:
+        if not fixed_kernel(perceive):
             raise NoReference(f"no reference for perception {cfg.perception!r}")
-        if not isinstance(update, MLPUpdate):
+        if "fused" not in capabilities(update) or not isinstance(update, MLPUpdate):
             raise NoReference(f"no reference for update {cfg.update!r}")
         if cfg.signal_channels and cfg.signal_steps:
             raise NoReference("no reference for signal channels")

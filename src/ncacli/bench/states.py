@@ -18,8 +18,8 @@ from collections.abc import Callable
 import torch
 
 from ncacli.engine import ALPHA, NCA, make_seed
+from ncacli.names import BENCH_STARTS as STARTS  # noqa: E402
 
-STARTS = ("grown", "seed", "full")
 DISTILL_FILL = 40 / 72  # the lizard's share of the grid's side in the Distill setting
 GROW_STEPS = 96
 

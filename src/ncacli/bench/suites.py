@@ -70,17 +70,30 @@ def scaling_cases(sizes: tuple[int, ...] = DEFAULT_SIZES) -> list[Case]:
     ]
 
 
-SUITES: dict[str, Callable[[tuple[int, ...]], list[Case]]] = {
-    "standard": lambda sizes: [DISTILL, TABLE6],
-    "distill": lambda sizes: [DISTILL],
-    "ncatorch-table6": lambda sizes: [TABLE6],
-    "scaling": scaling_cases,
-    "all": lambda sizes: [DISTILL, TABLE6, *scaling_cases(sizes)],
-}
+# The built-in suites, registered as entry points of ncacli.suites (a plugin adds its own the same way):
+# each takes the scaling suite's grid widths and returns its cases.
+def standard_cases(sizes: tuple[int, ...] = DEFAULT_SIZES) -> list[Case]:
+    """distill + ncatorch-table6."""
+    return [DISTILL, TABLE6]
+
+
+def distill_cases(sizes: tuple[int, ...] = DEFAULT_SIZES) -> list[Case]:
+    return [DISTILL]
+
+
+def table6_cases(sizes: tuple[int, ...] = DEFAULT_SIZES) -> list[Case]:
+    return [TABLE6]
+
+
+def all_cases(sizes: tuple[int, ...] = DEFAULT_SIZES) -> list[Case]:
+    return [DISTILL, TABLE6, *scaling_cases(sizes)]
 
 
 def cases_for(suite: str, sizes: tuple[int, ...] = DEFAULT_SIZES) -> list[Case]:
-    return SUITES[suite](sizes)
+    return SUITES.get(suite, "suite")(sizes)
+
+
+from ncacli.registry import SUITES  # noqa: E402
 
 
 def custom_case(size: int | None = None, batch: int | None = None, steps: int | None = None) -> Case:

@@ -1,4 +1,4 @@
-"""The ``nca`` command line: a Typer app whose verbs come from the ``ncacli.commands`` entry points."""
+"""The ``nca`` command line: a Typer app whose verbs come from :data:`ncacli.registry.VERBS`."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _register(app: typer.Typer, name: str, obj: Any) -> None:
 
 
 def build_app() -> typer.Typer:
-    from ncacli.plugins import load_group
+    from ncacli.registry import VERBS
 
     app = typer.Typer(
         name="nca",
@@ -45,7 +45,8 @@ def build_app() -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_root)
-    load_group("commands", lambda name, obj: _register(app, name, obj))
+    for name, obj in VERBS.items():
+        _register(app, name, obj)
     return app
 
 

@@ -9,10 +9,8 @@ from rich.markup import escape
 
 from ncacli.cli.common import check_name, console, device, emit_json, print_table
 from ncacli.errors import UsageError
-
-SUITE_NAMES = ["standard", "distill", "ncatorch-table6", "scaling", "all"]
-STARTS = ("grown", "seed", "full")  # ncacli.bench.states.STARTS, without importing torch for --help
-ENGINES = ("auto", "active", "reference")
+from ncacli.names import BENCH_ENGINES as ENGINES
+from ncacli.names import BENCH_STARTS as STARTS
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -75,7 +73,9 @@ def benchmark(
     """Time training iterations and inference rollouts, and their peak memory, beside a plain reference."""
     custom = size is not None or batch is not None or steps is not None
     if suite is not None:
-        check_name("suite", suite, SUITE_NAMES)
+        from ncacli.registry import SUITES
+
+        SUITES.get(suite, "suite")
         if custom:
             raise UsageError("--size/--batch/--steps make one custom configuration; leave out --suite")
     scaling_sizes = _sizes(sizes)
@@ -85,18 +85,17 @@ def benchmark(
 
     from ncacli.bench import Settings, cases_for, custom_case, run_benchmark, trained_like
     from ncacli.bench.states import start_for
-    from ncacli.cli.common import seed_state
 
     dev = device(device_name)
     from ncacli.engine.device import auto_engine
 
     engine_option, engine = engine, auto_engine(dev) if engine == "auto" else engine
     if model_path is not None:
-        from ncacli.io.model_file import load_model
+        from ncacli.api import load
 
-        model, provenance = load_model(model_path, str(dev))
-        source = model_path
-        seed_of = lambda b, h, w: seed_state(model, provenance, b, (h, w))  # noqa: E731
+        loaded = load(model_path, dev, "reference")
+        model, source = loaded.nca, model_path
+        seed_of = lambda b, h, w: loaded.seed(b, (h, w)).cpu()  # noqa: E731
     else:
         model = trained_like(seed=seed).to(dev)
         source = "Distill ModelConfig, random weights (last layer ~ N(0, 0.02))"

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from ncacli.errors import NcaError, UsageError
+from ncacli.names import BACKGROUNDS, ENGINE_CHOICES
 
 console = Console(stderr=True)
 
@@ -38,7 +39,7 @@ def device(name: str):
         raise UsageError(f"--device {name}: {exc}") from None
 
 
-ENGINE_NAMES = ["auto", "active", "reference", "fused"]  # ncacli.engine.nca.ENGINES, and auto
+ENGINE_NAMES = list(ENGINE_CHOICES)
 ENGINE_HELP = (
     "How steps run: auto (active on the CPU, reference on CUDA and MPS), active, reference, "
     "or fused (Triton, CUDA inference)."
@@ -55,11 +56,14 @@ def use_engine(model, name: str) -> str:
     """Set ``model.engine`` from ``--engine``, ``auto`` resolved for the model's device
     (:func:`ncacli.engine.device.auto_engine`; the fused kernel is chosen by name only); a fused engine that
     cannot run this model says why in one line on stderr. Returns the engine set."""
+    from ncacli.engine import active
     from ncacli.engine.device import auto_engine
 
     check_name("engine", name, ENGINE_NAMES)
     chosen = auto_engine(next(model.parameters()).device) if name == "auto" else name
     model.engine = chosen
+    if chosen == "active" and not active.supports(model):
+        chosen = "reference"  # what runs: the model's cells live by its input, or its update has no rows
     if chosen == "fused":
         from ncacli.engine.fused import fused_supported
 
@@ -141,34 +145,21 @@ def wants_state(out: str, fmt: str | None) -> bool:
     raise UsageError(f"--out {out}: use a .png or .safetensors name, or - (or say --format png|state)")
 
 
-def seed_state(model, provenance: dict, batch: int = 1, grid: tuple[int, int] | None = None, seed: int = 0):
-    """The seed the model was trained from ``(B, C, H, W)``: its grid, positions and kind from provenance.
-
-    A random-colour seed takes its colours from ``seed``.
-    """
-    import torch
-
-    from ncacli.engine import SEED_KINDS, make_seed
-
-    h, w = grid if grid is not None else provenance.get("grid", [72, 72])
-    positions = provenance.get("seed_positions") or [[0.5, 0.5]]
-    kind = provenance.get("seed_kind", "distill")
-    if kind not in SEED_KINDS:
-        raise NcaError(f"the model's seed kind {kind!r} is unknown to this nca ({', '.join(SEED_KINDS)})")
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return make_seed(batch, model.config.channels, h, w, positions, kind=kind, generator=g)
-
-
-def background_of(provenance: dict) -> str:
+def background_of(spec) -> str:
     """How the model's pictures are shown: white, black, or none (RGB alone)."""
-    background = provenance.get("background", "white")
-    return background if background in ("white", "black", "none") else "white"
+    background = spec.task.background
+    return background if background in BACKGROUNDS else "white"
 
 
-def class_index(provenance: dict, classes: int, text: str, option: str = "--condition") -> int:
+def load(path: str, device_name: str = "auto", engine: str = "auto"):
+    """``MODEL`` and ``--device``/``--engine`` → :class:`ncacli.api.Model`."""
+    from ncacli.api import load as load_model
+
+    return load_model(path, device(device_name), engine)
+
+
+def class_index(names: list[str], classes: int, text: str, option: str = "--condition") -> int:
     """A class by its index (0-based) or its name: the emoji, ``emoji 🦋``, or the target's file name."""
-    names = provenance.get("classes") or []
     try:
         index = int(text)
     except ValueError:
@@ -188,7 +179,7 @@ def not_conditional(option: str) -> UsageError:
     return UsageError(f"{option}: this model is not conditional (train one on several --emoji/--target)")
 
 
-def condition_of(model, provenance: dict, grid: tuple[int, int], condition: str | None, condition_map: str | None):
+def condition_of(model, names: list[str], grid: tuple[int, int], condition: str | None, condition_map: str | None):
     """The condition to grow with ``(1, K, H|1, W|1)``, or None for a model that is not conditional.
 
     ``condition``: a class (index or name; default the first); ``condition_map``: an image whose
@@ -210,5 +201,5 @@ def condition_of(model, provenance: dict, grid: tuple[int, int], condition: str 
         from ncacli.io.images import brightness_map
 
         return ramp(brightness_map(condition_map, grid), k)[None]
-    index = class_index(provenance, k, condition) if condition is not None else 0
+    index = class_index(names, k, condition) if condition is not None else 0
     return one_hot(torch.tensor([index]), k)

@@ -7,15 +7,19 @@ from typing import Optional
 
 import typer
 
-from ncacli.cli.common import device, emit_json, engine_option, parse_pair, print_table, use_engine
+from ncacli.cli.common import emit_json, engine_option, parse_pair, print_table
 from ncacli.errors import NcaError, UsageError
+
+STAGE1_DEFAULT = "64-96"
 
 
 def evaluate(
     model_path: Optional[str] = typer.Argument(
         None, metavar="[MODEL]", help="Model file or run directory (default: the newest runs/*/model.safetensors)."
     ),
-    perturb: str = typer.Option("damage", "--perturb", help="damage, none, or mutation (conditional models)."),
+    perturb: Optional[str] = typer.Option(
+        None, "--perturb", help="damage, none, or mutation (conditional models, classifiers); default damage."
+    ),
     shape: str = typer.Option("circle", "--shape", help="Damage shape: circle, square, left, right, top, bottom."),
     radius: float = typer.Option(0.2, "--radius", min=0.0, help="Damage radius, a fraction of the grid width."),
     center: Optional[str] = typer.Option(
@@ -31,9 +35,11 @@ def evaluate(
         "--lpips-weights",
         help="Local torchvision backbone weights file (default: torchvision's cache); 'random': untrained, tests only.",
     ),
-    trials: int = typer.Option(8, "--trials", min=1, help="Independent trials (fire masks, damage positions)."),
+    trials: Optional[int] = typer.Option(
+        None, "--trials", min=1, help="Independent trials (default 8; classifiers: up to 512 test images)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed of the trials."),
-    stage1: str = typer.Option("64-96", "--stage1", help="Stage 1: steps averaged (A-B)."),
+    stage1: str = typer.Option(STAGE1_DEFAULT, "--stage1", help="Stage 1: steps averaged (A-B; classifiers 20-30)."),
     stage2: int = typer.Option(149, "--stage2", min=0, help="Stage 2: the step before the perturbation (m_pre)."),
     perturb_at: int = typer.Option(150, "--perturb-at", min=1, help="Step at which the perturbation is applied."),
     final: int = typer.Option(449, "--final", min=1, help="Stage 3: the final step (m_final)."),
@@ -54,112 +60,46 @@ def evaluate(
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Grow, perturb and regrow; report each metric at the NCAtorch review's three stages and the recovery %."""
-    from ncacli.cli.common import check_name, not_conditional, seed_state
-    from ncacli.engine import SHAPES
-    from ncacli.evaluation.metrics import METRIC_NAMES, make_metrics
-    from ncacli.evaluation.protocol import PERTURBATIONS, Protocol, run_protocol
-    from ncacli.io.model_file import load_model_and_target
+    from ncacli.cli.common import load
+    from ncacli.evaluation.run import evaluate_model
 
-    check_name("perturbation", perturb, list(PERTURBATIONS))
-    check_name("damage shape", shape, list(SHAPES))
-    names = [m.strip() for m in metric.split(",") if m.strip()]
-    if not names:
-        raise UsageError("--metric: name at least one of " + ", ".join(METRIC_NAMES))
-    for name in names:
-        check_name("metric", name, list(METRIC_NAMES))
     try:
         a, b = (int(v) for v in stage1.split("-"))
     except ValueError:
         raise UsageError(f"--stage1 {stage1!r}: expected two steps like 64-96") from None
-    protocol = Protocol(
-        stage1=(a, b),
-        stage2=stage2,
-        perturb_at=perturb_at,
-        final=final,
+    path = _model_file(model_path)
+    model = load(path, device_name, engine)
+    document = evaluate_model(
+        model,
         perturb=perturb,
         shape=shape,
         radius=radius,
         center=parse_pair(center, "--center") if center is not None else None,
+        metrics=[m.strip() for m in metric.split(",") if m.strip()],
+        lpips_net=lpips_net,
+        lpips_weights=lpips_weights,
         trials=trials,
         seed=seed,
+        stage1=(a, b) if stage1 != STAGE1_DEFAULT or model.spec.task.name != "classify" else None,
+        stage2=stage2,
+        perturb_at=perturb_at,
+        final=final,
+        target=target,
+        emoji=emoji,
+        condition=condition,
+        condition_to=condition_to,
         curve_every=every or (1 if plot is not None else 0),
     )
-    try:
-        protocol.check()
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    path = _model_file(model_path)
-    dev = device(device_name)
-    model, provenance, stored_target = load_model_and_target(path, str(dev))
-    engine_run = use_engine(model, engine)
-    classes = model.config.condition_channels
-    if perturb == "mutation" and not classes:
-        raise NcaError(
-            f"{path}: --perturb mutation switches the class of a conditional model; this model is not conditional "
-            "(use --perturb damage or none)"
-        )
-    if not classes and (condition is not None or condition_to is not None):
-        raise not_conditional("--condition" if condition is not None else "--condition-to")
-    if condition_to is not None and perturb != "mutation":
-        raise UsageError("--condition-to is the class a mutation switches to: add --perturb mutation")
-    if classes and (target or emoji):
-        raise UsageError(f"{path}: a conditional model is compared with its own targets; drop --target/--emoji")
-    goal, goal_desc = _target(path, stored_target, provenance, target, emoji)
-    seed_grid = tuple(goal.shape[-2:])
-    labels, mutated = _classes(provenance, classes, trials, seed, perturb, condition, condition_to)
-    metrics = make_metrics(names, lpips_net, lpips_weights, dev)
-    state = seed_state(model, provenance, 1, seed_grid).to(dev)
-    result = run_protocol(model, state, goal, metrics, protocol, labels, mutated)
-    document = {
-        "model": path,
-        "config": model.config.to_dict(),
-        "provenance": provenance,
-        "target": goal_desc,
-        "grid": list(seed_grid),
-        "device": str(dev),
-        "engine": engine_run,
-        "protocol": {
-            **protocol.to_dict(),
-            "metrics": names,
-            "lpips_net": lpips_net if "lpips" in names else None,
-            "lpips_weights": (lpips_weights or "torchvision cache") if "lpips" in names else None,
-        },
-        **result,
-    }
+    protocol = document.pop("_protocol")
     if plot is not None:
         from ncacli.evaluation.plot import plot_png
         from ncacli.io.files import atomic_write_bytes
 
-        atomic_write_bytes(plot, plot_png(result, protocol, f"{Path(path).name}: {goal_desc}"))
+        atomic_write_bytes(plot, plot_png(document, protocol, f"{Path(path).name}: {document['target']}"))
         document["plot"] = str(plot)
     _print_table(document, protocol)
     if json_out:
         emit_json(document)
-
-
-def _classes(provenance: dict, classes: int, trials: int, seed: int, perturb: str, condition, condition_to):
-    """A conditional model's class per trial and, for a mutation, the class each switches to (c′ ≠ c)."""
-    import torch
-
-    from ncacli.cli.common import class_index
-    from ncacli.engine import other_labels
-
-    if not classes:
-        return None, None
-    start = class_index(provenance, classes, condition) if condition is not None else None
-    to = class_index(provenance, classes, condition_to, "--condition-to") if condition_to is not None else None
-    if start is not None and start == to:
-        raise UsageError(f"--condition and --condition-to are the same class ({start}): a mutation switches class")
-    if start is not None:
-        labels = torch.full((trials,), start)
-    else:  # cycle through the classes (those a mutation can leave, when --condition-to names one)
-        pool = [k for k in range(classes) if k != to]
-        labels = torch.tensor([pool[i % len(pool)] for i in range(trials)])
-    if perturb != "mutation":
-        return labels, None
-    if to is not None:
-        return labels, torch.full((trials,), to)
-    return labels, other_labels(labels, classes, torch.Generator().manual_seed(seed + 2))
 
 
 def _model_file(name: str | None) -> str:
@@ -174,54 +114,6 @@ def _model_file(name: str | None) -> str:
             raise NcaError(f"{name}: a directory without model.safetensors (is training still running?)")
         return str(Path(name) / "model.safetensors")
     return name
-
-
-def _target(path: str, stored, provenance: dict, target: str | None, emoji: str | None):
-    """The target to compare with → ``((4, H, W), description)``: an option, the model's own, or its run's."""
-    import tomllib
-
-    from ncacli.io.images import load_target
-
-    grid = provenance.get("grid")
-    if target or emoji:
-        run = _run_config(path)
-        size, padding = run.get("size", 40), run.get("padding", 16)
-        goal, desc = load_target(target or "", emoji or "", size, padding)
-    elif stored is not None:
-        goal, desc = stored, provenance.get("target", "the model's target")
-    elif provenance.get("prompt") or provenance.get("style"):
-        raise NcaError(
-            f"{path}: trained with the {provenance.get('loss')} loss ({provenance.get('target')}), so it has no "
-            "target image to compare with; name one with --target or --emoji"
-        )
-    else:
-        run = _run_config(path)
-        if not run:
-            raise NcaError(f"{path}: the model carries no target and sits in no run directory; name one with --target")
-        try:
-            goal, desc = load_target(run.get("target", ""), run.get("emoji", "🦎"), run["size"], run["padding"])
-        except (KeyError, tomllib.TOMLDecodeError) as exc:
-            raise NcaError(f"{path}: its run's config.toml lacks {exc}") from None
-    if grid and list(goal.shape[-2:]) != list(grid):
-        raise NcaError(
-            f"{path}: the target is {goal.shape[1]}×{goal.shape[2]} but the model grew on {grid[0]}×{grid[1]}; "
-            "pass --target/--emoji with the training --size and --padding, or train on this target"
-        )
-    return goal, desc
-
-
-def _run_config(path: str) -> dict:
-    """The ``config.toml`` of the run directory holding ``path`` (itself or a checkpoint), or ``{}``."""
-    import tomllib
-
-    here = Path(path).resolve().parent
-    for d in (here, here.parent):
-        if (d / "config.toml").is_file():
-            try:
-                return tomllib.loads((d / "config.toml").read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as exc:
-                raise NcaError(f"{d / 'config.toml'}: not valid TOML ({exc})") from None
-    return {}
 
 
 def _fmt(stats: dict | None, digits: int) -> str:

@@ -9,12 +9,10 @@ import typer
 from ncacli.cli.common import (
     background_of,
     console,
-    device,
     emit_json,
     engine_option,
+    load,
     read_state,
-    seed_state,
-    use_engine,
     wants_state,
     write_picture_or_state,
 )
@@ -42,33 +40,29 @@ def grow(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (not with --out -)."),
 ) -> None:
     """Grow a pattern: from the model's seed, or on from a state (`--from`)."""
-    import torch
-
     from ncacli.cli.common import condition_of, parse_grid
-    from ncacli.io.model_file import load_model
 
     as_state = wants_state(out, fmt)
     if model_path == "-" and from_state == "-":
         from ncacli.errors import UsageError
 
         raise UsageError("only one of MODEL and --from can be read from stdin")
-    dev = device(device_name)
-    model, provenance = load_model(model_path, str(dev))
-    use_engine(model, engine)
-    cfg = model.config
+    m = load(model_path, device_name, engine)
+    if m.spec.task.name == "classify":
+        from ncacli.errors import UsageError
+
+        raise UsageError(f"{model_path}: a classifier runs on an input; show it with `nca render MODEL out.gif`")
+    cfg = m.nca.config
     if from_state is not None:
         state, start = read_state(from_state, cfg.channels)
     else:
         grid = None if size is None else parse_grid(size)
-        state, start = seed_state(model, provenance, batch, grid, seed), 0
-    cond = condition_of(model, provenance, tuple(state.shape[2:]), condition, condition_map)
-    g = torch.Generator(device=dev)
-    g.manual_seed(seed)
-    with torch.no_grad():
-        state = model.rollout(state.to(dev), steps, g, condition=None if cond is None else cond.to(dev)).cpu()
-    kind = write_picture_or_state(out, state, start + steps, transparent, scale, as_state, background_of(provenance))
+        state, start = m.seed(batch, grid, seed), 0
+    cond = condition_of(m.nca, m.spec.task.classes, tuple(state.shape[2:]), condition, condition_map)
+    state = m.grow(steps, state, seed, None if cond is None else cond.to(m.device)).cpu()
+    kind = write_picture_or_state(out, state, start + steps, transparent, scale, as_state, background_of(m.spec))
     # without alive masking (textures) alpha is one more hidden channel: no cell is "dead"
-    alive = int((state[:, 3] > model.config.alive_threshold).sum()) if cfg.alive_masking else None
+    alive = int((state[:, 3] > cfg.alive_threshold).sum()) if cfg.alive_masking else None
     summary = {
         "out": out,
         "kind": kind,

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ncacli.cli.common import console, device, emit_json, engine_option, parse_pair, use_engine
+from ncacli.cli.common import console, emit_json, engine_option, load, parse_pair
 
 
 def render(
@@ -42,6 +42,10 @@ def render(
     condition_video: Optional[str] = typer.Option(
         None, "--condition-video", help="A video whose frames are condition maps, one per output frame."
     ),
+    input_image: Optional[str] = typer.Option(
+        None, "--input", help="Classifiers: the input, a class (its first test image) or #N (test image N)."
+    ),
+    input_to: Optional[str] = typer.Option(None, "--input-to", help="Classifiers: the input after --switch-at."),
     device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
     engine: str = engine_option(),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
@@ -49,11 +53,10 @@ def render(
     """Write a video of the NCA growing (and regrowing after `--damage-at`), or an interactive page."""
     import torch
 
-    from ncacli.cli.common import background_of, check_name, parse_grid, read_state, seed_state
+    from ncacli.cli.common import background_of, check_name, parse_grid, read_state
     from ncacli.engine import SHAPES, apply_damage, damage_mask
     from ncacli.errors import UsageError
     from ncacli.io.images import to_pixels
-    from ncacli.io.model_file import load_model
     from ncacli.io.video import FORMATS, write_video
 
     size = None if grid is None else parse_grid(grid)
@@ -70,23 +73,26 @@ def render(
     if out.suffix.lower() not in FORMATS:
         raise UsageError(f"{out}: unsupported output {out.suffix!r}; use .gif, .mp4 or .html")
     check_name("damage shape", shape, list(SHAPES))
+    m = load(model_path, device_name, engine)
+    if m.spec.task.name == "classify":
+        return _classify_video(m, out, steps, fps, every, scale, seed, input_image, switch_at, input_to, json_out)
+    if input_image is not None or input_to is not None:
+        raise UsageError("--input and --input-to are for classifiers; a growing model takes --condition")
     if (switch_at is None) != (condition_to is None):
         raise UsageError("--switch-at and --condition-to go together: switch after step N to class M")
     if condition_video is not None and (condition_map is not None or condition is not None or switch_at is not None):
         raise UsageError(
             "--condition-video gives the condition of every step; drop --condition/--condition-map/--switch-at"
         )
-    dev = device(device_name)
-    model, provenance = load_model(model_path, str(dev))
-    use_engine(model, engine)
+    model, dev = m.nca, m.device
     if from_state is not None:
         state = read_state(from_state, model.config.channels)[0][:1]
     else:
-        state = seed_state(model, provenance, grid=size, seed=seed)
+        state = m.seed(grid=size, seed=seed)
     state = state.to(dev)
     _, _, h, w = state.shape
     mask = damage_mask(h, w, shape, parse_pair(center, "--center"), radius, device=dev)
-    background = background_of(provenance)
+    background = background_of(m.spec)
     frames = [to_pixels(state[0, :4], scale=scale, background=background)]
 
     def observe(step: int, x: torch.Tensor):
@@ -97,8 +103,9 @@ def render(
         return x if damage_at is not None and step == damage_at else None
 
     schedule = _conditions(
-        model, provenance, (h, w), condition, condition_map, switch_at, condition_to, condition_video, steps, every, dev
-    )
+        model, m.spec.task.classes, (h, w), condition, condition_map, switch_at, condition_to, condition_video, steps,
+        every, dev,
+    )  # fmt: skip
     g = torch.Generator(device=dev)
     g.manual_seed(seed)
     with torch.no_grad():
@@ -119,11 +126,15 @@ def _page(model_path, out, grid, scale, steps_per_frame, title, condition, json_
     """Write the interactive page of the model."""
     from ncacli.cli.common import class_index
     from ncacli.io.files import atomic_write_bytes
-    from ncacli.io.model_file import load_model
     from ncacli.web import page_html
 
-    model, provenance = load_model(model_path)
-    h, w = grid or tuple(provenance.get("grid", [72, 72]))
+    m = load(model_path, "cpu")
+    if "page" not in m.task.capabilities or m.spec.task.name == "classify":
+        from ncacli.errors import NcaError
+
+        raise NcaError(f"{model_path}: the page does not show {m.spec.task.name!r} models yet; render a .gif or .mp4")
+    model, provenance = m.nca, m.provenance
+    h, w = grid or tuple(m.spec.task.grid)
     scale = scale or max(1, 512 // max(h, w))
     k = model.config.condition_channels
     klass = 0
@@ -132,10 +143,10 @@ def _page(model_path, out, grid, scale, steps_per_frame, title, condition, json_
             from ncacli.cli.common import not_conditional
 
             raise not_conditional("--condition")
-        klass = class_index(provenance, k, condition)
-    named = ", ".join(provenance.get("classes") or []) or provenance.get("target") or Path(model_path).stem
+        klass = class_index(m.spec.task.classes, k, condition)
+    named = ", ".join(m.spec.task.classes) or provenance.get("target") or Path(model_path).stem
     title = title or f"nca · {named}"
-    text = page_html(model, provenance, (h, w), scale, steps_per_frame or 2, title, klass)
+    text = page_html(model, m.spec, (h, w), scale, steps_per_frame or 2, title, klass)
     atomic_write_bytes(out, text.encode("utf-8"))
     summary = {"out": str(out), "grid": [h, w], "scale": scale, "bytes": len(text.encode("utf-8"))}
     if json_out:
@@ -144,7 +155,7 @@ def _page(model_path, out, grid, scale, steps_per_frame, title, condition, json_
         console.print(f"wrote the page → {out} ({h}×{w} cells; open it in a browser)", highlight=False)
 
 
-def _conditions(model, provenance, grid, condition, condition_map, switch_at, condition_to, video, steps, every, dev):
+def _conditions(model, names, grid, condition, condition_map, switch_at, condition_to, video, steps, every, dev):
     """The condition of each step: fixed, switched to another class after ``switch_at``, or a video's
     frame per output frame (the last frame holds); None for a model that is not conditional."""
     import torch
@@ -160,7 +171,7 @@ def _conditions(model, provenance, grid, condition, condition_map, switch_at, co
 
         frames = ramp(read_brightness_frames(video, grid, -(-steps // every)), k).to(dev)  # (T, K, H, W)
         return lambda step: frames[min((step - 1) // every, len(frames) - 1)][None]
-    start = condition_of(model, provenance, grid, condition, condition_map)
+    start = condition_of(model, names, grid, condition, condition_map)
     if start is None:
         if switch_at is not None:
             raise not_conditional("--switch-at")
@@ -168,5 +179,75 @@ def _conditions(model, provenance, grid, condition, condition_map, switch_at, co
     start = start.to(dev)
     if switch_at is None:
         return start
-    after = one_hot(torch.tensor([class_index(provenance, k, condition_to, "--condition-to")]), k).to(dev)
+    after = one_hot(torch.tensor([class_index(names, k, condition_to, "--condition-to")]), k).to(dev)
     return lambda step: start if step <= switch_at else after
+
+
+def _classify_video(m, out, steps, fps, every, scale, seed, input_image, switch_at, input_to, json_out) -> None:
+    """A classifier's video: every living cell in its predicted class's colour over the input, the input
+    switched to another after ``switch_at`` (the Distill self-classifying figures)."""
+    import numpy as np
+
+    from ncacli.errors import UsageError
+    from ncacli.io.video import write_video
+
+    if (switch_at is None) != (input_to is None):
+        raise UsageError("--switch-at and --input-to go together: switch the input after step N to another")
+    task = m.task
+    first = task.image_of(input_image or "0")
+    after = task.image_of(input_to) if input_to is not None else first
+    inputs = task.condition(torch_tensor([first, after], m.device))
+    cond = lambda step: inputs[:1] if switch_at is None or step <= switch_at else inputs[1:]  # noqa: E731
+    legend = _legend(task, scale)
+
+    def frame(x, c):
+        rgb = (task.picture(x, c)[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        big = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
+        return np.concatenate([big, legend[:, : big.shape[1]] if legend.shape[1] >= big.shape[1] else
+                               np.pad(legend, ((0, 0), (0, big.shape[1] - legend.shape[1]), (0, 0)),
+                                      constant_values=255)], axis=0)  # fmt: skip
+
+    x = m.seed()
+    frames = [frame(x, cond(1))]
+
+    def observe(step, x):
+        if step % every == 0 or step == steps:
+            frames.append(frame(x, cond(step)))
+
+    m.grow(steps, x, seed, cond, observe)
+    write_video(out, frames, fps)
+    d = task.load_data()
+    summary = {
+        "out": str(out), "frames": len(frames), "steps": steps, "fps": fps,
+        "input": {"index": first, "class": task.spec.task.classes[int(d.labels[first])]},
+    }  # fmt: skip
+    if switch_at is not None:
+        to_class = task.spec.task.classes[int(d.labels[after])]
+        summary.update(switch_at=switch_at, input_to={"index": after, "class": to_class})
+    if json_out:
+        emit_json(summary)
+    else:
+        console.print(f"rendered {len(frames)} frames → {out}", highlight=False)
+
+
+def torch_tensor(values, device):
+    import torch
+
+    return torch.tensor(values, device=device)
+
+
+def _legend(task, scale):
+    """A strip of class colours with their names under the picture."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    entries = task.legend()
+    cell = max(14, 3 * scale)
+    width = max(1, len(entries)) * cell * 2
+    img = Image.new("RGB", (width, cell + 4), "white")
+    draw = ImageDraw.Draw(img)
+    for i, (name, colour) in enumerate(entries):
+        x = i * cell * 2
+        draw.rectangle([x + 1, 2, x + cell - 2, cell + 1], fill=tuple(int(v * 255) for v in colour))
+        draw.text((x + cell, 2), name[:2], fill="black")
+    return np.asarray(img)

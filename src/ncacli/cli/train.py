@@ -1,4 +1,4 @@
-"""``nca train``: learn an update rule from a target image or emoji."""
+"""``nca train``: learn an update rule for a task (a target image or emoji, a prompt, a texture, digits to classify)."""
 
 from __future__ import annotations
 
@@ -31,9 +31,13 @@ def train(
         None, "--loss", help="Objective: mse, clip, style, or a sum like style+clip (default from the inputs)."
     ),
     loss_weights: Optional[str] = typer.Option(None, "--loss-weights", help="Weights of a sum: style=1,clip=0.5."),
-    model_kind: Optional[str] = typer.Option(
-        None, "--model", help="nca, or pixels: optimise the picture itself (the baseline of nca-clip)."
+    task: Optional[str] = typer.Option(
+        None, "--task", help="image, text, texture, pixels, classify, or a plugin's (default from the preset)."
     ),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="--task classify: digits (bundled), mnist, cifar10, or a folder of class sub-folders."
+    ),
+    model_kind: Optional[str] = typer.Option(None, "--model", help="pixels: the same as --task pixels.", hidden=True),
     clip_model: Optional[str] = typer.Option(
         None, "--clip-model", help="open_clip model name, local-dir:PATH, or a model config JSON (default ViT-B-32)."
     ),
@@ -62,8 +66,8 @@ def train(
 ) -> None:
     """Train an NCA to grow a target from a seed; the last stdout line is JSON naming the run."""
     from ncacli import config as cfgmod
-    from ncacli.io.images import load_target, load_targets
-    from ncacli.losses.objective import needs_target
+    from ncacli.errors import UsageError
+    from ncacli.registry import TASKS
     from ncacli.train.run_dir import RunDir, default_run_dir
 
     check_name("engine", engine, ENGINE_NAMES)
@@ -74,7 +78,8 @@ def train(
         "style": style,
         "loss": loss or _loss_from_inputs(prompt, style),
         "loss_weights": _parse_weights(loss_weights) if loss_weights is not None else None,
-        "model": model_kind,
+        "task": task or ({"pixels": "pixels", "nca": None}.get(model_kind, model_kind) if model_kind else None),
+        "task_options": {"data": data} if data is not None else None,
         "clip_model": clip_model,
         "clip_pretrained": clip_pretrained,
         "style_loss": style_loss,
@@ -91,28 +96,20 @@ def train(
         run_dir = RunDir(resume)
         if not (resume / "config.toml").exists():
             raise NcaError(f"{resume}: not a run directory (no config.toml)")
-        config = cfgmod.apply(cfgmod.Config(), cfgmod.read_toml(resume / "config.toml", "config"), str(resume))
+        config = cfgmod.apply(cfgmod.Config(), _legacy(cfgmod.read_toml(resume / "config.toml", "config")), str(resume))
         config = cfgmod.apply(
             config, {k: v for k, v in flags.items() if v is not None and k in ("iters", "device")}, "option"
         )
-        if config.model == "pixels":
+        if config.task_name() == "pixels":
             raise NcaError(f"{resume}: a pixels run cannot be resumed; start it again")
         tensors, meta = run_dir.load_resume()
         distributed.check_resume(meta, world, str(resume))
-        target_rgba, target_desc = tensors.get("target"), _describe_target(config)
-        _check_registries(config)
+        the_task = TASKS.get(config.task_name(), "task").from_config(config, "cpu")
     else:
         implied = _preset_for_loss(flags["loss"]) if preset is None and config_file is None else None
         config = cfgmod.resolve(preset or implied, config_file, sets, flags)
-        _check_registries(config)
-        if config.classes():
-            target_rgba, _ = load_targets(config.classes(), config.size, config.padding)
-        elif needs_target(config):
-            target_rgba, _ = load_target(config.target, config.emoji, config.size, config.padding)
-        else:
-            target_rgba = None
-        target_desc = _describe_target(config)
-        run_dir = RunDir(out if out is not None else default_run_dir(config, target_desc))
+        the_task = TASKS.get(config.task_name(), "task").from_config(config, "cpu")
+        run_dir = RunDir(out if out is not None else default_run_dir(config, the_task.describe()))
         if implied:
             note = f"preset: {implied} (for --loss {config.loss}; name another with --preset)"
     untrained = _random_weights(config)  # refused here outside the tests; said once the trainer is built
@@ -121,17 +118,17 @@ def train(
         f"{network}: random weights (a test of the pipeline; the model learns nothing real)" for network in untrained
     ]
     note = "\n".join(notes)
-    if config.model == "pixels":
+    if config.task_name() == "pixels":
         if world is not None:
-            raise NcaError("--model pixels trains in one process: run it without torchrun")
-        _train_pixels(config, target_rgba, run_dir, quiet, note)
+            raise UsageError("--task pixels trains in one process: run it without torchrun")
+        _train_pixels(config, the_task, run_dir, quiet, note)
         return
     dev = device(config.device)
     if world is not None:  # torchrun: join the process group; rank 0 alone writes and prints
         dev = world.init(dev)
         run_dir = _distributed_run_dir(run_dir.path, world)
         console.quiet = not world.is_main
-    trainer = _make_trainer(config, target_rgba, dev, world)
+    trainer = the_task.to(dev).trainer(config, dev, world)
     engine_run = use_engine(trainer.model, engine)
     if note:
         console.print(note, highlight=False)
@@ -148,19 +145,10 @@ def train(
 
     provenance = {
         "preset": config.preset,
-        "target": target_desc,
-        "mode": config.mode,
         "seed": config.seed,
-        "loss": config.loss,
         "device": str(trainer.device),
-        "grid": list(trainer.grid),
-        "seed_positions": trainer.seed_positions,
-        "seed_kind": config.seed_kind,
-        "background": config.background,
-        **_objective_provenance(config),
+        **the_task.provenance(),
     }
-    if config.classes():
-        provenance["classes"] = _class_names(config)
     saver = _Saver(
         checkpoint=lambda tr: run_dir.save_checkpoint(tr, provenance),
         final=lambda tr: run_dir.save_final(tr, provenance),
@@ -196,6 +184,17 @@ def _random_weights(config) -> list[str]:
     return []
 
 
+def _legacy(values: dict[str, Any]) -> dict[str, Any]:
+    """A 0.1.0 run directory's config.toml in today's keys (``model = "pixels"`` → ``task = "pixels"``)."""
+    from ncacli.config import LEGACY_KEYS
+
+    out = dict(values)
+    for key, convert in LEGACY_KEYS.items():
+        if key in out:
+            out.update(convert(out.pop(key)))
+    return out
+
+
 def _target_flags(targets: list[str], emojis: list[str]) -> dict[str, Any]:
     """``--target``/``--emoji`` as config keys: one names the target; several make a conditional model
     (files first, then emoji), and either replaces a preset's list."""
@@ -209,10 +208,6 @@ def _target_flags(targets: list[str], emojis: list[str]) -> dict[str, Any]:
     if targets or emojis:
         return {"targets": targets, "emojis": emojis}
     return {}
-
-
-def _class_names(config) -> list[str]:
-    return [value if kind == "target" else f"emoji {value}" for kind, value in config.classes()]
 
 
 def _loss_from_inputs(prompt: str | None, style: str | None) -> str | None:
@@ -241,55 +236,6 @@ def _parse_weights(text: str) -> dict[str, float]:
     return weights
 
 
-def _describe_target(config) -> str:
-    if config.prompt or config.style:
-        parts = [f"style {config.style}" if config.style else "", f"prompt {config.prompt!r}" if config.prompt else ""]
-        return ", ".join(p for p in parts if p)
-    if config.classes():
-        return ", ".join(_class_names(config))
-    return config.target or f"emoji {config.emoji}"
-
-
-def _objective_provenance(config) -> dict:
-    """What the objective was made of, for the model file's metadata."""
-    from ncacli.config import loss_names
-
-    names = loss_names(config.loss)
-    out: dict = {"loss_weights": {n: float(config.loss_weights.get(n, 1.0)) for n in names}}
-    if "clip" in names:
-        out.update(
-            prompt=config.prompt,
-            clip_model=config.clip_model,
-            clip_pretrained=config.clip_pretrained,
-            growth_loss=config.growth_loss,
-        )
-    if "style" in names:
-        out.update(style=config.style, style_loss=config.style_loss, vgg_weights=config.vgg_weights or "torchvision")
-    return out
-
-
-def _check_registries(config) -> None:
-    from ncacli.engine.perception import PERCEPTIONS
-    from ncacli.losses import LOSSES
-    from ncacli.plugins import load_losses, load_perceptions
-
-    load_perceptions()
-    load_losses()
-    from ncacli.config import loss_names
-    from ncacli.engine.update import UPDATES
-
-    check_name("perception", config.perception, list(PERCEPTIONS))
-    check_name("update", config.update, list(UPDATES))
-    for name in loss_names(config.loss):
-        check_name("loss", name, list(LOSSES))
-
-
-def _make_trainer(config, target_rgba, dev, world=None):
-    from ncacli.train.loop import Trainer
-
-    return Trainer(config, target_rgba, dev, world)
-
-
 def _distributed_run_dir(path: Path, world):
     from ncacli.train.run_dir import DistributedRunDir
 
@@ -314,7 +260,7 @@ class _Saver:
     resume_hint: str
 
 
-def _train_pixels(config, target_rgba, run_dir, quiet: bool, note: str) -> None:
+def _train_pixels(config, task, run_dir, quiet: bool, note: str) -> None:
     """nca-clip's baseline: the picture's pixels optimised under the objective; writes pixels.png."""
     import torch
 
@@ -322,7 +268,7 @@ def _train_pixels(config, target_rgba, run_dir, quiet: bool, note: str) -> None:
     from ncacli.io.images import grid_png
     from ncacli.train.pixels import PixelTrainer
 
-    trainer = PixelTrainer(config, target_rgba, device(config.device))
+    trainer = PixelTrainer(config, task.target, device(config.device))
     if note:
         console.print(note, highlight=False)
     run_dir.create(config)
@@ -381,13 +327,12 @@ def _fit(trainer, run_dir, saver: _Saver, quiet: bool) -> None:
         transient=False,
     )
     last_time = [time.perf_counter()]
-    grid = trainer.logits.shape[2:] if hasattr(trainer, "logits") else trainer.grid
 
     def on_record(record) -> None:
         run_dir.append_metrics(record)
         now = time.perf_counter()
         dt, last_time[0] = now - last_time[0], now
-        cells = cfg.batch * grid[0] * grid[1] * record.steps
+        cells = trainer.cells() * record.steps
         rate = f"{cells / dt / 1e6:.2f} Mcell-steps/s" if cells else f"{1 / dt:.2f} it/s"
         progress.update(task, completed=record.iteration, loss=record.loss, rate=rate)
 
@@ -416,7 +361,7 @@ def _fit(trainer, run_dir, saver: _Saver, quiet: bool) -> None:
             raise typer.Exit(130)
         saver.final(trainer)
     except WriteError as exc:  # the files written before are whole: say where the run stands
-        can_resume = (run_dir.path / RESUME).exists() and trainer.config.model != "pixels"
+        can_resume = (run_dir.path / RESUME).exists() and trainer.config.task_name() != "pixels"
         hint = saver.resume_hint if can_resume else "nothing was saved to resume from"
         raise WriteError(f"{exc} (training stopped at iteration {trainer.iteration}; {hint})") from None
     console.print(saver.done, highlight=False)

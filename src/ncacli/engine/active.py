@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ncacli.engine.perception import FixedKernelPerception, any_neighbour
+from ncacli.registry import capabilities
 
 if TYPE_CHECKING:
     from ncacli.engine.nca import NCA
@@ -46,12 +47,15 @@ def from_rows(rows: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
 
 
 def supports(model: NCA) -> bool:
-    """Whether the update can run on rows (the built-in update rules can; a plugin's may not)."""
-    return callable(getattr(model.update, "rows", None))
+    """Whether the active step can run ``model``: its update says it runs on rows (``capabilities``), and its
+    cells live by alpha (the cells the step skips are those no living neighbourhood reaches)."""
+    cfg = model.config
+    return "rows" in capabilities(model.update) and (cfg.alive_from == "alpha" or not cfg.alive_masking)
 
 
 def fixed_kernel(perceive: nn.Module) -> bool:
-    return isinstance(perceive, FixedKernelPerception) and type(perceive).forward is FixedKernelPerception.forward
+    """Whether the perception says it is a depthwise convolution by the fixed kernels in ``weight``."""
+    return "kernels" in capabilities(perceive) and isinstance(perceive, FixedKernelPerception)
 
 
 def neighbourhood_features(

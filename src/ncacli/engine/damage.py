@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-SHAPES = ("circle", "square", "left", "right", "top", "bottom")
+from ncacli.names import DAMAGE_SHAPES as SHAPES  # noqa: E402
 
 
 def _grid(height: int, width: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -44,6 +44,7 @@ from torch import nn
 from ncacli.engine import active
 from ncacli.engine.counter_random import MASK, CounterRandom, mix
 from ncacli.engine.update import MLPUpdate
+from ncacli.registry import capabilities
 
 if TYPE_CHECKING:
     from ncacli.engine.nca import NCA
@@ -84,7 +85,7 @@ def fused_supported(model: NCA) -> str | None:
     if model.perceive.kernel_size != 3:
         k = model.perceive.kernel_size
         return f"perception {cfg.perception!r} has a {k}×{k} kernel, not 3×3"
-    if type(model.update) is not MLPUpdate:
+    if "fused" not in capabilities(model.update) or not isinstance(model.update, MLPUpdate):
         return f"update {cfg.update!r} is not the plain MLP"
     convs = [m for m in model.update.net if isinstance(m, nn.Conv2d)]
     if len(convs) != 2:
@@ -93,6 +94,8 @@ def fused_supported(model: NCA) -> str | None:
         return "signal diffusion is not fused"
     if cfg.condition_channels:
         return "conditional models are not fused"
+    if cfg.alive_masking and cfg.alive_from != "alpha":
+        return "cells that live by the input are not fused"
     dtypes = {p.dtype for p in model.update.parameters()}
     if dtypes != {torch.float32}:
         return f"parameters are {', '.join(sorted(str(d).removeprefix('torch.') for d in dtypes))}, not float32"

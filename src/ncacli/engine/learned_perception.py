@@ -19,7 +19,7 @@ otherwise. The code is device-agnostic; ``deform_conv2d``'s CUDA backward accumu
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ncacli.engine.perception import Sobel, SobelLaplacian, pad, stack_kernels
-
-PADDINGS = ("zeros", "circular")
+from ncacli.names import PADDING_MODES as PADDINGS  # noqa: E402
 
 
 def conv_same(x: torch.Tensor, conv: nn.Conv2d, padding: str) -> torch.Tensor:
@@ -55,6 +54,12 @@ class LearnedPerception(nn.Module):
     """
 
     receptive_field = 3
+    capabilities: frozenset[str] = frozenset()  # the page runs the conv and residual parts (and their combination)
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if ("forward" in cls.__dict__ or "learned" in cls.__dict__) and "capabilities" not in cls.__dict__:
+            cls.capabilities = frozenset()
 
     def __init__(self, channels: int, padding: str = "zeros", features: int = 3) -> None:
         super().__init__()
@@ -90,6 +95,7 @@ class ConvPerception(LearnedPerception):
     """
 
     MODES = ("depthwise", "separable", "full")
+    capabilities = frozenset({"page"})
 
     def __init__(
         self,
@@ -129,6 +135,12 @@ class ScaledConvPerception(nn.Module):
     """
 
     receptive_field = 3
+    capabilities = frozenset({"page"})
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__ and "capabilities" not in cls.__dict__:
+            cls.capabilities = frozenset()
 
     def __init__(self, channels: int, padding: str = "zeros", per_feature: bool = False) -> None:
         super().__init__()
@@ -274,6 +286,7 @@ class ResidualPerception(LearnedPerception):
     """
 
     receptive_field = 5
+    capabilities = frozenset({"page"})
 
     def __init__(
         self,
@@ -317,9 +330,10 @@ class CombinedPerception(LearnedPerception):
     """
 
     receptive_field = 9
+    capabilities = frozenset({"page"})  # as a class; an instance has it only when every part has it
     DEFAULT_PARTS: tuple[Mapping[str, Any], ...] = ({"kernel_size": 3}, {"kernel_size": 5, "dilation": 2})
 
-    def __init__(self, channels: int, padding: str = "zeros", parts: Sequence[Mapping[str, Any]] | None = None) -> None:
+    def __init__(self, channels: int, padding: str = "zeros", parts: list | None = None) -> None:
         specs = [dict(spec) for spec in (parts if parts is not None else self.DEFAULT_PARTS)]
         if not specs:
             raise ValueError("a combined perception needs at least one part")
@@ -332,6 +346,7 @@ class CombinedPerception(LearnedPerception):
         super().__init__(channels, padding, features=sum(m.features for m in modules))
         self.parts = nn.ModuleList(modules)
         self.receptive_field = max(m.receptive_field for m in modules)
+        self.capabilities = frozenset.intersection(*(frozenset(m.capabilities) for m in modules))
 
     def learned(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → ``(B, C * Σ features, H, W)``."""

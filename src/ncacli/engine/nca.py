@@ -12,7 +12,7 @@ beside the state (see :mod:`ncacli.engine.condition`); the state itself keeps ``
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -22,7 +22,7 @@ from torch import nn
 from ncacli.engine import active, fused
 from ncacli.engine.counter_random import CounterRandom
 from ncacli.engine.perception import LAPLACIAN, any_neighbour, make_perception, pad
-from ncacli.engine.update import UPDATES
+from ncacli.engine.update import make_update
 
 ALPHA = 3
 # How a step runs (NCA.engine); every engine gives the same state from the same fire masks.
@@ -30,7 +30,7 @@ ALPHA = 3
 #   active:    the update only where it can change the state (ncacli.engine.active); the default
 #   fused:     inference in one Triton kernel per step on CUDA (ncacli.engine.fused), fire masks from a
 #              CounterRandom; where it cannot run (training, CPU, an unsupported model), the active step
-ENGINES = ("active", "reference", "fused")
+from ncacli.names import ALIVE_FROM, ENGINES, PADDING_MODES  # noqa: E402, F401
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,11 @@ class ModelConfig:
     signal_channels: int = 0  # the last K hidden channels diffuse ...
     signal_steps: int = 0  # ... this many extra steps per NCA step (morphogen gradients, nca-clip)
     condition_channels: int = 0  # K > 0: a conditional model, one channel per class (the NCAtorch review)
+    perception_options: dict = field(default_factory=dict)  # keyword options of the perception (its own types)
+    update_options: dict = field(default_factory=dict)  # keyword options of the update rule
+    # which cells live: "alpha" (a living neighbourhood, Growing NCA) or "input" (where the fixed input's first
+    # channel exceeds alive_threshold: the digit's pixels of a self-classifying NCA)
+    alive_from: str = "alpha"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,15 +92,21 @@ class NCA(nn.Module):
         super().__init__()
         if config.channels < 4:
             raise ValueError("an NCA needs at least 4 channels (RGBA)")
-        if config.padding_mode not in ("zeros", "circular"):
+        if config.padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be 'zeros' or 'circular', not {config.padding_mode!r}")
         if config.condition_channels < 0:
             raise ValueError("condition_channels must be 0 or more")
         self.config = config
         seen = config.channels + config.condition_channels  # the perception sees state and condition
-        self.perceive = make_perception(config.perception, seen, config.padding_mode)
+        if config.alive_from not in ALIVE_FROM:
+            raise ValueError(f"alive_from must be one of {', '.join(ALIVE_FROM)}, not {config.alive_from!r}")
+        if config.alive_from == "input" and not config.condition_channels:
+            raise ValueError("alive_from 'input' reads the fixed input: it needs condition_channels")
+        self.perceive = make_perception(config.perception, seen, config.padding_mode, config.perception_options)
         in_features = seen * self.perceive.features_per_channel
-        self.update = UPDATES[config.update](in_features, config.channels, hidden=config.hidden, depth=config.depth)
+        self.update = make_update(
+            config.update, in_features, config.channels, config.hidden, config.depth, config.update_options
+        )
         if not 0 <= config.signal_channels <= config.channels - 4:
             raise ValueError(f"signal_channels must be between 0 and {config.channels - 4} (the hidden channels)")
         lap = torch.tensor(LAPLACIAN).view(1, 1, 3, 3).repeat(max(config.signal_channels, 1), 1, 1, 1)
@@ -138,7 +149,8 @@ class NCA(nn.Module):
 
         ``fire`` ``(B, 1, H, W)`` bool: this step's fire mask, when already drawn from ``generator``."""
         cfg = self.config
-        if cfg.alive_masking:
+        by_alpha = cfg.alive_masking and cfg.alive_from == "alpha"
+        if by_alpha:
             pre = self.alive(x)
         dx = self.update(self.perceive(self.with_condition(x, condition)))
         if cfg.update_tanh:
@@ -148,9 +160,17 @@ class NCA(nn.Module):
         x = x + dx
         if cfg.signal_channels and cfg.signal_steps:
             x = self.diffuse(x)
-        if cfg.alive_masking:
+        if by_alpha:
             x = x * (pre & self.alive(x))
+        elif cfg.alive_masking:  # alive_from input: the input's cells, the same every step
+            x = x * self.input_alive(x, condition)
         return x
+
+    def input_alive(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        """Where the fixed input's first channel exceeds the threshold: ``(B, 1, H, W)`` bool."""
+        assert condition is not None
+        b, _, h, w = x.shape
+        return (condition[:, :1] > self.config.alive_threshold).expand(b, 1, h, w)
 
     def fire_mask(self, x: torch.Tensor, generator: Generator) -> torch.Tensor:
         """The cells that update this step: ``(B, 1, H, W)`` bool, one draw from ``generator``."""

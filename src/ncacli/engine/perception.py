@@ -5,13 +5,15 @@ looks: ``receptive_field`` is the side of the square neighbourhood a cell sees i
 Fixed-kernel perceptions are depthwise convolutions with ``K`` odd-sized kernels per channel,
 features grouped per channel (``[c0·k0, c0·k1, …, c1·k0, …]``). The learned perceptions live in
 :mod:`ncacli.engine.learned_perception`.
-New perceptions register with :func:`register_perception` or through the
-``ncacli.perceptions`` entry-point group.
+New perceptions come in through :data:`ncacli.registry.PERCEPTIONS` (the ``ncacli.perceptions`` entry-point
+group, or :func:`register_perception` from code); each says what can run it in ``capabilities``:
+``kernels`` (a depthwise convolution by the fixed kernels in ``weight``, which the active engine gathers,
+the fused kernel and the benchmark reference run), ``page`` (the interactive page can run it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -78,11 +80,14 @@ class FixedKernelPerception(nn.Module):
 
     kernels: list[list[list[float]]] = []
     receptive_field = 3
+    capabilities = frozenset({"kernels", "page"})
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if "kernels" in cls.__dict__ and "receptive_field" not in cls.__dict__ and cls.kernels:
             cls.receptive_field = max(len(kernel) for kernel in cls.kernels)
+        if "forward" in cls.__dict__ and "capabilities" not in cls.__dict__:
+            cls.capabilities = frozenset()  # its own forward: nothing may assume it convolves by `weight`
 
     def __init__(self, channels: int, padding: str = "zeros") -> None:
         super().__init__()
@@ -145,18 +150,15 @@ class SobelDiagonal(FixedKernelPerception):
     ]
 
 
-PERCEPTIONS: dict[str, Callable[..., nn.Module]] = {}
+def register_perception(name: str, factory: Any) -> None:
+    """Register a perception class from code: ``factory(channels, padding=..., **options)`` → module with
+    ``features_per_channel`` and ``receptive_field``."""
+    PERCEPTIONS.register(name, factory)
 
 
-def register_perception(name: str, factory: Callable[..., nn.Module]) -> None:
-    """Register a perception class: ``factory(channels, padding=...)`` → module with ``features_per_channel``."""
-    PERCEPTIONS[name] = factory
+def make_perception(name: str, channels: int, padding: str, options: dict[str, Any] | None = None) -> nn.Module:
+    """The perception ``name`` for ``channels`` channels; ``options`` as the entry declares them."""
+    return PERCEPTIONS.get(name, "perception")(channels, padding=padding, **(options or {}))
 
 
-def make_perception(name: str, channels: int, padding: str) -> nn.Module:
-    from ncacli.plugins import load_perceptions
-
-    load_perceptions()
-    if name not in PERCEPTIONS:
-        raise KeyError(name)
-    return PERCEPTIONS[name](channels, padding=padding)
+from ncacli.registry import PERCEPTIONS  # noqa: E402  (the registry imports nothing from here)

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ncacli.engine.nca import ALPHA
-
-SEED_KINDS = ("distill", "random_color", "zeros")
+from ncacli.names import SEED_KINDS  # noqa: E402
 
 
 def make_seed(

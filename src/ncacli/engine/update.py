@@ -6,7 +6,7 @@ starts at zero, so an untrained model leaves the state unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,15 @@ class MLPUpdate(nn.Module):
     ``depth`` counts the hidden layers (1 in the Distill model: 48→128→16, 8,336 parameters
     with ``sobel`` on 16 channels). The output layer is zero-initialised.
     """
+
+    # rows: runs on gathered cells (the active engine); page: the page runs it; fused: the fused kernel
+    # (with one hidden layer) and the benchmark reference
+    capabilities = frozenset({"rows", "page", "fused"})
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if ("forward" in cls.__dict__ or "rows" in cls.__dict__) and "capabilities" not in cls.__dict__:
+            cls.capabilities = frozenset()
 
     def __init__(self, in_features: int, channels: int, hidden: int = 128, depth: int = 1) -> None:
         super().__init__()
@@ -54,6 +63,13 @@ class ResidualMLPUpdate(nn.Module):
     """1×1-convolution MLP with residual hidden blocks: ``in_features → hidden``, then ``depth − 1`` blocks
     ``h ← h + ReLU(W h + b)``, then ``→ channels`` (zero-initialised). ``depth = 1`` is the plain MLP."""
 
+    capabilities = frozenset({"rows", "page"})
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if ("forward" in cls.__dict__ or "rows" in cls.__dict__) and "capabilities" not in cls.__dict__:
+            cls.capabilities = frozenset()
+
     def __init__(self, in_features: int, channels: int, hidden: int = 128, depth: int = 1) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_features, hidden, 1), nn.ReLU(inplace=True))
@@ -79,9 +95,13 @@ class ResidualMLPUpdate(nn.Module):
         return linear(self.out, h)
 
 
-UPDATES: dict[str, Callable[..., nn.Module]] = {"mlp": MLPUpdate, "residual": ResidualMLPUpdate}
+def register_update(name: str, factory: Any) -> None:
+    """Register an update rule from code: ``factory(in_features, channels, hidden=, depth=, **options)``."""
+    UPDATES.register(name, factory)
 
 
-def register_update(name: str, factory: Callable[..., nn.Module]) -> None:
-    """Register an update rule: ``factory(in_features, channels, hidden=, depth=)``."""
-    UPDATES[name] = factory
+def make_update(name: str, in_features: int, channels: int, hidden: int, depth: int, options: dict | None = None):
+    return UPDATES.get(name, "update")(in_features, channels, hidden=hidden, depth=depth, **(options or {}))
+
+
+from ncacli.registry import UPDATES  # noqa: E402

@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 
 from ncacli.engine.nca import ALPHA
-
-BACKGROUNDS = ("white", "black", "none")
+from ncacli.names import BACKGROUNDS  # noqa: E402
 
 
 def clamp01(x: torch.Tensor) -> torch.Tensor:

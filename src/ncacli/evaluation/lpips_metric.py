@@ -13,6 +13,7 @@ import io
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -103,6 +104,7 @@ def to_lpips_input(x: torch.Tensor) -> torch.Tensor:
 
 
 def lpips_metric(net: str = "alex", weights: str | None = None, device="cpu") -> Metric:
+    """LPIPS with backbone ``net`` (alex, vgg, squeeze) and ``weights`` (None: torchvision's cache)."""
     model = build_lpips(net, weights).to(device)
 
     def fn(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -111,3 +113,8 @@ def lpips_metric(net: str = "alex", weights: str | None = None, device="cpu") ->
         return model(a, b, normalize=False).flatten()
 
     return Metric("lpips", fn, higher_is_better=False)
+
+
+def lpips_factory(device: Any = "cpu", net: str = "alex", weights: str | None = None) -> Metric:
+    """The registry's LPIPS entry: ``f(device, **options)``."""
+    return lpips_metric(net, weights, device)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -82,22 +83,22 @@ class Metric:
             return self.fn(x, target)
 
 
-BASIC = {
-    "mse": Metric("mse", mse, higher_is_better=False),
-    "psnr": Metric("psnr", psnr, higher_is_better=True),
-    "ssim": Metric("ssim", ssim, higher_is_better=True),
-}
-METRIC_NAMES = ("lpips", "mse", "psnr", "ssim")
+# The built-in metrics, registered as entry points of ncacli.metrics; LPIPS is a factory (it builds a network).
+MSE = Metric("mse", mse, higher_is_better=False)
+PSNR = Metric("psnr", psnr, higher_is_better=True)
+SSIM = Metric("ssim", ssim, higher_is_better=True)
+BASIC = {"mse": MSE, "psnr": PSNR, "ssim": SSIM}
+
+
+def make_metric(name: str, device: Any = "cpu", **options: Any) -> Metric:
+    """The metric ``name``: a registered :class:`Metric`, or one built by its factory ``f(device, **options)``."""
+    from ncacli.registry import METRICS
+
+    entry = METRICS.get(name, "metric")
+    return entry if isinstance(entry, Metric) else entry(device, **options)
 
 
 def make_metrics(names: list[str], lpips_net: str = "alex", lpips_weights: str | None = None, device="cpu"):
-    """``{name: Metric}`` for ``names``; ``lpips`` builds the LPIPS network (see :mod:`.lpips_metric`)."""
-    metrics = {}
-    for name in names:
-        if name == "lpips":
-            from ncacli.evaluation.lpips_metric import lpips_metric
-
-            metrics[name] = lpips_metric(lpips_net, lpips_weights, device)
-        else:
-            metrics[name] = BASIC[name]
-    return metrics
+    """``{name: Metric}`` for ``names``; ``lpips`` takes its backbone and weights (see :mod:`.lpips_metric`)."""
+    options = {"lpips": {"net": lpips_net, "weights": lpips_weights}}
+    return {name: make_metric(name, device, **options.get(name, {})) for name in names}

@@ -22,8 +22,7 @@ import torch
 
 from ncacli.engine import ALPHA, NCA, apply_damage, damage_mask, one_hot
 from ncacli.evaluation.metrics import Metric
-
-PERTURBATIONS = ("damage", "none", "mutation")
+from ncacli.names import PERTURBATIONS  # noqa: E402, F401
 
 
 @dataclass(frozen=True)

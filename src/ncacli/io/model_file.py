@@ -1,46 +1,71 @@
 """Model files: one self-describing safetensors file.
 
-Tensors are the module's ``state_dict`` plus, when the model was trained on one, ``target``: the
-``(4, H, W)`` premultiplied RGBA target it learned (so ``nca evaluate`` needs nothing but the file),
-or a conditional model's ``(K, 4, H, W)`` targets, one per class (``provenance["classes"]`` names them).
-``__metadata__`` holds ``format`` (``nca-model``),
-``format_version``, ``config`` (the architecture as JSON) and ``provenance`` (JSON: preset,
-target, iterations, seed, toolkit version, ...).
+Tensors are the module's ``state_dict`` plus what the model's task keeps beside it (``task.<name>``; the
+growing task's ``target``: the ``(4, H, W)`` premultiplied RGBA target it learned, or a conditional model's
+``(K, 4, H, W)`` targets, so ``nca evaluate`` needs nothing but the file). ``__metadata__`` holds ``format``
+(``nca-model``), ``format_version`` (``2``), ``spec`` (the :class:`~ncacli.spec.ModelSpec` as JSON: architecture
+and task, everything needed to rebuild and run the model) and ``provenance`` (JSON, history only: preset,
+iterations, seed, device, toolkit version, data). Version 1 files (toolkit 0.1.0: ``config`` and a provenance
+holding the grid and seed) are read too.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ncacli import __version__
-from ncacli.engine.nca import NCA, ModelConfig
+from ncacli.engine.nca import NCA
 from ncacli.errors import NcaError
 from ncacli.io.files import atomic_write_bytes, pack, read_input, unpack
+from ncacli.spec import FORMAT_VERSION, ModelSpec
 
 FORMAT = "nca-model"
-FORMAT_VERSION = "1"
-TARGET = "target"
+READS = ("1", str(FORMAT_VERSION))
+TARGET = "target"  # the growing task's tensor, under its 0.1.0 name
 
 
-def model_bytes(model: NCA, provenance: dict[str, Any], target: torch.Tensor | None = None) -> bytes:
-    tensors = dict(model.state_dict())
-    if target is not None:
-        tensors[TARGET] = target.float()
+@dataclass
+class LoadedModel:
+    """A model file, read: the module, its spec, its history, and the task's tensors."""
+
+    model: NCA
+    spec: ModelSpec
+    provenance: dict[str, Any]
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # the task's (the target), on the CPU
+    path: str = ""
+
+    @property
+    def target(self) -> torch.Tensor | None:
+        return self.tensors.get(TARGET)
+
+
+def model_bytes(model: NCA, spec: ModelSpec, provenance: dict[str, Any], tensors: dict | None = None) -> bytes:
+    saved = dict(model.state_dict())
+    for name, t in (tensors or {}).items():
+        saved[name] = t.float() if t.is_floating_point() else t
     metadata = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "config": json.dumps(model.config.to_dict()),
+        "format_version": str(FORMAT_VERSION),
+        "spec": json.dumps(spec.to_dict(), ensure_ascii=False),
         "provenance": json.dumps({"toolkit_version": __version__, **provenance}, ensure_ascii=False),
     }
-    return pack(tensors, metadata)
+    return pack(saved, metadata)
 
 
-def save_model(model: NCA, path: Path, provenance: dict[str, Any], target: torch.Tensor | None = None) -> None:
-    atomic_write_bytes(path, model_bytes(model, provenance, target))
+def save_model(model: NCA, spec: Any, path: Any, provenance: Any = None, tensors: Any = None) -> None:
+    """Write ``model`` with its ``spec``, history and task tensors: ``save_model(model, spec, path, provenance,
+    tensors)``. The 0.1.0 call ``save_model(model, path, provenance, target)`` still works (a growing model whose
+    grid and seed are in ``provenance``)."""
+    if not isinstance(spec, ModelSpec):
+        path, provenance, target = spec, path, provenance
+        spec = ModelSpec.from_v1(model.config.to_dict(), provenance or {})
+        spec = ModelSpec(spec.model, spec.task)  # written as version 2
+        tensors = {TARGET: target} if target is not None else {}
+    atomic_write_bytes(path, model_bytes(model, spec, provenance or {}, tensors))
 
 
 def read_model_file(name: str) -> tuple[dict, dict[str, str]]:
@@ -50,41 +75,53 @@ def read_model_file(name: str) -> tuple[dict, dict[str, str]]:
         found = meta.get("format")
         what = f"a {found!r} file" if found else "a safetensors file without nca metadata"
         raise NcaError(f"{name}: {what}, not an nca model")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READS:
         raise NcaError(
-            f"{name}: model format version {meta.get('format_version')!r}; this nca reads version {FORMAT_VERSION}"
+            f"{name}: model format version {meta.get('format_version')!r}; this nca reads versions {', '.join(READS)}"
         )
     return tensors, meta
 
 
-def load_model(name: str, device: str = "cpu") -> tuple[NCA, dict[str, Any]]:
-    """Rebuild the model from the file alone → ``(model, provenance)``."""
-    model, provenance, _ = load_model_and_target(name, device)
-    return model, provenance
-
-
-def load_model_and_target(name: str, device: str = "cpu") -> tuple[NCA, dict[str, Any], torch.Tensor | None]:
-    """``(model, provenance, target (4, H, W), a conditional model's (K, 4, H, W), or None)`` from a model file."""
-    tensors, meta = read_model_file(name)
-    target = tensors.pop(TARGET, None)
+def read_spec(name: str, meta: dict[str, str]) -> tuple[ModelSpec, dict[str, Any]]:
+    """``(spec, provenance)`` from a model file's metadata, version 1 or 2."""
     try:
-        config = ModelConfig.from_dict(json.loads(meta["config"]))
         provenance = json.loads(meta.get("provenance", "{}"))
+        if meta["format_version"] == "1":
+            return ModelSpec.from_v1(json.loads(meta["config"]), provenance), provenance
+        return ModelSpec.from_dict(json.loads(meta["spec"])), provenance
     except (KeyError, ValueError, TypeError) as exc:
         raise NcaError(f"{name}: model metadata is damaged ({exc})") from None
-    k = config.condition_channels
+
+
+def task_tensor_names(tensors: dict[str, torch.Tensor]) -> list[str]:
+    return [k for k in tensors if k == TARGET or k.startswith("task.")]
+
+
+def load(name: str, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the model from the file alone."""
+    tensors, meta = read_model_file(name)
+    spec, provenance = read_spec(name, meta)
+    extra = {k: tensors.pop(k) for k in task_tensor_names(tensors)}
+    config = spec.model
+    target = extra.get(TARGET)
+    k = config.condition_channels if spec.task.name != "classify" else 0
     shape = (k, 4) if k else (4,)
     if target is not None and (tuple(target.shape[:-2]) != shape or not torch.isfinite(target).all()):
         want = f"({k}, 4, H, W) targets" if k else "(4, H, W) RGBA image"
         raise NcaError(f"{name}: its target tensor is not a finite {want} ({list(target.shape)})")
+    from ncacli.registry import PERCEPTIONS, UPDATES
+
+    for registry, what, value in ((PERCEPTIONS, "perception", config.perception), (UPDATES, "update", config.update)):
+        if value not in registry:
+            raise NcaError(f"{name}: needs {what} {value!r}, which is not installed (see `nca plugins`)")
     try:
         model = NCA(config)
-    except KeyError as exc:
-        raise NcaError(f"{name}: needs perception {exc} which is not installed (see `nca plugins`)") from None
+    except (TypeError, ValueError) as exc:
+        raise NcaError(f"{name}: its architecture cannot be built ({exc})") from None
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise NcaError(f"{name}: weights do not match the architecture (missing {missing}, unexpected {unexpected})")
-    return model.to(device).eval(), provenance, target
+    return LoadedModel(model.to(device).eval(), spec, provenance, extra, name)
 
 
 def _perception(config: dict[str, Any]) -> dict[str, Any] | None:
@@ -94,8 +131,10 @@ def _perception(config: dict[str, Any]) -> dict[str, Any] | None:
 
     try:
         seen = config["channels"] + config.get("condition_channels", 0)
-        module = make_perception(config["perception"], seen, config.get("padding_mode", "zeros"))
-    except (KeyError, TypeError, ValueError):
+        module = make_perception(
+            config["perception"], seen, config.get("padding_mode", "zeros"), config.get("perception_options")
+        )
+    except (KeyError, TypeError, ValueError, NcaError):
         return None
     return {"name": config["perception"], **describe_perception(module)}
 
@@ -103,17 +142,31 @@ def _perception(config: dict[str, Any]) -> dict[str, Any] | None:
 def describe(name: str) -> dict[str, Any]:
     """What a model file holds, for ``nca info``."""
     tensors, meta = read_model_file(name)
-    config = json.loads(meta.get("config", "{}"))
-    provenance = json.loads(meta.get("provenance", "{}"))
+    spec, provenance = read_spec(name, meta)
+    config = spec.model.to_dict()
+    extra = task_tensor_names(tensors)
     return {
         "file": name,
         "format": meta["format"],
         "format_version": meta["format_version"],
+        "spec": spec.to_dict(),
         "config": config,
         "perception": _perception(config),
         "provenance": provenance,
         "random_weights": ["VGG16"] if provenance.get("vgg_weights") == "random" else [],
-        "parameters": sum(t.numel() for k, t in tensors.items() if k != TARGET),
-        "tensors": {k: list(t.shape) for k, t in sorted(tensors.items()) if k != TARGET},
+        "parameters": sum(t.numel() for k, t in tensors.items() if k not in extra),
+        "tensors": {k: list(t.shape) for k, t in sorted(tensors.items()) if k not in extra},
         "target": list(tensors[TARGET].shape) if TARGET in tensors else None,
+        "task_tensors": {k: list(tensors[k].shape) for k in extra},
     }
+
+
+def load_model(name: str, device: str = "cpu") -> tuple[NCA, dict[str, Any]]:
+    """``(model, provenance)`` (the 0.1.0 call; :func:`load` gives the spec and the task's tensors too)."""
+    loaded = load(name, device)
+    return loaded.model, loaded.provenance
+
+
+def load_model_and_target(name: str, device: str = "cpu") -> tuple[NCA, dict[str, Any], torch.Tensor | None]:
+    loaded = load(name, device)
+    return loaded.model, loaded.provenance, loaded.target

@@ -90,8 +90,6 @@ class ClipLoss:
     ``config.seed`` is used.
     """
 
-    needs_target = False
-
     def __init__(self, target: torch.Tensor | None, config: Any) -> None:
         self.config = config
         self.clip = load_clip(config.clip_model, config.clip_pretrained)
@@ -102,6 +100,15 @@ class ClipLoss:
         self.similarity: torch.Tensor | None = None
         self._text: torch.Tensor = self.text_cpu
         self._own: torch.Generator | None = None
+
+    needs_target = False
+
+    @staticmethod
+    def extra_terms(config: Any, clip: ClipLoss) -> list:
+        """The growth loss that goes with it (``growth_loss``, ``growth_weight``)."""
+        if config.growth_loss == "none" or config.growth_weight <= 0:
+            return []
+        return [("growth", config.growth_weight, GrowthLoss(clip, config))]
 
     def text(self, device: torch.device) -> torch.Tensor:
         """The prompt's embedding ``(D,)`` on ``device``."""

@@ -1,7 +1,7 @@
 """The training objective: a weighted sum of named per-sample terms.
 
 ``loss = "style+clip"`` with ``loss_weights = {style = 1.0, clip = 0.5}`` gives
-``1.0·style + 0.5·clip``; with a clip term the growth loss joins (``growth_weight``), and
+``1.0·style + 0.5·clip``; a term may bring others along (the clip term the growth loss, ``growth_weight``), and
 ``tv_weight`` / ``overflow_weight`` add the regularisers. Each call records the mean of every
 term, and the metrics the terms report themselves (``clip_score``, ``alive``), in ``last``.
 """
@@ -12,16 +12,16 @@ from typing import Any
 
 import torch
 
-from ncacli.losses import LOSSES, LossFn, make_loss
+from ncacli.losses import LossFn, make_loss
+from ncacli.losses import needs_target as term_needs_target
+from ncacli.registry import OBJECTIVES
 
 
 def needs_target(config: Any) -> bool:
-    """Whether the objective compares against a target image (plugins are assumed to)."""
+    """Whether the objective compares against a target image (the one question, asked of every term)."""
     from ncacli.config import loss_names
-    from ncacli.plugins import load_losses
 
-    load_losses()
-    return any(getattr(LOSSES.get(name), "needs_target", True) for name in loss_names(config.loss))
+    return any(term_needs_target(name) for name in loss_names(config.loss))
 
 
 class Objective:
@@ -69,11 +69,10 @@ def make_objective(config: Any, target: torch.Tensor | None) -> Objective:
     terms: list[tuple[str, float, LossFn]] = [
         (name, float(config.loss_weights.get(name, 1.0)), make_loss(name, target, config)) for name in names
     ]
-    if "clip" in names and config.growth_loss != "none" and config.growth_weight > 0:
-        from ncacli.losses.clip import GrowthLoss
-
-        clip = terms[names.index("clip")][2]
-        terms.append(("growth", config.growth_weight, GrowthLoss(clip, config)))
+    for name, _, fn in list(terms):
+        extra = getattr(OBJECTIVES.get(name), "extra_terms", None)
+        if extra is not None:
+            terms += extra(config, fn)
     if config.tv_weight > 0:
         terms.append(("tv", config.tv_weight, TVLoss(config)))
     if config.overflow_weight > 0:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ncacli.errors import NcaError, UsageError, check_random_weights
+from ncacli.names import STYLE_LOSSES
 
 # features indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in torchvision's VGG16
 STYLE_LAYERS = (1, 6, 11, 18, 25)
@@ -256,7 +257,7 @@ class StyleLoss:
     needs_target = False
 
     def __init__(self, target: torch.Tensor | None, config: Any) -> None:
-        if config.style_loss not in ("sot", "gram"):
+        if config.style_loss not in STYLE_LOSSES:
             raise UsageError(f"style_loss must be one of sot, gram, not {config.style_loss!r}")
         if config.style_projections < 0:
             raise UsageError(f"style_projections must be 0 or more, not {config.style_projections}")

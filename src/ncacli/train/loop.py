@@ -1,4 +1,4 @@
-"""The Growing / Persistent / Regenerating training loop (Distill 2020).
+"""The training loop of every NCA task: rollout, loss, backward, gradient normalisation, Adam (Distill 2020).
 
 All randomness (step counts, pool draws, damage, fire masks) comes from one
 ``torch.Generator`` whose state is saved for ``--resume``, so an interrupted and resumed
@@ -17,17 +17,7 @@ from typing import Any
 import torch
 
 from ncacli.config import Config
-from ncacli.engine import (
-    NCA,
-    SamplePool,
-    apply_damage,
-    make_seed,
-    one_hot,
-    other_labels,
-    random_circles,
-    seed_position_for,
-)
-from ncacli.losses.objective import make_objective
+from ncacli.engine import NCA
 from ncacli.train.distributed import World, generator_seed, shard_of
 
 
@@ -84,110 +74,68 @@ def lr_factor(config: Config, iteration: int) -> float:
 
 
 class Trainer:
-    """Holds everything a run changes: model, optimizer, schedule, pool, generator, iteration."""
+    """Holds everything a run changes: model, optimizer, schedule, pool, generator, iteration.
 
-    def __init__(
-        self, config: Config, target: torch.Tensor | None, device: torch.device, world: World | None = None
-    ) -> None:
-        """``target`` is ``(4, H, W)``; for a conditional model (``condition_channels = K``) the targets
-        ``(K, 4, H, W)``, one per class; or None when the objective needs none (CLIP, style): the grid
-        is then ``size + 2·padding`` square. ``world``: this process's rank under torchrun (None without);
-        it then trains on its :class:`~ncacli.train.distributed.Shard` of the batch and pool."""
+    What the samples are (seeds, pool, batch, condition, loss, preview) is the task's
+    (:class:`ncacli.tasks.Task`); the trainer runs the loop around it."""
+
+    def __init__(self, config: Config, task: Any, device: torch.device, world: World | None = None) -> None:
+        """``task``: the run's task, built by ``Task.from_config``. ``world``: this process's rank under
+        torchrun (None without); it then trains on its :class:`~ncacli.train.distributed.Shard` of the batch
+        and pool."""
+        from ncacli.tasks.base import Task
+
+        if not isinstance(task, Task):  # a target tensor (or None): the image task over it
+            from ncacli.registry import TASKS
+
+            task = TASKS.get(config.task_name(), "task").for_target(config, task, device)
         self.config = config
+        self.task = task
         self.device = device
         self.world = world
         self.shard = shard_of(config, world)  # without torchrun: the config's batch, pool and counts
-        self.classes = config.condition_channels
-        if self.classes and (target is None or target.ndim != 4 or target.shape[0] != self.classes):
-            got = None if target is None else list(target.shape)
-            raise ValueError(
-                f"a conditional model with {self.classes} classes needs ({self.classes}, 4, H, W) targets, not {got}"
-            )
+        self.classes = task.spec.model.condition_channels
         torch.manual_seed(config.seed)  # weight initialisation
-        self.model = NCA(config.model_config()).to(device)
+        self.model = NCA(task.spec.model).to(device)
         if world is not None:  # the same weights on every rank
             world.broadcast_([*self.model.parameters(), *self.model.buffers()])
-        self.target = target.to(device) if target is not None else None
-        self.grid = grid_of(config, target)
-        if target is None:
-            default = [[0.5, 0.5]]
-        else:  # a conditional model grows every class from one seed: where the targets overlap most
-            default = [list(seed_position_for(target.mean(0) if self.classes else target))]
-        self.seed_positions = [list(p) for p in config.seed_positions] or default
+        self.target = getattr(task, "target", None)
+        self.grid = tuple(task.spec.task.grid)
+        self.seed_positions = [list(p) for p in task.spec.task.seed_positions]
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(config, it))
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(generator_seed(config.seed, world))
-        self.pool = None
-        if config.mode != "growing":
-            size, start = self.shard.pool_size, self.shard.pool_start
-            labels = torch.arange(start, start + size, device=device) % self.classes if self.classes else None
-            self.pool = SamplePool(self.seeds(size), size, labels)
-        if self.classes:
-            assert self.target is not None
-            self.objectives = [make_objective(config, t) for t in self.target]
-        else:
-            self.objectives = [make_objective(config, self.target)]
-        for objective in self.objectives:
-            objective.generator = self.generator
-        self.loss_fn = self.objectives[0]
+        self.pool = task.make_pool(self)
+        make = getattr(task, "make_objectives", None)
+        if make is not None:
+            make(config)
+        task.set_generator(self.generator)
         self.iteration = 0
         self.seconds = 0.0
 
+    @property
+    def spec(self):
+        return self.task.spec
+
+    def cells(self) -> int:
+        """Cells one iteration's rollout steps (per step): batch × grid."""
+        return self.shard.batch * self.grid[0] * self.grid[1]
+
     def seeds(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` seed states ``(n, C, H, W)`` (random colours come from ``generator``, else the trainer's)."""
-        cfg = self.config
-        x = make_seed(
-            n, cfg.channels, *self.grid, self.seed_positions, self.device, cfg.seed_kind, generator or self.generator
-        )
-        return x.contiguous(memory_format=torch.channels_last)
+        return self.task.seeds(n, generator or self.generator)
 
     def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-sample loss ``(B,)``; a conditional model's samples against their own class's target."""
-        if labels is None:
-            return self.loss_fn(x)
-        total = x.new_zeros(x.shape[0])
-        for k in labels.unique().tolist():
-            total = torch.where(labels == k, self.objectives[k](x), total)
-        return total
+        return self.task.loss(x, labels)
 
     def condition(self, labels: torch.Tensor | None) -> torch.Tensor | None:
-        return one_hot(labels, self.classes) if labels is not None else None
-
-    def random_labels(self, n: int) -> torch.Tensor | None:
-        if not self.classes:
-            return None
-        return torch.randint(self.classes, (n,), generator=self.generator, device=self.device)
+        return self.task.condition(labels)
 
     def batch(self) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
-        """The batch for one iteration → ``(pool indices or None, states (B, C, H, W), classes (B,) or None)``.
-
-        Sorted by loss, worst first: the worst is replaced by a seed; in ``regenerating`` mode the
-        ``damage_count`` best get a hole, and in a conditional run the ``mutation_count`` next best
-        are switched to another class (the NCAtorch review).
-        """
-        cfg, batch = self.config, self.shard.batch
-        if self.pool is None:
-            return None, self.seeds(batch), self.random_labels(batch)
-        idx, x = self.pool.sample(batch, self.generator)
-        labels = self.pool.labels[idx] if self.pool.labels is not None else None
-        with torch.no_grad():
-            order = torch.argsort(self.loss(x, labels), descending=True)
-        idx, x = idx[order], x[order]
-        x[:1] = self.seeds(1)
-        damaged = self.shard.damage_count if cfg.mode == "regenerating" else 0
-        if damaged > 0:
-            (h, w) = x.shape[2:]
-            mask = random_circles(damaged, h, w, self.generator, device=self.device)
-            x[-damaged:] = apply_damage(x[-damaged:], mask)
-        if labels is not None:
-            labels = labels[order]
-            labels[:1] = self.random_labels(1)
-            if self.shard.mutation_count:
-                end = batch - damaged
-                start = end - self.shard.mutation_count
-                labels[start:end] = other_labels(labels[start:end], self.classes, self.generator)
-        return idx, x, labels
+        """The batch for one iteration → ``(pool indices or None, states (B, C, H, W), labels (B,) or None)``."""
+        b = self.task.batch(self)
+        return b.index, b.states, b.labels
 
     def step(self) -> Record:
         """One training iteration; raises :class:`NonFiniteLoss` before touching the weights."""
@@ -229,7 +177,7 @@ class Trainer:
             self.pool.commit(idx, out, labels)
         self.iteration += 1
         self.seconds += time.perf_counter() - start
-        return Record(self.iteration, value, lr, steps, self.seconds, dict(self.loss_fn.last))
+        return Record(self.iteration, value, lr, steps, self.seconds, self.task.terms())
 
     def parameters_finite(self) -> bool:
         return all(torch.isfinite(p).all() for p in self.model.parameters())
@@ -246,8 +194,8 @@ class Trainer:
             tensors["pool"] = self.pool.states
             if self.pool.labels is not None:
                 tensors["pool_labels"] = self.pool.labels
-        if self.target is not None:
-            tensors["target"] = self.target
+        for name, t in self.task.saved_tensors().items():
+            tensors[name] = t
         tensors["rng"] = self.generator.get_state()
         meta = {
             "iteration": str(self.iteration),
@@ -284,16 +232,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def grow(self, steps: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
-        """Grow ``batch`` states from the seed for ``steps`` steps (for previews) → ``(B, C, H, W)``;
-        a conditional model grows one of each class (``batch`` is then ``K``)."""
-        g = torch.Generator(device=self.device)
-        g.manual_seed(seed)
-        labels = torch.arange(self.classes, device=self.device) if self.classes else None
-        if labels is not None:
-            batch = self.classes
-        with torch.no_grad():
-            return self.model.rollout(self.seeds(batch, g), steps, g, condition=self.condition(labels))
+    def preview(self) -> bytes:
+        return self.task.preview(self)
 
 
 def run(

@@ -40,6 +40,9 @@ class PixelTrainer:
         rgb = torch.sigmoid(self.logits)
         return torch.cat([rgb, torch.ones_like(rgb[:, :1])], dim=1)
 
+    def cells(self) -> int:
+        return 0  # no rollout: the progress bar shows iterations per second
+
     def parameters_finite(self) -> bool:
         return bool(torch.isfinite(self.logits).all())
 

@@ -13,7 +13,6 @@ import torch
 from ncacli.config import Config
 from ncacli.errors import NcaError
 from ncacli.io.files import append_line, atomic_write_bytes, pack, read_input, unpack, write_error
-from ncacli.io.images import grid_png
 from ncacli.io.model_file import save_model
 from ncacli.train.loop import Record, Trainer
 
@@ -93,28 +92,22 @@ class RunDir:
             raise NcaError(f"{self.path}: no {RESUME} to resume from (is this a run directory?)")
         return unpack(read_input(name), name)
 
-    def preview(self, trainer: Trainer) -> bytes:
-        """The target (when there is one) beside the pattern grown for each of ``PREVIEW_STEPS``; a
-        conditional model's classes one row each."""
-        grown = torch.stack([trainer.grow(steps) for steps in PREVIEW_STEPS], dim=1)  # (rows, steps, C, H, W)
-        if trainer.target is not None:
-            targets = torch.zeros_like(grown[:, :1])
-            targets[:, 0, :4] = trainer.target if trainer.classes else trainer.target[None]
-            grown = torch.cat([targets, grown], dim=1)
-        columns = grown.shape[1]
-        return grid_png(grown.flatten(0, 1), scale=2, background=trainer.config.background, columns=columns)
-
     def save_checkpoint(self, trainer: Trainer, provenance: dict[str, Any]) -> Path:
         path = self.path / "checkpoints" / f"step-{trainer.iteration:06d}.safetensors"
-        save_model(trainer.model, path, {**provenance, "iterations": trainer.iteration}, trainer.target)
-        atomic_write_bytes(path.with_suffix(".png"), self.preview(trainer))
+        self._save_model(trainer, path, provenance)
+        atomic_write_bytes(path.with_suffix(".png"), trainer.preview())
         self.save_resume(trainer)
         return path
 
     def save_final(self, trainer: Trainer, provenance: dict[str, Any]) -> None:
-        save_model(trainer.model, self.model_path, {**provenance, "iterations": trainer.iteration}, trainer.target)
-        atomic_write_bytes(self.preview_path, self.preview(trainer))
+        self._save_model(trainer, self.model_path, provenance)
+        atomic_write_bytes(self.preview_path, trainer.preview())
         self.save_resume(trainer)
+
+    @staticmethod
+    def _save_model(trainer: Trainer, path: Path, provenance: dict[str, Any]) -> None:
+        history = {**provenance, "iterations": trainer.iteration}
+        save_model(trainer.model, trainer.spec, path, history, trainer.task.saved_tensors())
 
     def checkpoints(self) -> list[Path]:
         return sorted((self.path / "checkpoints").glob("step-*.safetensors"))

@@ -5,15 +5,15 @@ from __future__ import annotations
 import html
 import json
 from importlib import resources
-from typing import Any
 
 from ncacli.engine.nca import NCA
+from ncacli.spec import ModelSpec
 from ncacli.web.program import page_program
 
 
 def page_html(
     model: NCA,
-    provenance: dict[str, Any],
+    spec: ModelSpec,
     grid: tuple[int, int],
     scale: int,
     steps_per_frame: int,
@@ -26,12 +26,9 @@ def page_html(
         "grid": list(grid),
         "scale": scale,
         "steps_per_frame": steps_per_frame,
-        "seed": {
-            "kind": provenance.get("seed_kind", "distill"),
-            "positions": provenance.get("seed_positions") or [[0.5, 0.5]],
-        },
-        "background": provenance.get("background", "white"),
-        "classes": provenance.get("classes") or [str(i) for i in range(model.config.condition_channels)],
+        "seed": {"kind": spec.task.seed_kind, "positions": spec.task.seed_positions or [[0.5, 0.5]]},
+        "background": spec.task.background,
+        "classes": spec.task.classes or [str(i) for i in range(model.config.condition_channels)],
         "condition": condition,
     }
     files = resources.files("ncacli.web")

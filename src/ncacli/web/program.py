@@ -38,6 +38,7 @@ from ncacli.engine.nca import NCA
 from ncacli.engine.perception import FixedKernelPerception
 from ncacli.engine.update import MLPUpdate, ResidualMLPUpdate
 from ncacli.errors import NcaError
+from ncacli.registry import capabilities
 
 
 def groups(n: int) -> int:
@@ -174,6 +175,8 @@ class Program:
 
     def perception(self, p: nn.Module) -> None:
         seen = len([s for s in self.x.slots if s is not None])
+        if "page" not in capabilities(p):
+            raise self.unsupported()
         if isinstance(p, FixedKernelPerception):
             self.per_channel(p.weight, p.features_per_channel, 0)
         elif isinstance(p, ScaledConvPerception):
@@ -235,7 +238,9 @@ class Program:
     # -- the update --------------------------------------------------------------------------------
 
     def mlp(self, update: nn.Module) -> list[dict[str, Any]]:
-        if isinstance(update, MLPUpdate):
+        if "page" not in capabilities(update):
+            layers = None
+        elif isinstance(update, MLPUpdate):
             convs = [m for m in update.net if isinstance(m, nn.Conv2d)]
             layers = [(c, i < len(convs) - 1, False) for i, c in enumerate(convs)]
         elif isinstance(update, ResidualMLPUpdate):
@@ -243,6 +248,8 @@ class Program:
             layers += [(block[0], True, True) for block in update.blocks]
             layers.append((update.out, False, False))
         else:
+            layers = None
+        if layers is None:
             raise NcaError(f"update {self.model.config.update!r} has no interactive page (pages run mlp and residual)")
         out = []
         inputs = Source("features", self.feature_slots)

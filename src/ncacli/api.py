@@ -1,0 +1,123 @@
+"""The public Python API: what the verbs do, for a notebook or a script. The verbs are thin layers over it.
+
+>>> import ncacli.api as nca
+>>> model = nca.load("docs/lizard.safetensors")            # any model file, any task
+>>> state = model.grow(200)                                  # (1, C, H, W), from the model's own seed
+>>> hole = nca.damage(state, "circle", (0.5, 0.5), 0.2)
+>>> healed = model.grow(200, state=hole)
+>>> picture = model.picture(healed)                          # (1, 3, H, W) RGB in [0, 1]
+>>> result = nca.evaluate(model, trials=4)                   # the NCAtorch review's protocol
+>>> run = nca.train(nca.config("growing", iters=50, size=16, padding=4), out="runs/mine")
+
+See ``docs/api.md``; ``examples/api_tour.py`` runs every function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ncacli.engine.nca import NCA
+from ncacli.io.model_file import LoadedModel
+from ncacli.spec import ModelSpec
+from ncacli.tasks.base import Task, task_for
+
+
+@dataclass
+class Model:
+    """A loaded model: the NCA module, its spec, its task (bound to it), its history."""
+
+    nca: NCA
+    spec: ModelSpec
+    task: Task
+    provenance: dict[str, Any]
+    path: str = ""
+    engine: str = "auto"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.nca.parameters()).device
+
+    @property
+    def target(self) -> torch.Tensor | None:
+        return getattr(self.task, "target", None)
+
+    def seed(self, batch: int = 1, grid: tuple[int, int] | None = None, seed: int = 0) -> torch.Tensor:
+        """The state the model starts from ``(B, C, H, W)`` (a random-colour seed takes its colours from ``seed``)."""
+        from ncacli.engine import make_seed
+
+        t = self.spec.task
+        h, w = grid if grid is not None else tuple(t.grid)
+        if t.name == "classify" or t.seed_kind == "zeros":
+            return torch.zeros(batch, self.spec.model.channels, h, w, device=self.device)
+        g = torch.Generator().manual_seed(seed)
+        positions = t.seed_positions or [[0.5, 0.5]]
+        return make_seed(batch, self.spec.model.channels, h, w, positions, kind=t.seed_kind, generator=g).to(
+            self.device
+        )
+
+    def grow(
+        self,
+        steps: int,
+        state: torch.Tensor | None = None,
+        seed: int = 0,
+        condition: torch.Tensor | Callable[[int], torch.Tensor] | None = None,
+        observe: Callable[[int, torch.Tensor], torch.Tensor | None] | None = None,
+    ) -> torch.Tensor:
+        """Run ``steps`` steps from ``state`` (default: the seed); fire masks from ``seed``."""
+        x = (self.seed(seed=seed) if state is None else state).to(self.device)
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        with torch.no_grad():
+            return self.nca.rollout(x, steps, g, observe, condition=condition)
+
+    def picture(self, state: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """How ``state`` looks, as the task shows it: RGB ``(B, 3, H, W)`` in [0, 1]."""
+        return self.task.picture(state, condition)
+
+
+def load(path: str | Path, device: str = "cpu", engine: str = "auto") -> Model:
+    """A model file (any version this toolkit reads) → :class:`Model` on ``device``, steps on ``engine``."""
+    from ncacli.cli.common import use_engine
+    from ncacli.io.model_file import load as load_file
+
+    loaded: LoadedModel = load_file(str(path), device)
+    task = task_for(loaded.spec, loaded.tensors, device).to(device)
+    model = Model(loaded.model, loaded.spec, task, loaded.provenance, str(path))
+    model.engine = use_engine(loaded.model, engine)
+    return model
+
+
+def damage(
+    state: torch.Tensor, shape: str = "circle", center: tuple[float, float] = (0.5, 0.5), radius: float = 0.2
+) -> torch.Tensor:
+    """Erase cells of every sample: a circle, a square, or a half cut (``left``, ``right``, ``top``, ``bottom``)."""
+    from ncacli.engine import apply_damage, damage_mask
+
+    mask = damage_mask(state.shape[2], state.shape[3], shape, center, radius, device=state.device)
+    return apply_damage(state, mask)
+
+
+def evaluate(model: Model, **options: Any) -> dict[str, Any]:
+    """The task's evaluation (``nca evaluate``): the NCAtorch review's three stages and recovery % for a
+    growing model, accuracy for a classifier. ``options`` are ``nca evaluate``'s, in Python spelling."""
+    from ncacli.evaluation.run import evaluate_model
+
+    return evaluate_model(model, **options)
+
+
+def config(preset: str | None = None, sets: list[str] | None = None, **keys: Any):
+    """A training config: defaults < ``preset`` < ``sets`` (``"key=value"``) < ``keys``."""
+    from ncacli.config import resolve
+
+    return resolve(preset, None, sets, keys)
+
+
+def train(cfg: Any, out: str | Path, quiet: bool = True, engine: str = "auto") -> dict[str, Any]:
+    """Train ``cfg`` (from :func:`config`) into the run directory ``out`` → the summary ``nca train`` prints."""
+    from ncacli.train.session import train_run
+
+    return train_run(cfg, Path(out), quiet=quiet, engine=engine)

@@ -1,0 +1,319 @@
+"""One door for every extension: verbs, perceptions, update rules, objectives, tasks, metrics, benchmark suites.
+
+Each kind is a :class:`Registry` filled from one entry-point group (``ncacli.<kind>``; verbs and objectives
+also read the groups that version 0.1.0 published, ``ncacli.commands`` and ``ncacli.losses``). The built-ins
+come through the same groups, from the package's own metadata, before any plugin, so a plugin may replace a
+built-in name on purpose. Every loaded object is checked for the interface its kind asks for; one that fails
+to import or to pass is reported as a warning and skipped, and ``NCA_NO_PLUGINS=1`` loads the built-ins only.
+
+A registry is a mapping ``name → object`` that fills itself on first use. :meth:`Registry.get` is the one
+lookup with a did-you-mean. Two things every entry may declare:
+
+- **options**: a typed options class (``Options``, a dataclass), or, without one, the keyword parameters of
+  the object's constructor with their annotations and defaults. :meth:`Registry.options` parses a mapping
+  from a preset or ``--set`` against it: unknown keys are refused with a did-you-mean, types are checked.
+- **capabilities**: ``capabilities`` (a set of words) says which engines and outputs can run the entry;
+  the engines, the benchmark reference and the page ask :func:`capabilities` instead of guessing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import os
+import warnings
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+DIST = "ncacli"
+DISABLE_ENV = "NCA_NO_PLUGINS"
+
+
+class PluginWarning(UserWarning):
+    """A plugin could not be loaded."""
+
+
+@dataclass
+class PluginRecord:
+    kind: str
+    name: str
+    target: str
+    package: str
+    builtin: bool
+    status: str = "loaded"
+    capabilities: list[str] = dataclasses.field(default_factory=list)
+    options: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def plugins_disabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def capabilities(obj: Any) -> frozenset[str]:
+    """What an entry (a class, a factory, or an instance) says it supports: ``frozenset`` of words."""
+    return frozenset(getattr(obj, "capabilities", ()) or ())
+
+
+# -- options ------------------------------------------------------------------------------------------------
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str": (str,),
+    "list": (list, tuple),
+    "dict": (dict,),
+    "tuple": (list, tuple),
+}
+
+
+def type_ok(annotation: str, value: Any) -> bool:
+    """Whether ``value`` fits an annotation written as text: ``int``, ``float | None``, ``list[str]``, …"""
+    for part in (p.strip() for p in str(annotation).split("|")):
+        base = part.split("[", 1)[0].strip()
+        if base == "None" and value is None:
+            return True
+        if base in ("Any", "object", "Mapping", "Sequence", "inspect._empty"):
+            return True
+        kinds = _TYPES.get(base)
+        if kinds is None:
+            return True  # a type this check does not know: the constructor decides
+        if isinstance(value, bool) and bool not in kinds:
+            continue
+        if isinstance(value, kinds):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class OptionField:
+    name: str
+    annotation: str
+    default: Any
+    required: bool = False
+
+
+def _annotation_text(annotation: Any) -> str:
+    if annotation is inspect.Parameter.empty:
+        return "Any"
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+
+
+def option_fields(obj: Any, skip: int = 0) -> list[OptionField]:
+    """The options an entry takes: its ``Options`` dataclass's fields, else its constructor's keyword
+    parameters after the first ``skip`` (the ones the toolkit passes itself, like ``channels``)."""
+    cls = getattr(obj, "Options", None)
+    if cls is not None and dataclasses.is_dataclass(cls):
+        out = []
+        for f in dataclasses.fields(cls):
+            has = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            default = f.default if f.default is not dataclasses.MISSING else None
+            out.append(OptionField(f.name, _annotation_text(f.type), default, not has))
+        return out
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return []
+    params = [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return [
+        OptionField(p.name, _annotation_text(p.annotation), None if p.default is p.empty else p.default)
+        for p in params[skip:]
+    ]
+
+
+def parse_options(kind: str, name: str, obj: Any, data: dict[str, Any], origin: str, skip: int = 0) -> dict[str, Any]:
+    """Check ``data`` against the entry's options → the options to pass (unknown keys and wrong types refused)."""
+    from ncacli.errors import UsageError
+
+    known = {f.name: f for f in option_fields(obj, skip)}
+    for key, value in data.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else (
+                f"; it takes {', '.join(sorted(known))}" if known else "; it takes no options"
+            )
+            raise UsageError(f"{origin}: {kind} '{name}' has no option '{key}'{hint}")
+        if not type_ok(known[key].annotation, value):
+            raise UsageError(f"{origin}: {kind} '{name}' option {key} must be {known[key].annotation}, not {value!r}")
+    missing = [f.name for f in known.values() if f.required and f.name not in data]
+    if missing:
+        raise UsageError(f"{origin}: {kind} '{name}' needs the option {missing[0]}")
+    return dict(data)
+
+
+def build_options(obj: Any, data: dict[str, Any]) -> Any:
+    """The entry's ``Options`` instance for ``data`` (already checked), or ``data`` itself without a class."""
+    cls = getattr(obj, "Options", None)
+    if cls is not None and dataclasses.is_dataclass(cls):
+        return cls(**data)
+    return data
+
+
+# -- registries ---------------------------------------------------------------------------------------------
+
+
+class Registry(MutableMapping):
+    """``name → object`` for one kind of extension, filled from its entry-point group on first use."""
+
+    def __init__(
+        self,
+        kind: str,
+        interface: str,
+        check: Callable[[Any], str | None] = lambda obj: None,
+        legacy_groups: tuple[str, ...] = (),
+        option_skip: int = 0,
+    ) -> None:
+        self.kind = kind  # plural: "perceptions"
+        self.singular = kind[:-1] if kind.endswith("s") else kind
+        self.groups = (f"ncacli.{kind}", *legacy_groups)
+        self.interface = interface  # what the kind asks of an entry, in words (for errors and docs)
+        self.check = check  # obj → None, or why it does not fit
+        self.option_skip = option_skip
+        self._entries: dict[str, Any] = {}
+        self.records: dict[str, PluginRecord] = {}
+        self._loaded = False
+
+    # mapping protocol, loading on first use
+    def _ensure(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            self.load()
+
+    def __getitem__(self, name: str) -> Any:
+        self._ensure()
+        return self._entries[name]
+
+    def __setitem__(self, name: str, obj: Any) -> None:
+        self._entries[name] = obj
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        self._ensure()
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        self._ensure()
+        return len(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        self._ensure()
+        return name in self._entries
+
+    def _discover(self) -> list[tuple[EntryPoint, str, bool]]:
+        found, seen = [], set()
+        for group in self.groups:
+            for ep in entry_points(group=group):
+                package = ep.dist.name if ep.dist is not None else "?"
+                builtin = package.replace("-", "_") == DIST
+                if (ep.name, package) in seen or not (builtin or not plugins_disabled()):
+                    continue
+                seen.add((ep.name, package))
+                found.append((ep, package, builtin))
+        return sorted(found, key=lambda item: not item[2])  # built-ins first
+
+    def load(self) -> None:
+        """Import every entry point of the kind, check it, and register it."""
+        for ep, package, builtin in self._discover():
+            record = PluginRecord(self.kind, ep.name, ep.value, package, builtin)
+            try:
+                obj = ep.load()
+                reason = self.check(obj)
+                if reason is not None:
+                    raise TypeError(f"not {self.interface}: {reason}")
+                self._entries[ep.name] = obj
+                record.capabilities = sorted(capabilities(obj))
+                record.options = {f.name: f.annotation for f in option_fields(obj, self.option_skip)}
+            except Exception as exc:  # a broken plugin must not take the tool down
+                record.status = f"failed: {type(exc).__name__}: {exc}"
+                message = f"{self.singular} plugin {ep.name!r} from {package} failed to load ({exc}); skipped"
+                warnings.warn(message, PluginWarning, stacklevel=2)
+            self.records[ep.name] = record
+
+    def register(self, name: str, obj: Any, package: str = "__main__") -> None:
+        """Add an entry from code (a notebook, a test); checked as an entry point would be."""
+        reason = self.check(obj)
+        if reason is not None:
+            raise TypeError(f"{self.singular} {name!r} is not {self.interface}: {reason}")
+        self._ensure()
+        self._entries[name] = obj
+        self.records[name] = PluginRecord(
+            self.kind, name, getattr(obj, "__qualname__", repr(obj)), package, False, "registered",
+            sorted(capabilities(obj)), {f.name: f.annotation for f in option_fields(obj, self.option_skip)},
+        )  # fmt: skip
+
+    def get(self, name: str, what: str | None = None) -> Any:
+        """The entry called ``name``, or one line naming the kind and the closest name."""
+        if name not in self:
+            raise unknown(what or self.singular, name, list(self))
+        return self._entries[name]
+
+    def options(self, name: str, data: dict[str, Any], origin: str) -> dict[str, Any]:
+        """``data`` checked against the options of entry ``name``."""
+        return parse_options(self.singular, name, self.get(name), data, origin, self.option_skip)
+
+
+def unknown(kind: str, name: str, known: list[str]):
+    """The one did-you-mean: ``unknown perception 'sobl' (did you mean 'sobel'?)``."""
+    from ncacli.errors import UsageError
+
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else f"; known: {', '.join(sorted(known))}"
+    return UsageError(f"unknown {kind} '{name}'{hint}")
+
+
+def _callable(obj: Any) -> str | None:
+    return None if callable(obj) else f"{type(obj).__name__} is not callable"
+
+
+def _verb(obj: Any) -> str | None:
+    import typer
+
+    return None if isinstance(obj, typer.Typer) or callable(obj) else "neither a Typer app nor a function"
+
+
+def _task(obj: Any) -> str | None:
+    from ncacli.tasks.base import Task
+
+    return None if isinstance(obj, type) and issubclass(obj, Task) else "not a subclass of ncacli.tasks.Task"
+
+
+def _metric(obj: Any) -> str | None:
+    from ncacli.evaluation.metrics import Metric
+
+    return None if isinstance(obj, Metric) or callable(obj) else "neither a Metric nor a factory of one"
+
+
+VERBS = Registry("verbs", "a Typer command function or app", _verb, legacy_groups=("ncacli.commands",))
+PERCEPTIONS = Registry(
+    "perceptions", "a perception class Cls(channels, padding=..., **options)", _callable, option_skip=2
+)
+UPDATES = Registry("updates", "an update class Cls(in_features, channels, hidden=, depth=, **options)", _callable,
+                   option_skip=4)  # fmt: skip
+OBJECTIVES = Registry(
+    "objectives", "an objective factory f(target, config, **options) → states ↦ (B,)", _callable,
+    legacy_groups=("ncacli.losses",), option_skip=2,
+)  # fmt: skip
+TASKS = Registry("tasks", "a subclass of ncacli.tasks.Task", _task)
+METRICS = Registry("metrics", "a Metric or a factory f(device, **options) → Metric", _metric, option_skip=1)
+SUITES = Registry("suites", "a benchmark suite f(sizes) → list of cases", _callable)
+
+REGISTRIES: dict[str, Registry] = {
+    r.kind: r for r in (VERBS, PERCEPTIONS, UPDATES, OBJECTIVES, TASKS, METRICS, SUITES)
+}
+
+
+def records() -> list[PluginRecord]:
+    """Every entry of every kind (loading them all), built-ins first within a kind."""
+    out = []
+    for registry in REGISTRIES.values():
+        registry._ensure()
+        out += registry.records.values()
+    return sorted(out, key=lambda r: (r.kind, not r.builtin, r.name))

@@ -1,0 +1,13 @@
+"""Tasks: what an NCA is trained to do, one module each, through :data:`ncacli.registry.TASKS`.
+
+A task says what a state starts as, which channels the update may not write (the condition: a class, an
+input image), how a batch is drawn from and written back to the pool, what is measured and how (the
+objective and the evaluation), what a perturbation is, and how a state is shown. Built in: ``image``
+(grow a target image: growing / persistent / regenerating / conditional), ``text`` (towards a CLIP prompt),
+``texture`` (a VGG style loss), ``pixels`` (the pictures's pixels optimised directly, nca-clip's baseline) and
+``classify`` (self-classifying digits). See ``docs/plugins.md`` for adding one.
+"""
+
+from ncacli.tasks.base import Batch, Task, task_for
+
+__all__ = ["Batch", "Task", "task_for"]

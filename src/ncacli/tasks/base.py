@@ -1,0 +1,127 @@
+"""The task interface every task implements (the built-ins through the same door as a plugin)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+if TYPE_CHECKING:
+    from ncacli.config import Config
+    from ncacli.spec import ModelSpec
+
+
+@dataclass
+class Batch:
+    """One iteration's samples: pool rows (None without a pool), states, and per-sample labels (a class, a
+    data index; None when the task has none)."""
+
+    index: torch.Tensor | None
+    states: torch.Tensor
+    labels: torch.Tensor | None = None
+
+
+class Task:
+    """A kind of NCA. An instance is bound to one model: built by :meth:`from_config` for training (it loads
+    the target or the data set and writes the spec), or by ``Task(spec, tensors, device)`` from a model file.
+
+    Subclasses set ``name`` and ``summary``, may declare ``Options`` (a dataclass of the ``task_options``
+    keys a preset can set, unknown keys refused), and implement the methods below; ``perturbations`` names
+    what ``nca evaluate --perturb`` can do to the task's states.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    perturbations: ClassVar[tuple[str, ...]] = ("damage", "none")
+    capabilities: ClassVar[frozenset[str]] = frozenset()  # "page": the interactive page can show it
+
+    def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
+        self.spec = spec
+        self.tensors = dict(tensors or {})
+        self.device = torch.device(device)
+
+    def to(self, device: Any) -> Task:
+        """Move the task's tensors to ``device`` (in place; returns the task)."""
+        self.device = torch.device(device)
+        self.tensors = {k: t.to(self.device) for k, t in self.tensors.items()}
+        self.moved()
+        return self
+
+    def moved(self) -> None:
+        """Called after :meth:`to`: refresh what was derived from ``tensors``."""
+
+    # -- training ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: Config, device: Any) -> Task:
+        """Build the task for a training run: load what it learns from and write the model spec."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """What the model learns, in a few words (run names, JSON)."""
+        return self.name
+
+    def provenance(self) -> dict[str, Any]:
+        """What the run learned from, for the model file's history."""
+        return {}
+
+    def saved_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors the model file keeps beside the weights (a target, a test split)."""
+        return dict(self.tensors)
+
+    def trainer(self, config: Config, device: torch.device, world: Any = None) -> Any:
+        """The trainer of this task (the NCA trainer unless the task trains something else)."""
+        from ncacli.train.loop import Trainer
+
+        return Trainer(config, self, device, world)
+
+    # what the NCA trainer asks of a task
+    def seeds(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` starting states ``(n, C, H, W)``."""
+        raise NotImplementedError
+
+    def make_pool(self, trainer: Any) -> Any:
+        """The sample pool (None: every batch starts from seeds)."""
+        return None
+
+    def batch(self, trainer: Any) -> Batch:
+        """The samples of one iteration (drawn from the pool and perturbed, or fresh)."""
+        raise NotImplementedError
+
+    def condition(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """What the update reads but never writes, for samples ``labels`` (None: nothing)."""
+        return None
+
+    def loss(self, states: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Per-sample loss ``(B,)``."""
+        raise NotImplementedError
+
+    def terms(self) -> dict[str, float]:
+        """What the last :meth:`loss` call reports beside the loss (each term of a sum)."""
+        return {}
+
+    def set_generator(self, generator: torch.Generator) -> None:
+        """The trainer's generator, for objectives that draw random numbers."""
+
+    def preview(self, trainer: Any) -> bytes:
+        """A PNG of where training stands."""
+        raise NotImplementedError
+
+    # -- showing -------------------------------------------------------------------------------------------
+
+    def picture(self, states: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """How states look: ``(B, C, H, W)`` → RGB ``(B, 3, H, W)`` in [0, 1]."""
+        from ncacli.engine.visible import visible_rgb
+
+        return visible_rgb(states, self.spec.task.background)
+
+
+def task_for(spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> Task:
+    """The task a model file names, bound to it."""
+    from ncacli.errors import NcaError
+    from ncacli.registry import TASKS
+
+    if spec.task.name not in TASKS:
+        raise NcaError(f"the model's task {spec.task.name!r} is not installed (see `nca plugins`)")
+    return TASKS[spec.task.name](spec, tensors, device)

@@ -1,0 +1,283 @@
+"""Self-classifying digits (the Distill self-classifying MNIST article; the NCAtorch review §3.3.1, Table 3).
+
+The state: ``K`` class channels first, then hidden channels. Beside it, in the condition channels the update
+never writes, the input image; with ``alive_from = "input"`` only the cells the digit covers live (the
+others stay zero). Each living cell votes through its class channels; the image's prediction is the
+argmax of their mean over its cells. Training draws batches from a pool whose states carry on from
+earlier iterations (their predictions recycled), starts ``fresh`` samples from zero on a new image, and
+swaps the input of ``mutation_count`` pooled samples for an image of another class, so the model learns to
+change its mind. The loss is MSE to the one-hot class or pixel-wise cross-entropy (the NCAtorch review's
+eq. 8), over the digit's cells or every cell (eq. 7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ncacli.engine import SamplePool
+from ncacli.errors import UsageError
+from ncacli.spec import ModelSpec, TaskSpec
+from ncacli.tasks.base import Batch, Task
+
+# the class colours of the pictures and the page (ten well-separated hues, then they repeat)
+PALETTE = [
+    (0.90, 0.10, 0.10), (0.95, 0.55, 0.05), (0.85, 0.80, 0.05), (0.30, 0.75, 0.15), (0.05, 0.65, 0.55),
+    (0.10, 0.60, 0.95), (0.20, 0.25, 0.85), (0.55, 0.20, 0.85), (0.90, 0.30, 0.70), (0.45, 0.30, 0.20),
+]  # fmt: skip
+LOSSES = ("mse", "ce")
+CELLS = ("digit", "all")
+
+
+@dataclass(frozen=True)
+class Options:
+    data: str = "digits"  # digits (scikit-learn's, bundled), mnist, cifar10, or a folder of class sub-folders
+    data_root: str = ""  # where torchvision keeps MNIST / CIFAR-10 ("" = $NCA_DATA or ~/.cache/torch/datasets)
+    loss: str = "mse"  # mse (to the one-hot class) or ce (pixel-wise cross-entropy)
+    cells: str = "digit"  # which cells the loss reads: digit (where the input lives) or all
+    test_fraction: float = 0.2  # digits and folders: the share held out for nca evaluate
+    split_seed: int = 0
+    fresh: int = 2  # samples per batch started from zero on a new image
+
+
+class ClassifyTask(Task):
+    name = "classify"
+    summary = "classify the image the cells sit on (self-classifying digits)"
+    perturbations = ("mutation", "none")
+    capabilities = frozenset({"page"})
+    Options = Options
+
+    def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
+        super().__init__(spec, tensors, device)
+        self.options = Options(**spec.task.options.get("settings", {}))
+        self.k = len(spec.task.classes)
+        self.data = None  # LabelledImages, loaded on demand (training: at once)
+        self.grid = tuple(spec.task.grid)
+
+    @staticmethod
+    def check_config(config: Any) -> None:
+        from ncacli.registry import parse_options
+
+        parse_options("task", "classify", ClassifyTask, config.task_options, "task_options")
+        o = Options(**config.task_options)
+        for key, allowed in (("loss", LOSSES), ("cells", CELLS)):
+            if getattr(o, key) not in allowed:
+                raise UsageError(f"task_options.{key} must be one of {', '.join(allowed)}, not {getattr(o, key)!r}")
+        if not 0.0 < o.test_fraction < 1.0:
+            raise UsageError(f"task_options.test_fraction must be in (0, 1), not {o.test_fraction}")
+        if config.pool_size < config.batch:
+            raise UsageError(f"pool_size ({config.pool_size}) is smaller than batch ({config.batch})")
+        if o.fresh + config.mutation_count > config.batch:
+            raise UsageError(
+                f"task_options.fresh + mutation_count ({o.fresh + config.mutation_count}) exceed batch ({config.batch})"
+            )
+
+    # -- data ----------------------------------------------------------------------------------------------
+
+    def load_data(self):
+        from ncacli.io.datasets import load_labelled
+
+        if self.data is None:
+            o, t = self.options, self.spec.task.options
+            self.data = load_labelled(o.data, t["size"], t["padding"], o.test_fraction, o.split_seed, o.data_root)
+            self.data.images = self.data.images.to(self.device)
+            self.data.labels = self.data.labels.to(self.device)
+        return self.data
+
+    def moved(self) -> None:
+        if self.data is not None:
+            self.data.images = self.data.images.to(self.device)
+            self.data.labels = self.data.labels.to(self.device)
+
+    @classmethod
+    def from_config(cls, config: Any, device: Any) -> ClassifyTask:
+        from ncacli.io.datasets import load_labelled
+
+        o = Options(**config.task_options)
+        data = load_labelled(o.data, config.size, config.padding, o.test_fraction, o.split_seed, o.data_root)
+        k, inputs = len(data.classes), int(data.images.shape[1])
+        if config.channels <= k:
+            raise UsageError(f"channels ({config.channels}) must exceed the {k} classes: class channels, then hidden")
+        grid = [int(data.images.shape[-2]), int(data.images.shape[-1])]
+        # every cell lives on an RGB photograph; on a digit only the cells it covers
+        model = replace(
+            config.model_config(), condition_channels=inputs, alive_from="input", alive_masking=inputs == 1
+        )
+        spec = ModelSpec(
+            model,
+            TaskSpec(
+                name=cls.name,
+                grid=grid,
+                seed_kind="zeros",
+                seed_positions=[],
+                background="white",
+                classes=data.classes,
+                channels={"class": list(range(k)), "hidden": list(range(k, config.channels)), "input": [0]},
+                options={
+                    "settings": {**config.task_options},
+                    "size": config.size,
+                    "padding": config.padding,
+                    "source": data.source,
+                    "train": len(data.train),
+                    "test": len(data.test),
+                },
+            ),
+        )
+        task = cls(spec, {}, device)
+        task.data = data
+        task.tensors = {"task.test_index": data.test.clone()}
+        task.moved()
+        return task
+
+    def describe(self) -> str:
+        return f"{self.options.data} ({self.k} classes)"
+
+    def provenance(self) -> dict[str, Any]:
+        d = self.load_data()
+        return {"target": self.describe(), "data": d.source, "train_images": len(d.train), "test_images": len(d.test)}
+
+    def saved_tensors(self) -> dict[str, torch.Tensor]:
+        return {k: t.cpu() for k, t in self.tensors.items()}
+
+    def test_index(self) -> torch.Tensor:
+        """The held-out images: recorded in the model file, so evaluation never sees a training image."""
+        saved = self.tensors.get("task.test_index")
+        return saved.to(self.device) if saved is not None else self.load_data().test.to(self.device)
+
+    # -- training ------------------------------------------------------------------------------------------
+
+    def seeds(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        h, w = self.grid
+        x = torch.zeros(n, self.spec.model.channels, h, w, device=self.device)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def random_images(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        train = self.load_data().train.to(self.device)
+        return train[torch.randint(len(train), (n,), generator=generator, device=self.device)]
+
+    def make_pool(self, trainer: Any) -> SamplePool:
+        size = trainer.shard.pool_size
+        return SamplePool(trainer.seeds(size), size, self.random_images(size, trainer.generator))
+
+    def batch(self, trainer: Any) -> Batch:
+        g, n, pool = trainer.generator, trainer.shard.batch, trainer.pool
+        idx, x = pool.sample(n, g)
+        labels = pool.labels[idx].clone()
+        fresh = min(self.options.fresh, n)
+        x[:fresh] = trainer.seeds(fresh)
+        labels[:fresh] = self.random_images(fresh, g)
+        m = trainer.shard.mutation_count
+        if m:
+            labels[fresh : fresh + m] = self.other_images(labels[fresh : fresh + m], g)
+        return Batch(idx, x, labels)
+
+    def other_images(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """For each image, a random training image of another class."""
+        d = self.load_data()
+        out = self.random_images(len(index), generator)
+        for _ in range(16):  # redraw the few that landed on the same class
+            same = d.labels[out] == d.labels[index]
+            if not same.any():
+                break
+            out = torch.where(same, self.random_images(len(index), generator), out)
+        return out
+
+    def condition(self, labels: torch.Tensor | None) -> torch.Tensor:
+        assert labels is not None
+        return self.load_data().images[labels]
+
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        assert labels is not None
+        d = self.load_data()
+        cls_, inp = d.labels[labels], d.images[labels]
+        logits = x[:, : self.k]
+        mask = self.cells(inp) if self.options.cells == "digit" else torch.ones_like(inp[:, :1])
+        if self.options.loss == "ce":
+            target = cls_.view(-1, 1, 1).expand(-1, *logits.shape[2:])
+            per_cell = F.cross_entropy(logits, target, reduction="none")[:, None]
+        else:
+            onehot = F.one_hot(cls_, self.k).float()[:, :, None, None]
+            per_cell = ((logits - onehot) ** 2).mean(1, keepdim=True)
+        return (per_cell * mask).sum((1, 2, 3)) / mask.sum((1, 2, 3)).clamp_min(1.0)
+
+    def cells(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The cells that live on ``inputs`` ``(B, Cin, H, W)`` → ``(B, 1, H, W)`` float."""
+        if not self.spec.model.alive_masking:
+            return torch.ones_like(inputs[:, :1])
+        return (inputs[:, :1] > self.spec.model.alive_threshold).float()
+
+    def preview(self, trainer: Any) -> bytes:
+        """Ten test images (one per class where it can), as they read after 30 and 150 steps."""
+        from ncacli.io.images import png_bytes
+
+        pick = self.examples()
+        cond = self.condition(pick)
+        g = torch.Generator(device=self.device).manual_seed(0)
+        rows = []
+        with torch.no_grad():
+            x = trainer.seeds(len(pick))
+            for steps in (30, 120):
+                x = trainer.model.rollout(x, steps, g, condition=cond)
+                rows.append(self.picture(x, cond))
+        grid = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)  # (3, 2H, nW)
+        return png_bytes(_upscale(grid, 4))
+
+    def examples(self, per_class: int = 1) -> torch.Tensor:
+        """The first test image of each class (for pictures)."""
+        d, test = self.load_data(), self.test_index()
+        out = []
+        for k in range(self.k):
+            rows = test[d.labels[test] == k][:per_class]
+            out.append(rows)
+        return torch.cat(out) if out else test[:10]
+
+    def image_of(self, text: str) -> int:
+        """An input named by the user: a class (index or name: its first test image) or ``#N`` (test image N)."""
+        d, test = self.load_data(), self.test_index()
+        if text.startswith("#"):
+            n = int(text[1:])
+            if not 0 <= n < len(test):
+                raise UsageError(f"{text}: the test split has images #0 … #{len(test) - 1}")
+            return int(test[n])
+        names = self.spec.task.classes
+        k = names.index(text) if text in names else int(text) if text.isdigit() and int(text) < self.k else None
+        if k is None:
+            raise UsageError(f"input {text!r}: not a class of this model ({', '.join(names)}) nor #N (a test image)")
+        return int(test[d.labels[test] == k][0])
+
+    # -- showing -------------------------------------------------------------------------------------------
+
+    def votes(self, x: torch.Tensor) -> torch.Tensor:
+        """Each cell's class: ``(B, H, W)`` long."""
+        return x[:, : self.k].argmax(1)
+
+    def predict(self, x: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """The image's class: argmax of the class channels' mean over its living cells → ``(B,)``."""
+        mask = self.cells(inputs)
+        mean = (x[:, : self.k] * mask).sum((2, 3)) / mask.sum((2, 3)).clamp_min(1.0)
+        return mean.argmax(1)
+
+    def picture(self, states: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Each living cell in its predicted class's colour, as dark as the input's ink, on white."""
+        assert condition is not None
+        palette = torch.tensor(PALETTE, device=states.device)[torch.arange(self.k, device=states.device) % len(PALETTE)]
+        colour = palette[self.votes(states)].permute(0, 3, 1, 2)  # (B, 3, H, W)
+        ink = condition.expand(states.shape[0], -1, -1, -1)
+        ink = ink[:, :1] if ink.shape[1] == 1 else ink.mean(1, keepdim=True)
+        live = self.cells(condition.expand(states.shape[0], -1, -1, -1))
+        if condition.shape[1] == 1:
+            return 1.0 - live * ink.clamp(0, 1) * (1.0 - colour)
+        return 0.5 * condition.expand_as(colour) + 0.5 * colour  # a photograph: tinted by the votes
+
+    def legend(self) -> list[tuple[str, tuple[float, float, float]]]:
+        return [(name, PALETTE[i % len(PALETTE)]) for i, name in enumerate(self.spec.task.classes)]
+
+
+def _upscale(rgb: torch.Tensor, scale: int):
+    import numpy as np
+
+    a = (rgb.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return np.repeat(np.repeat(a, scale, axis=0), scale, axis=1)

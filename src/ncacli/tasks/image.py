@@ -1,0 +1,244 @@
+"""Growing a picture: the Distill experiments (growing / persistent / regenerating), conditional models
+(the NCAtorch review), and the same rule grown towards a CLIP prompt (``text``) or a style (``texture``).
+
+The state is RGBA (premultiplied) and hidden channels, grown from a seed; a conditional model reads a
+one-hot class beside it. The objective is the config's ``loss`` (MSE to the target for ``image``); the
+pool, damage and class mutation follow the Distill article and the NCAtorch review.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ncacli.engine import (
+    SamplePool,
+    apply_damage,
+    make_seed,
+    one_hot,
+    other_labels,
+    random_circles,
+    seed_position_for,
+)
+from ncacli.spec import ModelSpec, TaskSpec, image_channels
+from ncacli.tasks.base import Batch, Task
+
+
+class ImageTask(Task):
+    name = "image"
+    summary = "grow a target image (or one of several: a conditional model) from a seed"
+    perturbations = ("damage", "none", "mutation")
+    capabilities = frozenset({"page"})
+
+    def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
+        super().__init__(spec, tensors, device)
+        self.target = self.tensors.get("target")
+        if self.target is not None:
+            self.target = self.target.to(self.device)
+        self.classes = spec.model.condition_channels
+        self.grid = tuple(spec.task.grid)
+        self.seed_positions = [list(p) for p in spec.task.seed_positions]
+        self.mode = spec.task.options.get("mode", "growing")
+        self.config = None  # set by from_config: the training run's config
+        self.objectives: list = []
+
+    def moved(self) -> None:
+        self.target = self.tensors.get("target")
+
+    # -- training ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: Any, device: Any) -> ImageTask:
+        from ncacli.io.images import load_target, load_targets
+        from ncacli.losses.objective import needs_target
+
+        if config.classes():
+            target, _ = load_targets(config.classes(), config.size, config.padding)
+        elif needs_target(config):
+            target, _ = load_target(config.target, config.emoji, config.size, config.padding)
+        else:
+            target = None
+        return cls.for_target(config, target, device)
+
+    @classmethod
+    def for_target(cls, config: Any, target: torch.Tensor | None, device: Any = "cpu") -> ImageTask:
+        """The task for a target already in memory: ``(4, H, W)``, a conditional model's ``(K, 4, H, W)``, or
+        None when the objective needs none (the grid is then ``size + 2·padding`` square)."""
+        k = config.condition_channels
+        if k and (target is None or target.ndim != 4 or target.shape[0] != k):
+            got = None if target is None else list(target.shape)
+            raise ValueError(f"a conditional model with {k} classes needs ({k}, 4, H, W) targets, not {got}")
+        if target is not None:
+            grid = [int(target.shape[-2]), int(target.shape[-1])]
+            default = [list(seed_position_for(target.mean(0) if k else target))]
+        else:
+            side = config.size + 2 * config.padding
+            grid, default = [side, side], [[0.5, 0.5]]
+        spec = ModelSpec(
+            config.model_config(),
+            TaskSpec(
+                name=cls.name,
+                grid=grid,
+                seed_kind=config.seed_kind,
+                seed_positions=[list(p) for p in config.seed_positions] or default,
+                background=config.background,
+                classes=class_names(config),
+                channels=image_channels(config.channels),
+                options={"mode": config.mode},
+            ),
+        )
+        task = cls(spec, {"target": target} if target is not None else {}, device)
+        task.config = config
+        return task.to(device)
+
+    def make_objectives(self, config: Any) -> None:
+        from ncacli.losses.objective import make_objective
+
+        if self.classes:
+            assert self.target is not None
+            self.objectives = [make_objective(config, t) for t in self.target]
+        else:
+            self.objectives = [make_objective(config, self.target)]
+
+    def describe(self) -> str:
+        return describe_target(self.config) if self.config is not None else ", ".join(self.spec.task.classes)
+
+    def provenance(self) -> dict[str, Any]:
+        config = self.config
+        return {"target": self.describe(), "mode": config.mode, "loss": config.loss, **objective_provenance(config)}
+
+    def set_generator(self, generator: torch.Generator) -> None:
+        for objective in self.objectives:
+            objective.generator = generator
+
+    def seeds(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        cfg = self.spec
+        x = make_seed(
+            n, cfg.model.channels, *self.grid, self.seed_positions, self.device, cfg.task.seed_kind, generator
+        )
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def make_pool(self, trainer: Any) -> SamplePool | None:
+        if self.mode == "growing":
+            return None
+        size, start = trainer.shard.pool_size, trainer.shard.pool_start
+        labels = torch.arange(start, start + size, device=self.device) % self.classes if self.classes else None
+        return SamplePool(trainer.seeds(size), size, labels)
+
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-sample loss ``(B,)``; a conditional model's samples against their own class's target."""
+        if labels is None:
+            return self.objectives[0](x)
+        total = x.new_zeros(x.shape[0])
+        for k in labels.unique().tolist():
+            total = torch.where(labels == k, self.objectives[k](x), total)
+        return total
+
+    def terms(self) -> dict[str, float]:
+        return dict(self.objectives[0].last)
+
+    def condition(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        return one_hot(labels, self.classes) if labels is not None else None
+
+    def random_labels(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
+        if not self.classes:
+            return None
+        return torch.randint(self.classes, (n,), generator=generator, device=self.device)
+
+    def batch(self, trainer: Any) -> Batch:
+        """Sorted by loss, worst first: the worst is replaced by a seed; in ``regenerating`` mode the
+        ``damage_count`` best get a hole, and in a conditional run the ``mutation_count`` next best
+        are switched to another class (the NCAtorch review)."""
+        g, batch, pool = trainer.generator, trainer.shard.batch, trainer.pool
+        if pool is None:
+            return Batch(None, trainer.seeds(batch), self.random_labels(batch, g))
+        idx, x = pool.sample(batch, g)
+        labels = pool.labels[idx] if pool.labels is not None else None
+        with torch.no_grad():
+            order = torch.argsort(self.loss(x, labels), descending=True)
+        idx, x = idx[order], x[order]
+        x[:1] = trainer.seeds(1)
+        damaged = trainer.shard.damage_count if self.mode == "regenerating" else 0
+        if damaged > 0:
+            (h, w) = x.shape[2:]
+            mask = random_circles(damaged, h, w, g, device=self.device)
+            x[-damaged:] = apply_damage(x[-damaged:], mask)
+        if labels is not None:
+            labels = labels[order]
+            labels[:1] = self.random_labels(1, g)
+            if trainer.shard.mutation_count:
+                end = batch - damaged
+                start = end - trainer.shard.mutation_count
+                labels[start:end] = other_labels(labels[start:end], self.classes, g)
+        return Batch(idx, x, labels)
+
+    def grow(self, trainer: Any, steps: int, seed: int = 0) -> torch.Tensor:
+        """One sample grown from the seed for ``steps`` steps (one per class) → ``(B, C, H, W)``."""
+        g = torch.Generator(device=self.device)
+        g.manual_seed(seed)
+        labels = torch.arange(self.classes, device=self.device) if self.classes else None
+        batch = self.classes or 1
+        with torch.no_grad():
+            return trainer.model.rollout(trainer.seeds(batch, g), steps, g, condition=self.condition(labels))
+
+    def preview(self, trainer: Any) -> bytes:
+        """The target (when there is one) beside the pattern grown for each of ``PREVIEW_STEPS``; a
+        conditional model's classes one row each."""
+        from ncacli.io.images import grid_png
+
+        grown = torch.stack([self.grow(trainer, steps) for steps in PREVIEW_STEPS], dim=1)  # (rows, steps, C, H, W)
+        if self.target is not None:
+            targets = torch.zeros_like(grown[:, :1])
+            targets[:, 0, :4] = self.target if self.classes else self.target[None]
+            grown = torch.cat([targets, grown], dim=1)
+        columns = grown.shape[1]
+        return grid_png(grown.flatten(0, 1), scale=2, background=self.spec.task.background, columns=columns)
+
+
+PREVIEW_STEPS = (96, 200)
+
+
+class TextTask(ImageTask):
+    name = "text"
+    summary = "grow towards a text prompt through CLIP (nca-clip)"
+    perturbations = ("damage", "none")
+
+
+class TextureTask(ImageTask):
+    name = "texture"
+    summary = "grow a texture under a VGG style loss"
+    perturbations = ("damage", "none")
+
+
+def class_names(config: Any) -> list[str]:
+    return [value if kind == "target" else f"emoji {value}" for kind, value in config.classes()]
+
+
+def describe_target(config: Any) -> str:
+    if config.prompt or config.style:
+        parts = [f"style {config.style}" if config.style else "", f"prompt {config.prompt!r}" if config.prompt else ""]
+        return ", ".join(p for p in parts if p)
+    if config.classes():
+        return ", ".join(class_names(config))
+    return config.target or f"emoji {config.emoji}"
+
+
+def objective_provenance(config: Any) -> dict:
+    """What the objective was made of, for the model file's history."""
+    from ncacli.config import loss_names
+
+    names = loss_names(config.loss)
+    out: dict = {"loss_weights": {n: float(config.loss_weights.get(n, 1.0)) for n in names}}
+    if config.loss_options:
+        out["loss_options"] = config.loss_options
+    if "clip" in names:
+        out.update(
+            prompt=config.prompt,
+            clip_model=config.clip_model,
+            clip_pretrained=config.clip_pretrained,
+            growth_loss=config.growth_loss,
+        )
+    if "style" in names:
+        out.update(style=config.style, style_loss=config.style_loss, vgg_weights=config.vgg_weights or "torchvision")
+    return out
