@@ -9,20 +9,20 @@ against what its entry declares. An unknown key is an error with a "did you mean
 
 from __future__ import annotations
 
-import difflib
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ncacli.engine.nca import ModelConfig
-from ncacli.errors import UsageError
+from ncacli.errors import UsageError, did_you_mean
 from ncacli.names import (  # noqa: F401  (GROWTH_LOSSES is read from here by the clip loss)
     BACKGROUNDS,
     CLIP_AUGMENTS,
     GROWTH_LOSSES,
     LR_SCHEDULES,
     MODES,
+    PADDING_MODES,
     SEED_KINDS,
     STYLE_LOSSES,
 )
@@ -151,9 +151,7 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
 def check_keys(data: dict[str, Any], origin: str) -> None:
     for key in data:
         if key not in FIELD_TYPES:
-            close = difflib.get_close_matches(key, FIELD_TYPES, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise UsageError(f"{origin}: unknown config key '{key}'{hint}")
+            raise UsageError(f"{origin}: unknown config key '{key}'{did_you_mean(key, FIELD_TYPES)}")
 
 
 ENTRY_TABLES = {"perception": "perception_options", "update": "update_options"}
@@ -252,9 +250,7 @@ def load_preset(name: str) -> tuple[dict[str, Any], str]:
         return read_toml(path, "preset"), path.stem
     presets = list_presets()
     if name not in presets:
-        close = difflib.get_close_matches(name, presets, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise UsageError(f"unknown preset '{name}'{hint}; `nca presets` lists them")
+        raise UsageError(f"unknown preset '{name}'{did_you_mean(name, presets)}; `nca presets` lists them")
     return read_toml(presets[name], f"preset {name}"), name
 
 
@@ -294,7 +290,7 @@ def loss_names(loss: str) -> list[str]:
 def validate(config: Config) -> None:
     if config.mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, not {config.mode!r}")
-    if config.padding_mode not in ("zeros", "circular"):
+    if config.padding_mode not in PADDING_MODES:
         raise UsageError(f"padding_mode must be 'zeros' or 'circular', not {config.padding_mode!r}")
     if not 0.0 < config.fire_rate <= 1.0:
         raise UsageError(f"fire_rate must be in (0, 1], not {config.fire_rate}")
@@ -367,11 +363,8 @@ def check_entries(config: Config, origin: str = "config") -> None:
             raise UsageError(f"loss_options.{name} must be a table of options, not {options!r}")
         OBJECTIVES.options(name, options, f"{origin}: loss_options")
     task = TASKS.get(config.task_name(), "task")
-    check_task_options = getattr(task, "check_config", None)
-    if check_task_options is not None:
-        check_task_options(config)
-    elif config.task_options:
-        raise UsageError(f"task {config.task_name()!r} takes no task_options")
+    TASKS.options(config.task_name(), config.task_options, f"{origin}: task_options")
+    task.check_config(config)
 
 
 def _validate_classes(config: Config) -> None:

@@ -1,5 +1,6 @@
 """Errors a user can cause: each carries one line that names the problem."""
 
+import difflib
 import os
 
 # Untrained ("random") VGG16 or LPIPS backbones are a device of the test suite, which sets this to 1.
@@ -21,6 +22,12 @@ class UsageError(NcaError):
 class WriteError(NcaError):
     """A file could not be written (a full disk, no permission, a writer that failed); the old file, if any,
     is left as it was and no partial file remains."""
+
+
+def did_you_mean(name: str, known) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known``, or ``""``: the one spelling-hint of the toolkit."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def check_random_weights(option: str, network: str) -> None:

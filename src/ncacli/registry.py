@@ -19,7 +19,6 @@ lookup with a did-you-mean. Two things every entry may declare:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import os
 import warnings
@@ -116,6 +115,8 @@ def option_fields(obj: Any, skip: int = 0) -> list[OptionField]:
             default = f.default if f.default is not dataclasses.MISSING else None
             out.append(OptionField(f.name, _annotation_text(f.type), default, not has))
         return out
+    if skip < 0 or not (inspect.isclass(obj) or inspect.isroutine(obj)):
+        return []  # an instance (a Metric), or a kind whose options come from ``Options`` only (tasks)
     try:
         signature = inspect.signature(obj)
     except (TypeError, ValueError):
@@ -129,15 +130,13 @@ def option_fields(obj: Any, skip: int = 0) -> list[OptionField]:
 
 def parse_options(kind: str, name: str, obj: Any, data: dict[str, Any], origin: str, skip: int = 0) -> dict[str, Any]:
     """Check ``data`` against the entry's options → the options to pass (unknown keys and wrong types refused)."""
-    from ncacli.errors import UsageError
+    from ncacli.errors import UsageError, did_you_mean
 
     known = {f.name: f for f in option_fields(obj, skip)}
     for key, value in data.items():
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else (
-                f"; it takes {', '.join(sorted(known))}" if known else "; it takes no options"
-            )
+            takes = f"; it takes {', '.join(sorted(known))}" if known else "; it takes no options"
+            hint = did_you_mean(key, known) or takes
             raise UsageError(f"{origin}: {kind} '{name}' has no option '{key}'{hint}")
         if not type_ok(known[key].annotation, value):
             raise UsageError(f"{origin}: {kind} '{name}' option {key} must be {known[key].annotation}, not {value!r}")
@@ -145,14 +144,6 @@ def parse_options(kind: str, name: str, obj: Any, data: dict[str, Any], origin: 
     if missing:
         raise UsageError(f"{origin}: {kind} '{name}' needs the option {missing[0]}")
     return dict(data)
-
-
-def build_options(obj: Any, data: dict[str, Any]) -> Any:
-    """The entry's ``Options`` instance for ``data`` (already checked), or ``data`` itself without a class."""
-    cls = getattr(obj, "Options", None)
-    if cls is not None and dataclasses.is_dataclass(cls):
-        return cls(**data)
-    return data
 
 
 # -- registries ---------------------------------------------------------------------------------------------
@@ -167,7 +158,7 @@ class Registry(MutableMapping):
         interface: str,
         check: Callable[[Any], str | None] = lambda obj: None,
         legacy_groups: tuple[str, ...] = (),
-        option_skip: int = 0,
+        option_skip: int = 0,  # constructor parameters the toolkit passes itself; -1: options from Options only
     ) -> None:
         self.kind = kind  # plural: "perceptions"
         self.singular = kind[:-1] if kind.endswith("s") else kind
@@ -262,10 +253,9 @@ class Registry(MutableMapping):
 
 def unknown(kind: str, name: str, known: list[str]):
     """The one did-you-mean: ``unknown perception 'sobl' (did you mean 'sobel'?)``."""
-    from ncacli.errors import UsageError
+    from ncacli.errors import UsageError, did_you_mean
 
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else f"; known: {', '.join(sorted(known))}"
+    hint = did_you_mean(name, known) or f"; known: {', '.join(sorted(known))}"
     return UsageError(f"unknown {kind} '{name}'{hint}")
 
 
@@ -301,7 +291,7 @@ OBJECTIVES = Registry(
     "objectives", "an objective factory f(target, config, **options) → states ↦ (B,)", _callable,
     legacy_groups=("ncacli.losses",), option_skip=2,
 )  # fmt: skip
-TASKS = Registry("tasks", "a subclass of ncacli.tasks.Task", _task)
+TASKS = Registry("tasks", "a subclass of ncacli.tasks.Task", _task, option_skip=-1)
 METRICS = Registry("metrics", "a Metric or a factory f(device, **options) → Metric", _metric, option_skip=1)
 SUITES = Registry("suites", "a benchmark suite f(sizes) → list of cases", _callable)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 from pathlib import Path
@@ -56,13 +55,12 @@ def use_engine(model, name: str) -> str:
     """Set ``model.engine`` from ``--engine``, ``auto`` resolved for the model's device
     (:func:`ncacli.engine.device.auto_engine`; the fused kernel is chosen by name only); a fused engine that
     cannot run this model says why in one line on stderr. Returns the engine set."""
-    from ncacli.engine import active
     from ncacli.engine.device import auto_engine
 
     check_name("engine", name, ENGINE_NAMES)
     chosen = auto_engine(next(model.parameters()).device) if name == "auto" else name
     model.engine = chosen
-    if chosen == "active" and not active.supports(model):
+    if chosen == "active" and not model.active_ok:
         chosen = "reference"  # what runs: the model's cells live by its input, or its update has no rows
     if chosen == "fused":
         from ncacli.engine.fused import fused_supported
@@ -96,9 +94,9 @@ def parse_grid(text: str) -> tuple[int, int]:
 
 def check_name(kind: str, name: str, known: list[str]) -> None:
     if name not in known:
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else f"; known: {', '.join(sorted(known))}"
-        raise UsageError(f"unknown {kind} '{name}'{hint}")
+        from ncacli.registry import unknown
+
+        raise unknown(kind, name, known)
 
 
 def read_state(name: str, channels: int | None = None):

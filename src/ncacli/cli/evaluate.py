@@ -10,8 +10,6 @@ import typer
 from ncacli.cli.common import emit_json, engine_option, parse_pair, print_table
 from ncacli.errors import NcaError, UsageError
 
-STAGE1_DEFAULT = "64-96"
-
 
 def evaluate(
     model_path: Optional[str] = typer.Argument(
@@ -39,7 +37,9 @@ def evaluate(
         None, "--trials", min=1, help="Independent trials (default 8; classifiers: up to 512 test images)."
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed of the trials."),
-    stage1: str = typer.Option(STAGE1_DEFAULT, "--stage1", help="Stage 1: steps averaged (A-B; classifiers 20-30)."),
+    stage1: Optional[str] = typer.Option(
+        None, "--stage1", help="Stage 1: steps averaged, A-B (default 64-96; classifiers 20-30)."
+    ),
     stage2: int = typer.Option(149, "--stage2", min=0, help="Stage 2: the step before the perturbation (m_pre)."),
     perturb_at: int = typer.Option(150, "--perturb-at", min=1, help="Step at which the perturbation is applied."),
     final: int = typer.Option(449, "--final", min=1, help="Stage 3: the final step (m_final)."),
@@ -63,10 +63,12 @@ def evaluate(
     from ncacli.cli.common import load
     from ncacli.evaluation.run import evaluate_model
 
-    try:
-        a, b = (int(v) for v in stage1.split("-"))
-    except ValueError:
-        raise UsageError(f"--stage1 {stage1!r}: expected two steps like 64-96") from None
+    window = None
+    if stage1 is not None:
+        parts = [v.strip() for v in stage1.split("-")]
+        if len(parts) != 2 or not all(v.isdigit() for v in parts):
+            raise UsageError(f"--stage1 {stage1!r}: expected two steps like 64-96")
+        window = (int(parts[0]), int(parts[1]))
     path = _model_file(model_path)
     model = load(path, device_name, engine)
     document = evaluate_model(
@@ -80,7 +82,7 @@ def evaluate(
         lpips_weights=lpips_weights,
         trials=trials,
         seed=seed,
-        stage1=(a, b) if stage1 != STAGE1_DEFAULT or model.spec.task.name != "classify" else None,
+        stage1=window,
         stage2=stage2,
         perturb_at=perturb_at,
         final=final,

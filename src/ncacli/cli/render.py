@@ -185,8 +185,8 @@ def _conditions(model, names, grid, condition, condition_map, switch_at, conditi
 
 def _classify_video(m, out, steps, fps, every, scale, seed, input_image, switch_at, input_to, json_out) -> None:
     """A classifier's video: every living cell in its predicted class's colour over the input, the input
-    switched to another after ``switch_at`` (the Distill self-classifying figures)."""
-    import numpy as np
+    switched to another after ``switch_at`` (the Distill self-classifying figures), a legend below."""
+    import torch
 
     from ncacli.errors import UsageError
     from ncacli.io.video import write_video
@@ -196,58 +196,21 @@ def _classify_video(m, out, steps, fps, every, scale, seed, input_image, switch_
     task = m.task
     first = task.image_of(input_image or "0")
     after = task.image_of(input_to) if input_to is not None else first
-    inputs = task.condition(torch_tensor([first, after], m.device))
+    inputs = task.condition(torch.tensor([first, after], device=m.device))
     cond = lambda step: inputs[:1] if switch_at is None or step <= switch_at else inputs[1:]  # noqa: E731
-    legend = _legend(task, scale)
-
-    def frame(x, c):
-        rgb = (task.picture(x, c)[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-        big = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
-        return np.concatenate([big, legend[:, : big.shape[1]] if legend.shape[1] >= big.shape[1] else
-                               np.pad(legend, ((0, 0), (0, big.shape[1] - legend.shape[1]), (0, 0)),
-                                      constant_values=255)], axis=0)  # fmt: skip
-
     x = m.seed()
-    frames = [frame(x, cond(1))]
+    frames = [task.frame(x, cond(1), scale)]
 
     def observe(step, x):
         if step % every == 0 or step == steps:
-            frames.append(frame(x, cond(step)))
+            frames.append(task.frame(x, cond(step), scale))
 
     m.grow(steps, x, seed, cond, observe)
     write_video(out, frames, fps)
-    d = task.load_data()
-    summary = {
-        "out": str(out), "frames": len(frames), "steps": steps, "fps": fps,
-        "input": {"index": first, "class": task.spec.task.classes[int(d.labels[first])]},
-    }  # fmt: skip
+    summary = {"out": str(out), "frames": len(frames), "steps": steps, "fps": fps, "input": task.about(first)}
     if switch_at is not None:
-        to_class = task.spec.task.classes[int(d.labels[after])]
-        summary.update(switch_at=switch_at, input_to={"index": after, "class": to_class})
+        summary.update(switch_at=switch_at, input_to=task.about(after))
     if json_out:
         emit_json(summary)
     else:
         console.print(f"rendered {len(frames)} frames → {out}", highlight=False)
-
-
-def torch_tensor(values, device):
-    import torch
-
-    return torch.tensor(values, device=device)
-
-
-def _legend(task, scale):
-    """A strip of class colours with their names under the picture."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    entries = task.legend()
-    cell = max(14, 3 * scale)
-    width = max(1, len(entries)) * cell * 2
-    img = Image.new("RGB", (width, cell + 4), "white")
-    draw = ImageDraw.Draw(img)
-    for i, (name, colour) in enumerate(entries):
-        x = i * cell * 2
-        draw.rectangle([x + 1, 2, x + cell - 2, cell + 1], fill=tuple(int(v * 255) for v in colour))
-        draw.text((x + cell, 2), name[:2], fill="black")
-    return np.asarray(img)

@@ -104,7 +104,7 @@ def train(
             raise NcaError(f"{resume}: a pixels run cannot be resumed; start it again")
         tensors, meta = run_dir.load_resume()
         distributed.check_resume(meta, world, str(resume))
-        the_task = TASKS.get(config.task_name(), "task").from_config(config, "cpu")
+        the_task = TASKS.get(config.task_name(), "task").from_resume(config, tensors, "cpu")
     else:
         implied = _preset_for_loss(flags["loss"]) if preset is None and config_file is None else None
         config = cfgmod.resolve(preset or implied, config_file, sets, flags)

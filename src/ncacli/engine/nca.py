@@ -112,6 +112,7 @@ class NCA(nn.Module):
         lap = torch.tensor(LAPLACIAN).view(1, 1, 3, 3).repeat(max(config.signal_channels, 1), 1, 1, 1)
         self.register_buffer("laplacian", lap, persistent=False)
         self.engine = "active"  # how a step runs: one of ENGINES
+        self.active_ok = active.supports(self)  # asked once: the update and the alive rule do not change
         # NHWC is several times faster for the 1×1 convolutions and the depthwise perception.
         self.to(memory_format=torch.channels_last)
 
@@ -134,7 +135,7 @@ class NCA(nn.Module):
         """
         if self.engine == "fused" and isinstance(generator, CounterRandom) and self.fused_ready(condition):
             return fused.fused_step(self, x, generator)
-        if self.engine != "reference" and active.supports(self):
+        if self.engine != "reference" and self.active_ok:
             return active.active_step(self, x, generator, condition)
         return self.reference_step(x, generator, condition)
 

@@ -103,13 +103,12 @@ def load(name: str, device: str | torch.device = "cpu") -> LoadedModel:
     spec, provenance = read_spec(name, meta)
     extra = {k: tensors.pop(k) for k in task_tensor_names(tensors)}
     config = spec.model
-    target = extra.get(TARGET)
-    k = config.condition_channels if spec.task.name != "classify" else 0
-    shape = (k, 4) if k else (4,)
-    if target is not None and (tuple(target.shape[:-2]) != shape or not torch.isfinite(target).all()):
-        want = f"({k}, 4, H, W) targets" if k else "(4, H, W) RGBA image"
-        raise NcaError(f"{name}: its target tensor is not a finite {want} ({list(target.shape)})")
-    from ncacli.registry import PERCEPTIONS, UPDATES
+    from ncacli.registry import PERCEPTIONS, TASKS, UPDATES
+
+    if spec.task.name in TASKS:
+        problem = TASKS[spec.task.name].check_tensors(spec, extra)
+        if problem is not None:
+            raise NcaError(f"{name}: {problem}")
 
     for registry, what, value in ((PERCEPTIONS, "perception", config.perception), (UPDATES, "update", config.update)):
         if value not in registry:

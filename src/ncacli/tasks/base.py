@@ -53,10 +53,25 @@ class Task:
 
     # -- training ------------------------------------------------------------------------------------------
 
+    @staticmethod
+    def check_config(config: Config) -> None:
+        """Refuse a config the task cannot train (its ``task_options`` are already checked against ``Options``)."""
+
     @classmethod
     def from_config(cls, config: Config, device: Any) -> Task:
         """Build the task for a training run: load what it learns from and write the model spec."""
         raise NotImplementedError
+
+    @classmethod
+    def check_tensors(cls, spec: ModelSpec, tensors: dict[str, torch.Tensor]) -> str | None:
+        """Why a model file's task tensors cannot be this task's (a damaged file), or None."""
+        return None
+
+    @classmethod
+    def from_resume(cls, config: Config, tensors: dict[str, torch.Tensor], device: Any) -> Task:
+        """Rebuild the task of a run being resumed; ``tensors`` are its resume file's (what
+        :meth:`saved_tensors` kept, among them). By default as for a new run."""
+        return cls.from_config(config, device)
 
     def describe(self) -> str:
         """What the model learns, in a few words (run names, JSON)."""
@@ -101,8 +116,9 @@ class Task:
         """What the last :meth:`loss` call reports beside the loss (each term of a sum)."""
         return {}
 
-    def set_generator(self, generator: torch.Generator) -> None:
-        """The trainer's generator, for objectives that draw random numbers."""
+    def prepare(self, config: Config, generator: torch.Generator) -> None:
+        """Called by the trainer once the model and the pool exist: build what the loss needs (objectives
+        that draw random numbers take ``generator``, the trainer's)."""
 
     def preview(self, trainer: Any) -> bytes:
         """A PNG of where training stands."""

@@ -59,9 +59,6 @@ class ClassifyTask(Task):
 
     @staticmethod
     def check_config(config: Any) -> None:
-        from ncacli.registry import parse_options
-
-        parse_options("task", "classify", ClassifyTask, config.task_options, "task_options")
         o = Options(**config.task_options)
         for key, allowed in (("loss", LOSSES), ("cells", CELLS)):
             if getattr(o, key) not in allowed:
@@ -272,8 +269,27 @@ class ClassifyTask(Task):
             return 1.0 - live * ink.clamp(0, 1) * (1.0 - colour)
         return 0.5 * condition.expand_as(colour) + 0.5 * colour  # a photograph: tinted by the votes
 
-    def legend(self) -> list[tuple[str, tuple[float, float, float]]]:
-        return [(name, PALETTE[i % len(PALETTE)]) for i, name in enumerate(self.spec.task.classes)]
+    def frame(self, states: torch.Tensor, condition: torch.Tensor, scale: int):
+        """The first sample's picture, ``scale`` pixels per cell, over a legend of class colours: ``(H, W, 3)``
+        uint8 (a video frame)."""
+        import numpy as np
+        from PIL import Image, ImageDraw
+
+        big = _upscale(self.picture(states[:1], condition[:1])[0], scale)
+        cell, step = 12, 30  # a swatch and its name (up to 3 characters) per 30 pixels, as many rows as needed
+        per_row = max(1, big.shape[1] // step)
+        strip = Image.new("RGB", (big.shape[1], -(-self.k // per_row) * (cell + 2) + 2), "white")
+        draw = ImageDraw.Draw(strip)
+        for i, name in enumerate(self.spec.task.classes):
+            x, y = int((i % per_row) * step), (i // per_row) * (cell + 2) + 2
+            colour = tuple(int(v * 255) for v in PALETTE[i % len(PALETTE)])
+            draw.rectangle([x + 1, y, x + cell - 2, y + cell - 2], fill=colour)
+            draw.text((x + cell, y - 1), name[:3], fill="black")
+        return np.concatenate([big, np.asarray(strip)], axis=0)
+
+    def about(self, index: int) -> dict[str, Any]:
+        """An input image for a summary: its index in the data set and its class."""
+        return {"index": index, "class": self.spec.task.classes[int(self.load_data().labels[index])]}
 
 
 def _upscale(rgb: torch.Tensor, scale: int):

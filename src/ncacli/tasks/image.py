@@ -62,6 +62,22 @@ class ImageTask(Task):
         return cls.for_target(config, target, device)
 
     @classmethod
+    def check_tensors(cls, spec: ModelSpec, tensors: dict[str, torch.Tensor]) -> str | None:
+        target, k = tensors.get("target"), spec.model.condition_channels
+        shape = (k, 4) if k else (4,)
+        if target is not None and (tuple(target.shape[:-2]) != shape or not torch.isfinite(target).all()):
+            want = f"({k}, 4, H, W) targets" if k else "(4, H, W) RGBA image"
+            return f"its target tensor is not a finite {want} ({list(target.shape)})"
+        return None
+
+    @classmethod
+    def from_resume(cls, config: Any, tensors: dict[str, torch.Tensor], device: Any) -> ImageTask:
+        """The target the run learned, from its resume file (the image on disk may have changed since)."""
+        if "target" in tensors:
+            return cls.for_target(config, tensors["target"], device)
+        return cls.from_config(config, device)
+
+    @classmethod
     def for_target(cls, config: Any, target: torch.Tensor | None, device: Any = "cpu") -> ImageTask:
         """The task for a target already in memory: ``(4, H, W)``, a conditional model's ``(K, 4, H, W)``, or
         None when the objective needs none (the grid is then ``size + 2·padding`` square)."""
@@ -92,14 +108,14 @@ class ImageTask(Task):
         task.config = config
         return task.to(device)
 
-    def make_objectives(self, config: Any) -> None:
+    def prepare(self, config: Any, generator: torch.Generator) -> None:
+        """The objective (one per class of a conditional model), drawing from the trainer's generator."""
         from ncacli.losses.objective import make_objective
 
-        if self.classes:
-            assert self.target is not None
-            self.objectives = [make_objective(config, t) for t in self.target]
-        else:
-            self.objectives = [make_objective(config, self.target)]
+        targets = list(self.target) if self.classes else [self.target]
+        self.objectives = [make_objective(config, t) for t in targets]
+        for objective in self.objectives:
+            objective.generator = generator
 
     def describe(self) -> str:
         return describe_target(self.config) if self.config is not None else ", ".join(self.spec.task.classes)
@@ -107,10 +123,6 @@ class ImageTask(Task):
     def provenance(self) -> dict[str, Any]:
         config = self.config
         return {"target": self.describe(), "mode": config.mode, "loss": config.loss, **objective_provenance(config)}
-
-    def set_generator(self, generator: torch.Generator) -> None:
-        for objective in self.objectives:
-            objective.generator = generator
 
     def seeds(self, n: int, generator: torch.Generator) -> torch.Tensor:
         cfg = self.spec

@@ -107,10 +107,7 @@ class Trainer:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(generator_seed(config.seed, world))
         self.pool = task.make_pool(self)
-        make = getattr(task, "make_objectives", None)
-        if make is not None:
-            make(config)
-        task.set_generator(self.generator)
+        task.prepare(config, self.generator)
         self.iteration = 0
         self.seconds = 0.0
 
