@@ -71,6 +71,8 @@ def train(
     from ncacli.train.run_dir import RunDir, default_run_dir
 
     check_name("engine", engine, ENGINE_NAMES)
+    if data is not None and task is None:
+        task = "classify"  # the task that reads --data
     world = distributed.World.from_env()  # None unless started by torchrun
     flags = {
         **_target_flags(target or [], emoji or []),
@@ -106,12 +108,13 @@ def train(
         distributed.check_resume(meta, world, str(resume))
         the_task = TASKS.get(config.task_name(), "task").from_resume(config, tensors, "cpu")
     else:
-        implied = _preset_for_loss(flags["loss"]) if preset is None and config_file is None else None
+        implied = _implied_preset(flags["loss"], task, data) if preset is None and config_file is None else None
         config = cfgmod.resolve(preset or implied, config_file, sets, flags)
         the_task = TASKS.get(config.task_name(), "task").from_config(config, "cpu")
         run_dir = RunDir(out if out is not None else default_run_dir(config, the_task.describe()))
         if implied:
-            note = f"preset: {implied} (for --loss {config.loss}; name another with --preset)"
+            why = f"--task {task}" if task == "classify" else f"--loss {config.loss}"
+            note = f"preset: {implied} (for {why}; name another with --preset)"
     untrained = _random_weights(config)  # refused here outside the tests; said once the trainer is built
     notes = [note] if note else []
     notes += [
@@ -216,8 +219,11 @@ def _loss_from_inputs(prompt: str | None, style: str | None) -> str | None:
     return "+".join(names) or None
 
 
-def _preset_for_loss(loss: str | None) -> str | None:
-    """The preset a loss implies when none is named: texture for style, clip for clip (nca-clip's recipe)."""
+def _implied_preset(loss: str | None, task: str | None, data: str | None) -> str | None:
+    """The preset the inputs imply when none is named: texture for style, clip for clip (nca-clip's recipe);
+    for --task classify, the preset of its data (classify-mnist, classify-cifar10; else classify-digits)."""
+    if task == "classify":
+        return {"mnist": "classify-mnist", "cifar10": "classify-cifar10"}.get(data or "", "classify-digits")
     names = (loss or "").split("+")
     return "texture" if "style" in names else "clip" if "clip" in names else None
 
