@@ -403,3 +403,10 @@ def test_evaluate_mutation_reports_recovery_per_class(capsys, conditional_model)
     assert {(t["class"], t["mutated_to"]) for t in last_json(out)["trials"]} == {(0, 1)}
     code, _, err = run_cli(capsys, "evaluate", conditional_model, "--condition-to", "1", "--metric", "mse")
     one_error_line(err, "--perturb mutation")
+
+
+def test_benchmark_refuses_a_conditional_model_in_one_line(capsys, conditional_model):
+    code, _, err = run_cli(capsys, "benchmark", conditional_model, "--size", "12", "--batch", "1", "--steps", "2")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 1 and lines == [f"nca: error: {conditional_model}: a conditional model; "
+                                   "nca benchmark times models without a condition"], err

@@ -95,6 +95,11 @@ def benchmark(
 
         loaded = load(model_path, dev, "reference")
         model, source = loaded.nca, model_path
+        if model.config.condition_channels:
+            from ncacli.errors import NcaError
+
+            what = "a classifier" if loaded.spec.task.name == "classify" else "a conditional model"
+            raise NcaError(f"{model_path}: {what}; nca benchmark times models without a condition")
         seed_of = lambda b, h, w: loaded.seed(b, (h, w)).cpu()  # noqa: E731
     else:
         model = trained_like(seed=seed).to(dev)

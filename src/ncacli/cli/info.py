@@ -35,6 +35,8 @@ def info(
     for network in data["random_weights"]:
         note = f"[yellow]{network}: trained against an untrained network (a test)[/]"
         table.add_row("[yellow]random weights[/]", note)
+    for key, value in data["spec"]["task"].items():
+        table.add_row(f"task.{key}", str(value))
     for key, value in data["config"].items():
         table.add_row(f"config.{key}", str(value))
     for key, value in data["provenance"].items():
