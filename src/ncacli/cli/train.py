@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from ncacli.cli.common import ENGINE_NAMES, check_name, console, device, emit_json, engine_option, use_engine
+from ncacli.cli.common import ENGINE_NAMES, check_name, console, emit_json, engine_option
 from ncacli.errors import NcaError, WriteError
 from ncacli.train import distributed
 
@@ -64,15 +61,15 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train an NCA to grow a target from a seed; the last stdout line is JSON naming the run."""
+    """Train an NCA for a task (default from the preset); the last stdout line is JSON naming the run."""
     from ncacli import config as cfgmod
-    from ncacli.errors import UsageError
-    from ncacli.registry import TASKS
-    from ncacli.train.run_dir import RunDir, default_run_dir
+    from ncacli.train.session import open_session, resumed_config
 
     check_name("engine", engine, ENGINE_NAMES)
     if data is not None and task is None:
         task = "classify"  # the task that reads --data
+    if model_kind is not None and task is None:
+        task = {"pixels": "pixels", "nca": None}.get(model_kind, model_kind)  # 0.1.0's --model pixels
     world = distributed.World.from_env()  # None unless started by torchrun
     flags = {
         **_target_flags(target or [], emoji or []),
@@ -80,7 +77,7 @@ def train(
         "style": style,
         "loss": loss or _loss_from_inputs(prompt, style),
         "loss_weights": _parse_weights(loss_weights) if loss_weights is not None else None,
-        "task": task or ({"pixels": "pixels", "nca": None}.get(model_kind, model_kind) if model_kind else None),
+        "task": task,
         "task_options": {"data": data} if data is not None else None,
         "clip_model": clip_model,
         "clip_pretrained": clip_pretrained,
@@ -93,109 +90,22 @@ def train(
         "seed": seed,
         "device": device_name,
     }
-    note = ""
+    notes = []
     if resume is not None:
-        run_dir = RunDir(resume)
-        if not (resume / "config.toml").exists():
-            raise NcaError(f"{resume}: not a run directory (no config.toml)")
-        config = cfgmod.apply(cfgmod.Config(), _legacy(cfgmod.read_toml(resume / "config.toml", "config")), str(resume))
-        config = cfgmod.apply(
-            config, {k: v for k, v in flags.items() if v is not None and k in ("iters", "device")}, "option"
-        )
-        if config.task_name() == "pixels":
-            raise NcaError(f"{resume}: a pixels run cannot be resumed; start it again")
-        tensors, meta = run_dir.load_resume()
-        distributed.check_resume(meta, world, str(resume))
-        the_task = TASKS.get(config.task_name(), "task").from_resume(config, tensors, "cpu")
+        config = resumed_config(resume, {"iters": iters, "device": device_name})
     else:
         implied = _implied_preset(flags["loss"], task, data) if preset is None and config_file is None else None
         config = cfgmod.resolve(preset or implied, config_file, sets, flags)
-        the_task = TASKS.get(config.task_name(), "task").from_config(config, "cpu")
-        run_dir = RunDir(out if out is not None else default_run_dir(config, the_task.describe()))
         if implied:
             why = f"--task {task}" if task == "classify" else f"--loss {config.loss}"
-            note = f"preset: {implied} (for {why}; name another with --preset)"
-    untrained = _random_weights(config)  # refused here outside the tests; said once the trainer is built
-    notes = [note] if note else []
-    notes += [
-        f"{network}: random weights (a test of the pipeline; the model learns nothing real)" for network in untrained
-    ]
-    note = "\n".join(notes)
-    if config.task_name() == "pixels":
-        if world is not None:
-            raise UsageError("--task pixels trains in one process: run it without torchrun")
-        _train_pixels(config, the_task, run_dir, quiet, note)
-        return
-    dev = device(config.device)
-    if world is not None:  # torchrun: join the process group; rank 0 alone writes and prints
-        dev = world.init(dev)
-        run_dir = _distributed_run_dir(run_dir.path, world)
-        console.quiet = not world.is_main
-    trainer = the_task.to(dev).trainer(config, dev, world)
-    engine_run = use_engine(trainer.model, engine)
-    if note:
+            notes.append(f"preset: {implied} (for {why}; name another with --preset)")
+    session = open_session(config, out, resume, engine, world, notes)
+    console.quiet = not session.writes
+    for note in session.notes:
         console.print(note, highlight=False)
-    if resume is not None:
-        trainer.load_state_tensors(tensors, meta)
-        run_dir.truncate_metrics(trainer.iteration)
-        cfgmod.validate(config)
-        from ncacli.io.files import atomic_write_bytes
-
-        if world is None or world.is_main:
-            atomic_write_bytes(run_dir.path / "config.toml", config.to_toml().encode())
-    else:
-        run_dir.create(config)
-
-    provenance = {
-        "preset": config.preset,
-        "seed": config.seed,
-        "device": str(trainer.device),
-        **the_task.provenance(),
-    }
-    saver = _Saver(
-        checkpoint=lambda tr: run_dir.save_checkpoint(tr, provenance),
-        final=lambda tr: run_dir.save_final(tr, provenance),
-        kept=run_dir.checkpoints,
-        done=f"model: {run_dir.model_path}\npreview: {run_dir.preview_path}",
-        resume_hint=f"continue with `{distributed.train_command(world)} --resume {run_dir.path}`",
-    )
-    _fit(trainer, run_dir, saver, quiet)
-    if world is not None and not world.is_main:
-        return
-    emit_json(
-        {
-            "run_dir": str(run_dir.path),
-            "model": str(run_dir.model_path),
-            "preview": str(run_dir.preview_path),
-            "iterations": trainer.iteration,
-            "loss": _last_loss(run_dir),
-            "device": str(trainer.device),
-            "engine": engine_run,
-            **({"random_weights": untrained} if untrained else {}),
-        }
-    )
-
-
-def _random_weights(config) -> list[str]:
-    """The networks of the objective that run on untrained weights: refused outside the test suite."""
-    from ncacli.config import loss_names
-    from ncacli.errors import check_random_weights
-
-    if "style" in loss_names(config.loss) and config.vgg_weights == "random":
-        check_random_weights("--vgg-weights", "VGG16")
-        return ["VGG16"]
-    return []
-
-
-def _legacy(values: dict[str, Any]) -> dict[str, Any]:
-    """A 0.1.0 run directory's config.toml in today's keys (``model = "pixels"`` → ``task = "pixels"``)."""
-    from ncacli.config import LEGACY_KEYS
-
-    out = dict(values)
-    for key, convert in LEGACY_KEYS.items():
-        if key in out:
-            out.update(convert(out.pop(key)))
-    return out
+    _fit(session.trainer, session.run_dir, session.saver, quiet)
+    if session.writes:
+        emit_json(session.summary())
 
 
 def _target_flags(targets: list[str], emojis: list[str]) -> dict[str, Any]:
@@ -242,69 +152,7 @@ def _parse_weights(text: str) -> dict[str, float]:
     return weights
 
 
-def _distributed_run_dir(path: Path, world):
-    from ncacli.train.run_dir import DistributedRunDir
-
-    return DistributedRunDir(path, world)
-
-
-def _last_loss(run_dir) -> float | None:
-    if not run_dir.metrics_path.exists():
-        return None
-    lines = run_dir.metrics_path.read_text(encoding="utf-8").splitlines()
-    return json.loads(lines[-1])["loss"] if lines else None
-
-
-@dataclass
-class _Saver:
-    """How a run keeps its work: at checkpoints, at the end, and which files it has kept so far."""
-
-    checkpoint: Callable[[Any], Path]
-    final: Callable[[Any], None]
-    kept: Callable[[], list[Path]]
-    done: str
-    resume_hint: str
-
-
-def _train_pixels(config, task, run_dir, quiet: bool, note: str) -> None:
-    """nca-clip's baseline: the picture's pixels optimised under the objective; writes pixels.png."""
-    import torch
-
-    from ncacli.io.files import atomic_write_bytes
-    from ncacli.io.images import grid_png
-    from ncacli.train.pixels import PixelTrainer
-
-    trainer = PixelTrainer(config, task.target, device(config.device))
-    if note:
-        console.print(note, highlight=False)
-    run_dir.create(config)
-    image = run_dir.path / "pixels.png"
-
-    def write(path: Path, tr) -> Path:
-        with torch.no_grad():
-            atomic_write_bytes(path, grid_png(tr.state(), scale=1, background=config.background))
-        return path
-
-    saver = _Saver(
-        checkpoint=lambda tr: write(run_dir.path / "checkpoints" / f"step-{tr.iteration:06d}.png", tr),
-        final=lambda tr: write(image, tr),
-        kept=lambda: sorted((run_dir.path / "checkpoints").glob("step-*.png")),
-        done=f"picture: {image}",
-        resume_hint="pixels runs cannot be resumed",
-    )
-    _fit(trainer, run_dir, saver, quiet)
-    emit_json(
-        {
-            "run_dir": str(run_dir.path),
-            "image": str(image),
-            "iterations": trainer.iteration,
-            "loss": _last_loss(run_dir),
-            **({"random_weights": untrained} if (untrained := _random_weights(config)) else {}),
-        }
-    )
-
-
-def _fit(trainer, run_dir, saver: _Saver, quiet: bool) -> None:
+def _fit(trainer, run_dir, saver, quiet: bool) -> None:
     """Run the loop with a progress bar; Ctrl-C saves a checkpoint and exits 130; NaN stops cleanly."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

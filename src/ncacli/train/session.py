@@ -1,46 +1,192 @@
-"""A training run as a function (``ncacli.api.train``): the task, its trainer, the run directory, the loop."""
+"""A training run: its config (new, or read back from a run directory), its task, trainer and run directory,
+and how it keeps its work. ``nca train`` and :func:`ncacli.api.train` both open one; the verb adds the
+progress bar, Ctrl-C and the final JSON line.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ncacli.errors import NcaError, UsageError
 
-def train_run(config: Any, out: Path, quiet: bool = True, engine: str = "auto") -> dict[str, Any]:
-    """Train ``config`` into the new run directory ``out``: checkpoints, ``model.safetensors``, preview.
 
-    Without a progress bar (``nca train`` adds one, Ctrl-C handling, resume and torchrun). Returns the summary
-    ``nca train`` prints."""
+@dataclass
+class Saver:
+    """How a run keeps its work: at checkpoints, at the end, and which files it has kept so far."""
+
+    checkpoint: Callable[[Any], Path]
+    final: Callable[[Any], None]
+    kept: Callable[[], list[Path]]
+    done: str
+    resume_hint: str
+
+
+@dataclass
+class Session:
+    config: Any
+    task: Any
+    run_dir: Any
+    trainer: Any
+    saver: Saver
+    engine: str | None
+    notes: list[str] = field(default_factory=list)
+    untrained: list[str] = field(default_factory=list)  # networks of the objective on random weights
+    world: Any = None
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes and prints (rank 0 under torchrun, always without)."""
+        return self.world is None or self.world.is_main
+
+    def last_loss(self) -> float | None:
+        path = self.run_dir.metrics_path
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        return json.loads(lines[-1])["loss"] if lines else None
+
+    def summary(self) -> dict[str, Any]:
+        """What ``nca train`` prints last, as JSON."""
+        out: dict[str, Any] = {"run_dir": str(self.run_dir.path)}
+        if self.config.task_name() == "pixels":
+            out.update(image=str(self.run_dir.path / "pixels.png"), iterations=self.trainer.iteration)
+            out["loss"] = self.last_loss()
+        else:
+            out.update(model=str(self.run_dir.model_path), preview=str(self.run_dir.preview_path))
+            out.update(iterations=self.trainer.iteration, loss=self.last_loss())
+            out.update(device=str(self.trainer.device), engine=self.engine)
+        if self.untrained:
+            out["random_weights"] = self.untrained
+        return out
+
+
+def legacy(values: dict[str, Any]) -> dict[str, Any]:
+    """A 0.1.0 run directory's config.toml in today's keys (``model = "pixels"`` → ``task = "pixels"``)."""
+    from ncacli.config import LEGACY_KEYS
+
+    out = dict(values)
+    for key, convert in LEGACY_KEYS.items():
+        if key in out:
+            out.update(convert(out.pop(key)))
+    return out
+
+
+def resumed_config(path: Path, overrides: dict[str, Any]):
+    """The config of the run in ``path``, with ``overrides`` (``iters``, ``device``) applied."""
+    from ncacli import config as cfgmod
+
+    if not (path / "config.toml").exists():
+        raise NcaError(f"{path}: not a run directory (no config.toml)")
+    config = cfgmod.apply(cfgmod.Config(), legacy(cfgmod.read_toml(path / "config.toml", "config")), str(path))
+    config = cfgmod.apply(config, {k: v for k, v in overrides.items() if v is not None}, "option")
+    if config.task_name() == "pixels":
+        raise NcaError(f"{path}: a pixels run cannot be resumed; start it again")
+    return config
+
+
+def random_weights(config: Any) -> list[str]:
+    """The networks of the objective that run on untrained weights: refused outside the test suite."""
+    from ncacli.config import loss_names
+    from ncacli.errors import check_random_weights
+
+    if "style" in loss_names(config.loss) and config.vgg_weights == "random":
+        check_random_weights("--vgg-weights", "VGG16")
+        return ["VGG16"]
+    return []
+
+
+def open_session(
+    config: Any,
+    out: Path | None = None,
+    resume: Path | None = None,
+    engine: str = "auto",
+    world: Any = None,
+    notes: list[str] | None = None,
+) -> Session:
+    """Build the task, the trainer and the run directory: a new one at ``out`` (default ``runs/<time>-…``),
+    or ``resume``'s, with the trainer restored from its resume file."""
+    from ncacli import config as cfgmod
     from ncacli.cli.common import device, use_engine
     from ncacli.registry import TASKS
-    from ncacli.train.loop import run
-    from ncacli.train.run_dir import RunDir
+    from ncacli.train import distributed
+    from ncacli.train.run_dir import DistributedRunDir, RunDir, default_run_dir
 
-    dev = device(config.device)
-    task = TASKS.get(config.task_name(), "task").from_config(config, dev)
+    task_class = TASKS.get(config.task_name(), "task")
+    if resume is not None:
+        run_dir = RunDir(resume)
+        tensors, meta = run_dir.load_resume()
+        distributed.check_resume(meta, world, str(resume))
+        task = task_class.from_resume(config, tensors, "cpu")
+    else:
+        task = task_class.from_config(config, "cpu")
+        run_dir = RunDir(out if out is not None else default_run_dir(config, task.describe()))
+    untrained = random_weights(config)  # refused here outside the tests
+    notes = list(notes or [])
+    notes += [f"{net}: random weights (a test of the pipeline; the model learns nothing real)" for net in untrained]
     if config.task_name() == "pixels":
-        from ncacli.errors import UsageError
+        if world is not None:
+            raise UsageError("--task pixels trains in one process: run it without torchrun")
+        trainer = task.trainer(config, device(config.device))
+        run_dir.create(config)
+        return Session(config, task, run_dir, trainer, _pixel_saver(config, run_dir), None, notes, untrained)
+    dev = device(config.device)
+    if world is not None:  # torchrun: join the process group; rank 0 alone writes and prints
+        dev = world.init(dev)
+        run_dir = DistributedRunDir(run_dir.path, world)
+    trainer = task.to(dev).trainer(config, dev, world)
+    chosen = use_engine(trainer.model, engine)
+    if resume is not None:
+        from ncacli.io.files import atomic_write_bytes
 
-        raise UsageError("the pixels task writes a picture, not a model: run it with `nca train --task pixels`")
-    trainer = task.trainer(config, dev)
-    engine_run = use_engine(trainer.model, engine)
-    run_dir = RunDir(out)
-    run_dir.create(config)
-    provenance = {"preset": config.preset, "seed": config.seed, "device": str(dev), **task.provenance()}
-    losses: list[float] = []
+        trainer.load_state_tensors(tensors, meta)
+        run_dir.truncate_metrics(trainer.iteration)
+        cfgmod.validate(config)
+        if world is None or world.is_main:
+            atomic_write_bytes(run_dir.path / "config.toml", config.to_toml().encode())
+    else:
+        run_dir.create(config)
+    provenance = {"preset": config.preset, "seed": config.seed, "device": str(trainer.device), **task.provenance()}
+    saver = Saver(
+        checkpoint=lambda tr: run_dir.save_checkpoint(tr, provenance),
+        final=lambda tr: run_dir.save_final(tr, provenance),
+        kept=run_dir.checkpoints,
+        done=f"model: {run_dir.model_path}\npreview: {run_dir.preview_path}",
+        resume_hint=f"continue with `{distributed.train_command(world)} --resume {run_dir.path}`",
+    )
+    return Session(config, task, run_dir, trainer, saver, chosen, notes, untrained, world)
 
-    def on_record(record) -> None:
-        run_dir.append_metrics(record)
-        losses.append(record.loss)
 
-    run(trainer, on_record, lambda tr: run_dir.save_checkpoint(tr, provenance))
-    run_dir.save_final(trainer, provenance)
-    return {
-        "run_dir": str(run_dir.path),
-        "model": str(run_dir.model_path),
-        "preview": str(run_dir.preview_path),
-        "iterations": trainer.iteration,
-        "loss": losses[-1] if losses else None,
-        "device": str(dev),
-        "engine": engine_run,
-    }
+def _pixel_saver(config: Any, run_dir: Any) -> Saver:
+    """nca-clip's baseline writes pictures: a checkpoint PNG every ``checkpoint_every``, then pixels.png."""
+    import torch
+
+    from ncacli.io.files import atomic_write_bytes
+    from ncacli.io.images import grid_png
+
+    image = run_dir.path / "pixels.png"
+
+    def write(path: Path, tr) -> Path:
+        with torch.no_grad():
+            atomic_write_bytes(path, grid_png(tr.state(), scale=1, background=config.background))
+        return path
+
+    return Saver(
+        checkpoint=lambda tr: write(run_dir.path / "checkpoints" / f"step-{tr.iteration:06d}.png", tr),
+        final=lambda tr: write(image, tr),
+        kept=lambda: sorted((run_dir.path / "checkpoints").glob("step-*.png")),
+        done=f"picture: {image}",
+        resume_hint="pixels runs cannot be resumed",
+    )
+
+
+def train_run(config: Any, out: Path, quiet: bool = True, engine: str = "auto") -> dict[str, Any]:
+    """Train ``config`` into the new run directory ``out`` without a progress bar (``nca train`` adds one, and
+    Ctrl-C handling, resume and torchrun) → the summary ``nca train`` prints."""
+    from ncacli.train.loop import run
+
+    session = open_session(config, Path(out), engine=engine)
+    run(session.trainer, session.run_dir.append_metrics, session.saver.checkpoint)
+    session.saver.final(session.trainer)
+    return session.summary()
