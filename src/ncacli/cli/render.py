@@ -62,11 +62,14 @@ def render(
     size = None if grid is None else parse_grid(grid)
     if out.suffix.lower() == ".html":
         unused = {"--damage-at": damage_at, "--from": from_state, "--switch-at": switch_at}
-        unused.update({"--condition-map": condition_map, "--condition-video": condition_video})
+        unused.update({"--condition-map": condition_map, "--condition-video": condition_video, "--input-to": input_to})
         given = [name for name, value in unused.items() if value is not None]
         if given:
             raise UsageError(f"{given[0]} is for videos; a page is driven by hand (drag to erase, pick the class)")
-        return _page(model_path, out, size, scale, steps_per_frame, title, condition, json_out)
+        if input_image is not None and condition is not None:
+            raise UsageError("--input and --condition both name where the page starts; give one")
+        start = input_image if input_image is not None else condition  # a classifier's page: its first input
+        return _page(model_path, out, size, scale, steps_per_frame, title, start, json_out)
     if steps_per_frame is not None or title is not None:
         raise UsageError("--steps-per-frame and --title are for pages (out.html)")
     scale = scale or 4
@@ -123,13 +126,14 @@ def render(
 
 
 def _page(model_path, out, grid, scale, steps_per_frame, title, condition, json_out) -> None:
-    """Write the interactive page of the model."""
+    """Write the interactive page of the model. A classifier's page starts from the first test image of class 0,
+    or of the class (or the test image ``#N``) that ``--condition`` names, and the user draws its input."""
     from ncacli.cli.common import class_index
     from ncacli.io.files import atomic_write_bytes
-    from ncacli.web import page_html
+    from ncacli.web import classifier_inputs, page_html
 
     m = load(model_path, "cpu")
-    if "page" not in m.task.capabilities or m.spec.task.name == "classify":
+    if "page" not in m.task.capabilities:
         from ncacli.errors import NcaError
 
         raise NcaError(f"{model_path}: the page does not show {m.spec.task.name!r} models yet; render a .gif or .mp4")
@@ -138,17 +142,25 @@ def _page(model_path, out, grid, scale, steps_per_frame, title, condition, json_
     scale = scale or max(1, 512 // max(h, w))
     k = model.config.condition_channels
     klass = 0
-    if condition is not None:
+    inputs = None
+    if m.spec.task.name == "classify":
+        inputs = classifier_inputs(m.task, (h, w), condition)
+    elif condition is not None:
         if not k:
             from ncacli.cli.common import not_conditional
 
             raise not_conditional("--condition")
         klass = class_index(m.spec.task.classes, k, condition)
-    named = ", ".join(m.spec.task.classes) or provenance.get("target") or Path(model_path).stem
+    if inputs is not None:
+        named = m.task.describe()
+    else:
+        named = ", ".join(m.spec.task.classes) or provenance.get("target") or Path(model_path).stem
     title = title or f"nca · {named}"
-    text = page_html(model, m.spec, (h, w), scale, steps_per_frame or 2, title, klass)
+    text = page_html(model, m.spec, (h, w), scale, steps_per_frame or 2, title, klass, inputs)
     atomic_write_bytes(out, text.encode("utf-8"))
     summary = {"out": str(out), "grid": [h, w], "scale": scale, "bytes": len(text.encode("utf-8"))}
+    if inputs is not None:
+        summary["input"] = inputs["input"]["about"]
     if json_out:
         emit_json(summary)
     else:

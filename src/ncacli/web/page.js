@@ -4,6 +4,9 @@
 // optional signal diffusion, then the alive mask. The state is a texture array, one RGBA32F layer
 // (RGBA16F where float targets are missing) per 4 channels; weights are texels of one float texture
 // laid out by src/ncacli/web/program.py.
+// A classifier's page (task "classify", the Distill self-classifying digits) reads its condition per cell
+// from an input image the user draws (one RGBA32F layer per 4 input channels), keeps alive the cells where
+// the input's first channel exceeds the threshold, and shows each living cell in its class's colour.
 "use strict";
 (() => {
   const data = JSON.parse(document.getElementById("nca-data").textContent);
@@ -32,6 +35,11 @@
   const G = P.groups; // state layers
   const KG = P.condition_groups;
   const S = G + KG; // groups the perception sees
+  // a classifier: the condition is the input image, one value per cell and input channel
+  const IMAGE = data.input || null;
+  const KI = IMAGE ? P.condition_channels : 0; // input channels
+  const NK = IMAGE ? data.classes.length : 0; // class channels: the state's first NK
+  const THRESHOLD = Math.fround(P.alive_threshold); // as float32 compares it
 
   // ---- the counter-based random numbers of engine/counter_random.py -------------------------------
   function mix(x) {
@@ -122,10 +130,14 @@ ivec2 wrap(ivec2 p) { return (p + uSize * 64) % uSize; }
     let code = "";
     for (const name of sources) {
       code += `uniform sampler2DArray u_${name};\n`;
-      if (name === "x" && KG) code += `uniform vec4 uCond[${KG}];\n`;
+      if (name === "x" && KG) code += IMAGE ? "uniform sampler2DArray u_cond;\n" : `uniform vec4 uCond[${KG}];\n`;
       code += `vec4 f_${name}(ivec2 p, int g) {\n`;
       code += circular ? "  p = wrap(p);\n" : "  if (outside(p)) return vec4(0.0);\n";
-      if (name === "x" && KG) code += `  if (g >= ${G}) return uCond[g - ${G}];\n`;
+      if (name === "x" && KG) {
+        code += IMAGE
+          ? `  if (g >= ${G}) return texelFetch(u_cond, ivec3(p, g - ${G}), 0);\n`
+          : `  if (g >= ${G}) return uCond[g - ${G}];\n`;
+      }
       code += `  return texelFetch(u_${name}, ivec3(p, g), 0);\n}\n`;
     }
     return code;
@@ -269,6 +281,17 @@ ivec2 wrap(ivec2 p) { return (p + uSize * 64) % uSize; }
 `
   );
 
+  // a classifier's alive mask: where the input's first channel exceeds the threshold, nothing else
+  const inputAlivePrograms =
+    P.alive_masking && P.alive_from === "input"
+      ? layerPrograms(
+          "uniform sampler2DArray u_a;\nuniform sampler2DArray u_cond;\nuniform float uThreshold;\n",
+          "  if (!alive) v = vec4(0.0);\n",
+          "",
+          "  bool alive = texelFetch(u_cond, ivec3(cell, 0), 0).x > uThreshold;\n"
+        )
+      : null;
+
   const erasePrograms = layerPrograms(
     "uniform sampler2DArray u_a;\nuniform vec2 uCenter;\nuniform float uRadius;\n",
     "  if (dot(vec2(cell) + 0.5 - uCenter, vec2(cell) + 0.5 - uCenter) < uRadius * uRadius) v = vec4(0.0);\n"
@@ -291,6 +314,45 @@ void main() {
 `
   );
 
+  // a classifier's view: each living cell in its class's colour (the argmax of the class channels), as dark
+  // as the input's ink, on white (ClassifyTask.picture); a photograph is tinted half by the votes
+  const votesProgram = IMAGE
+    ? program(
+        HEADER +
+          `uniform sampler2DArray u_a;
+uniform sampler2DArray u_cond;
+uniform int uScale;
+uniform float uThreshold;
+const vec3 PALETTE[${NK}] = vec3[${NK}](${data.palette.map((c) => `vec3(${c.map((v) => v.toFixed(6)).join(", ")})`).join(", ")});
+out vec4 color;
+float channel(ivec2 cell, int c) {
+  vec4 v = texelFetch(u_a, ivec3(cell, c / 4), 0);
+  int j = c % 4;
+  return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
+}
+void main() {
+  ivec2 cell = ivec2(gl_FragCoord.xy) / uScale;
+  cell.y = uSize.y - 1 - cell.y;
+  int best = 0;
+  float top = channel(cell, 0);
+  for (int c = 1; c < ${NK}; c++) {
+    float v = channel(cell, c);
+    if (v > top) { top = v; best = c; }
+  }
+  vec3 colour = PALETTE[best];
+  vec4 input0 = texelFetch(u_cond, ivec3(cell, 0), 0);
+${
+  KI === 1
+    ? `  float live = ${P.alive_masking ? "input0.x > uThreshold ? 1.0 : 0.0" : "1.0"};
+  vec3 rgb = 1.0 - live * clamp(input0.x, 0.0, 1.0) * (1.0 - colour);`
+    : "  vec3 rgb = 0.5 * input0.rgb + 0.5 * colour;"
+}
+  color = vec4(clamp(rgb, 0.0, 1.0), 1.0);
+}
+`
+      )
+    : null;
+
   // ---- state -------------------------------------------------------------------------------------
   // the state and two scratch arrays that rotate each step, and the prepasses' arrays
   let state = layers(G);
@@ -299,6 +361,65 @@ void main() {
   const pre = P.prepasses.map((p) => layers(p.groups));
   const fbo = gl.createFramebuffer(); // the passes: up to MAX_DRAW layers at once
   const single = gl.createFramebuffer(); // one layer: clearing and reading back
+
+  // a classifier's input: kept here (cell-major, KI values a cell) and uploaded whole when it changes;
+  // always float32, since it is only read
+  const ink = new Float32Array(IMAGE ? H * W * KI : 0);
+  const inputTex = IMAGE
+    ? (() => {
+        const tex = gl.createTexture();
+        gl.bindTexture(gl.TEXTURE_2D_ARRAY, tex);
+        gl.texStorage3D(gl.TEXTURE_2D_ARRAY, 1, gl.RGBA32F, W, H, KG);
+        for (const k of [gl.TEXTURE_MIN_FILTER, gl.TEXTURE_MAG_FILTER]) gl.texParameteri(gl.TEXTURE_2D_ARRAY, k, gl.NEAREST);
+        for (const k of [gl.TEXTURE_WRAP_S, gl.TEXTURE_WRAP_T]) gl.texParameteri(gl.TEXTURE_2D_ARRAY, k, gl.CLAMP_TO_EDGE);
+        return { tex, count: KG };
+      })()
+    : null;
+
+  function upload() {
+    const layer = new Float32Array(H * W * 4);
+    gl.bindTexture(gl.TEXTURE_2D_ARRAY, inputTex.tex);
+    for (let g = 0; g < KG; g++) {
+      layer.fill(0);
+      for (let i = 0; i < H * W; i++) {
+        for (let j = 0; j < 4 && 4 * g + j < KI; j++) layer[i * 4 + j] = ink[i * KI + 4 * g + j];
+      }
+      gl.texSubImage3D(gl.TEXTURE_2D_ARRAY, 0, 0, 0, g, W, H, 1, gl.RGBA, gl.FLOAT, layer);
+    }
+  }
+
+  // an image of the data: its channels' H×W planes → the input
+  function setImage(planes) {
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) {
+        for (let c = 0; c < KI; c++) ink[(y * W + x) * KI + c] = planes[c][y][x];
+      }
+    }
+    upload();
+  }
+
+  // a stroke from (x0, y0) to (x1, y1) in cells: a soft round brush of radius r (full ink within r/3, fading to
+  // nothing at r) raises the input towards 1, or when erasing lowers it towards 0
+  function paint(x0, y0, x1, y1, r, erase) {
+    const dx = x1 - x0, dy = y1 - y0, length2 = dx * dx + dy * dy;
+    const rows = [Math.max(0, Math.floor(Math.min(y0, y1) - r)), Math.min(H - 1, Math.ceil(Math.max(y0, y1) + r))];
+    const cols = [Math.max(0, Math.floor(Math.min(x0, x1) - r)), Math.min(W - 1, Math.ceil(Math.max(x0, x1) + r))];
+    for (let y = rows[0]; y <= rows[1]; y++) {
+      for (let x = cols[0]; x <= cols[1]; x++) {
+        const px = x + 0.5, py = y + 0.5;
+        const t = length2 > 0 ? Math.min(1, Math.max(0, ((px - x0) * dx + (py - y0) * dy) / length2)) : 0;
+        const d = Math.hypot(px - (x0 + t * dx), py - (y0 + t * dy));
+        if (d >= r) continue;
+        const a = Math.min(1, 1.5 * (1 - d / r));
+        for (let c = 0; c < KI; c++) {
+          const i = (y * W + x) * KI + c;
+          const v = erase ? Math.min(ink[i], 1 - a) : Math.max(ink[i], a);
+          ink[i] = Math.min(1, Math.max(0, v));
+        }
+      }
+    }
+    upload();
+  }
 
   function attach(tex, layer) {
     gl.bindFramebuffer(gl.FRAMEBUFFER, single);
@@ -352,12 +473,13 @@ void main() {
   function step() {
     P.prepasses.forEach((pass, i) => {
       for (const pr of prepassPrograms[i]) {
-        run(pr, pre[i], { x: state }, (u) => u.uCond && gl.uniform4fv(u.uCond, condition()));
+        run(pr, pre[i], IMAGE ? { x: state, cond: inputTex } : { x: state }, (u) => u.uCond && gl.uniform4fv(u.uCond, condition()));
       }
     });
     const fire = P.fire_rate < 1.0;
     const key = fire ? mix(mix(mix(nca.seed) ^ nca.calls) ^ 0) : 0;
     const samplers = { x: state };
+    if (IMAGE) samplers.cond = inputTex;
     P.prepasses.forEach((pass, i) => (samplers[pass.name] = pre[i]));
     for (const pr of updatePrograms) {
       run(pr, spare, samplers, (u) => {
@@ -376,7 +498,12 @@ void main() {
         [current, free] = [free, current];
       }
     }
-    if (P.alive_masking) {
+    if (inputAlivePrograms) {
+      for (const pr of inputAlivePrograms) {
+        run(pr, free, { a: current, cond: inputTex }, (u) => gl.uniform1f(u.uThreshold, P.alive_threshold));
+      }
+      [current, free] = [free, current];
+    } else if (P.alive_masking) {
       for (const pr of alivePrograms) {
         run(pr, free, { a: current, old: state }, (u) => gl.uniform1f(u.uThreshold, P.alive_threshold));
       }
@@ -452,6 +579,16 @@ void main() {
     }
     gl.bindFramebuffer(gl.FRAMEBUFFER, null);
     gl.viewport(0, 0, canvas.width, canvas.height);
+    if (IMAGE) {
+      gl.useProgram(votesProgram.p);
+      bindSampler(votesProgram, "u_a", 1, state.tex);
+      bindSampler(votesProgram, "u_cond", 2, inputTex.tex);
+      gl.uniform2i(votesProgram.uniforms.uSize, W, H);
+      gl.uniform1i(votesProgram.uniforms.uScale, scale);
+      gl.uniform1f(votesProgram.uniforms.uThreshold, P.alive_threshold);
+      gl.drawArrays(gl.TRIANGLES, 0, 3);
+      return;
+    }
     gl.useProgram(drawProgram.p);
     bindSampler(drawProgram, "u_a", 1, state.tex);
     gl.uniform2i(drawProgram.uniforms.uSize, W, H);
@@ -466,7 +603,14 @@ void main() {
   const brush = $("brush");
   speed.value = nca.stepsPerFrame;
   brush.max = Math.max(2, Math.floor(Math.max(W, H) / 2));
-  brush.value = Math.max(1, Math.round(Math.max(W, H) * 0.08));
+  if (IMAGE) {
+    // a pen for digits a few cells wide: radius in half cells
+    brush.min = "0.5";
+    brush.step = "0.5";
+    brush.value = Math.max(1.5, Math.round(Math.max(W, H) * 0.2) / 2);
+  } else {
+    brush.value = Math.max(1, Math.round(Math.max(W, H) * 0.08));
+  }
 
   function labels() {
     $("speed-value").textContent = speed.value;
@@ -476,9 +620,9 @@ void main() {
   speed.addEventListener("input", () => { nca.stepsPerFrame = Number(speed.value); labels(); });
   brush.addEventListener("input", labels);
   pauseButton.addEventListener("click", () => { nca.running = !nca.running; labels(); });
-  $("step").addEventListener("click", () => { step(); draw(); });
-  $("reset").addEventListener("click", () => { reset(); draw(); });
-  if (P.condition_channels) {
+  $("step").addEventListener("click", () => { step(); show(); });
+  $("reset").addEventListener("click", () => { reset(); show(); });
+  if (P.condition_channels && !IMAGE) {
     $("class-label").hidden = false;
     const select = $("class");
     data.classes.forEach((name, i) => select.add(new Option(name, String(i))));
@@ -488,42 +632,147 @@ void main() {
   document.addEventListener("keydown", (e) => {
     if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
     if (e.key === " ") { nca.running = !nca.running; labels(); e.preventDefault(); }
-    else if (e.key === "s") { step(); draw(); }
-    else if (e.key === "r") { reset(); draw(); }
+    else if (e.key === "s") { step(); show(); }
+    else if (e.key === "r") { reset(); show(); }
   });
 
   function cellAt(e) {
     const box = canvas.getBoundingClientRect();
     return [((e.clientX - box.left) / box.width) * W, ((e.clientY - box.top) / box.height) * H];
   }
-  let dragging = null;
-  let lastDown = { time: -1e9, x: 0, y: 0 };
-  canvas.addEventListener("pointerdown", (e) => {
-    if (e.button !== 0) return;
-    const [x, y] = cellAt(e);
-    const now = performance.now();
-    const twice = now - lastDown.time < 350 && Math.hypot(e.clientX - lastDown.x, e.clientY - lastDown.y) < 12;
-    lastDown = { time: twice ? -1e9 : now, x: e.clientX, y: e.clientY };
-    if (twice) {
-      plant(x, y);
-    } else {
-      dragging = e.pointerId;
-      canvas.setPointerCapture(e.pointerId);
-      erase(x, y, Number(brush.value));
+  // ---- a classifier: the input, its strokes, the votes ----------------------------------------------
+  // the class channels' mean over the living cells, the image's prediction (their argmax; null without living
+  // cells) and the share of living cells whose own vote agrees (ClassifyTask.predict)
+  function votes() {
+    const s = read();
+    const C = P.channels;
+    const sums = new Float64Array(NK);
+    const count = new Float64Array(NK);
+    let n = 0;
+    for (let i = 0; i < H * W; i++) {
+      if (P.alive_masking && !(ink[i * KI] > THRESHOLD)) continue;
+      n += 1;
+      let best = 0;
+      for (let k = 0; k < NK; k++) {
+        sums[k] += s[i * C + k];
+        if (s[i * C + k] > s[i * C + best]) best = k;
+      }
+      count[best] += 1;
     }
+    const means = Array.from(sums, (v) => v / Math.max(n, 1));
+    let top = 0;
+    for (let k = 1; k < NK; k++) if (means[k] > means[top]) top = k;
+    return { means, cells: n, prediction: n ? top : null, agreement: n ? count[top] / n : 0 };
+  }
+
+  let predictionShown = { time: -1e9, dirty: true };
+  function showPrediction() {
+    const v = votes();
+    $("prediction").textContent = v.prediction == null ? "–" : data.classes[v.prediction];
+    $("prediction").style.color = v.prediction == null ? "" : `rgb(${data.palette[v.prediction].map((c) => Math.round(c * 255)).join(", ")})`;
+    $("agreement").textContent = v.prediction == null ? "(no ink)" : `(${Math.round(v.agreement * 100)}% of ${v.cells} cells agree)`;
+    predictionShown = { time: performance.now(), dirty: false };
+    return v;
+  }
+
+  // the view and, for a classifier, its prediction
+  function show() {
     draw();
-    e.preventDefault();
-  });
-  canvas.addEventListener("pointermove", (e) => {
-    if (dragging !== e.pointerId) return;
-    const [x, y] = cellAt(e);
-    erase(x, y, Number(brush.value));
-    draw();
-  });
-  const release = (e) => { if (dragging === e.pointerId) dragging = null; };
-  canvas.addEventListener("pointerup", release);
-  canvas.addEventListener("pointercancel", release);
-  canvas.addEventListener("dblclick", (e) => e.preventDefault());
+    if (IMAGE) showPrediction();
+  }
+
+  if (IMAGE) {
+    $("hint").textContent =
+      "Drag to draw the input · shift-drag or right-drag erases · Clear empties it · space pauses, s steps, r resets the cells";
+    $("prediction-box").hidden = false;
+    const legend = $("legend");
+    legend.hidden = false;
+    data.classes.forEach((name, k) => {
+      const entry = document.createElement("span");
+      entry.className = "entry";
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = `rgb(${data.palette[k].map((c) => Math.round(c * 255)).join(", ")})`;
+      const label = document.createElement("span");
+      label.className = "name";
+      label.textContent = name;
+      entry.append(swatch, label);
+      legend.append(entry);
+    });
+    $("example-label").hidden = false;
+    const examples = $("example");
+    examples.add(new Option("drawn", ""));
+    data.examples.forEach((e, i) => examples.add(new Option(e.class, String(i))));
+    const start = data.examples.findIndex((e) => e.index === data.input.about.index);
+    examples.value = start >= 0 ? String(start) : "";
+    examples.addEventListener("change", () => {
+      if (examples.value !== "") setImage(data.examples[Number(examples.value)].image);
+      show();
+    });
+    $("clear").hidden = false;
+    $("clear").addEventListener("click", () => {
+      ink.fill(0);
+      upload();
+      examples.value = "";
+      show();
+    });
+
+    let stroke = null;
+    canvas.addEventListener("pointerdown", (e) => {
+      if (e.button !== 0 && e.button !== 2) return;
+      const [x, y] = cellAt(e);
+      stroke = { id: e.pointerId, erase: e.button === 2 || e.shiftKey, x, y };
+      canvas.setPointerCapture(e.pointerId);
+      paint(x, y, x, y, Number(brush.value), stroke.erase);
+      examples.value = "";
+      draw();
+      predictionShown.dirty = true; // the next frame reads the votes back
+      e.preventDefault();
+    });
+    canvas.addEventListener("pointermove", (e) => {
+      if (!stroke || stroke.id !== e.pointerId) return;
+      const [x, y] = cellAt(e);
+      paint(stroke.x, stroke.y, x, y, Number(brush.value), stroke.erase);
+      stroke.x = x;
+      stroke.y = y;
+      draw();
+      predictionShown.dirty = true;
+    });
+    const release = (e) => { if (stroke && stroke.id === e.pointerId) stroke = null; };
+    canvas.addEventListener("pointerup", release);
+    canvas.addEventListener("pointercancel", release);
+    canvas.addEventListener("contextmenu", (e) => e.preventDefault());
+  } else {
+    let dragging = null;
+    let lastDown = { time: -1e9, x: 0, y: 0 };
+    canvas.addEventListener("pointerdown", (e) => {
+      if (e.button !== 0) return;
+      const [x, y] = cellAt(e);
+      const now = performance.now();
+      const twice = now - lastDown.time < 350 && Math.hypot(e.clientX - lastDown.x, e.clientY - lastDown.y) < 12;
+      lastDown = { time: twice ? -1e9 : now, x: e.clientX, y: e.clientY };
+      if (twice) {
+        plant(x, y);
+      } else {
+        dragging = e.pointerId;
+        canvas.setPointerCapture(e.pointerId);
+        erase(x, y, Number(brush.value));
+      }
+      draw();
+      e.preventDefault();
+    });
+    canvas.addEventListener("pointermove", (e) => {
+      if (dragging !== e.pointerId) return;
+      const [x, y] = cellAt(e);
+      erase(x, y, Number(brush.value));
+      draw();
+    });
+    const release = (e) => { if (dragging === e.pointerId) dragging = null; };
+    canvas.addEventListener("pointerup", release);
+    canvas.addEventListener("pointercancel", release);
+    canvas.addEventListener("dblclick", (e) => e.preventDefault());
+
+  }
 
   let shown = { time: performance.now(), steps: 0 };
   function readout(now) {
@@ -538,6 +787,7 @@ void main() {
   function frame(now) {
     if (nca.running) for (let i = 0; i < nca.stepsPerFrame; i++) step();
     draw();
+    if (IMAGE && (nca.running || predictionShown.dirty) && now - predictionShown.time >= 100) showPrediction();
     readout(now);
     requestAnimationFrame(frame);
   }
@@ -546,14 +796,19 @@ void main() {
   window.nca = Object.assign(nca, {
     grid: () => [H, W],
     format: float32 ? "float32" : "float16",
-    step(n = 1) { for (let i = 0; i < n; i++) step(); draw(); },
+    step(n = 1) { for (let i = 0; i < n; i++) step(); show(); },
     read: () => Array.from(read()),
     erase(x, y, r) { erase(x, y, r); draw(); },
     plant(x, y) { plant(x, y); draw(); },
-    reset(seed) { reset(); if (seed != null) nca.seed = seed >>> 0; draw(); },
+    reset(seed) { reset(); if (seed != null) nca.seed = seed >>> 0; show(); },
     pause() { nca.running = false; labels(); },
     setClass(i) { nca.klass = i; if (P.condition_channels) $("class").value = String(i); },
     shaders: () => updatePrograms.map((p) => p.source),
+    // a classifier: its input (cell-major, as read), the class channels' means over the living cells, the prediction
+    input: () => Array.from(ink),
+    setInput(values) { ink.set(values); upload(); show(); },
+    votes: () => (IMAGE ? votes().means : null),
+    prediction: () => (IMAGE ? votes().prediction : null),
     // steps per second of `n` steps, the GPU finished (one pixel read back waits for it)
     benchmark(n) {
       const pixel = new Float32Array(4);
@@ -569,9 +824,10 @@ void main() {
     },
   });
 
+  if (IMAGE) setImage(data.input.image);
   reset();
   labels();
-  draw();
+  show();
   requestAnimationFrame(frame);
   nca.ready = true;
 })();

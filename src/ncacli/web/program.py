@@ -13,7 +13,8 @@ convolutions), and ``mlp`` the update's 1×1 layers. Every reordering and zero-p
 groups happens here; the first MLP layer's columns are permuted to the page's feature order.
 
 Sources: ``x`` is what the perception sees, the state's groups (channels ``0..C-1``, zero-padded to
-``4·⌈C/4⌉``) then the condition's (``K`` classes, padded to ``4·⌈K/4⌉``); ``p0``, ``p1``, … are the
+``4·⌈C/4⌉``) then the condition's (``K`` classes, padded to ``4·⌈K/4⌉``: one value per class for every cell
+of a conditional growing model, a per-cell input image for a classifier); ``p0``, ``p1``, … are the
 prepasses. Perceptions that are not linear convolutions (``attention``, ``deformable``) have no page.
 """
 
@@ -287,6 +288,7 @@ def page_program(model: NCA) -> dict[str, Any]:
         "fire_rate": cfg.fire_rate,
         "alive_masking": cfg.alive_masking,
         "alive_threshold": cfg.alive_threshold,
+        "alive_from": cfg.alive_from,
         "update_tanh": cfg.update_tanh,
         "signal_channels": cfg.signal_channels,
         "signal_steps": cfg.signal_steps,
