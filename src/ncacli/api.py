@@ -91,6 +91,38 @@ def load(path: str | Path, device: str = "cpu", engine: str = "auto") -> Model:
     return model
 
 
+def frames(
+    model: Model,
+    steps: int,
+    every: int = 1,
+    scale: int = 4,
+    seed: int = 0,
+    state: torch.Tensor | None = None,
+    condition: torch.Tensor | Callable[[int], torch.Tensor] | None = None,
+    damage_at: int | None = None,
+    damage_mask: torch.Tensor | None = None,
+) -> list:
+    """The frames of a video (``nca render``): the start, then every ``every`` steps and the last, each as the
+    task shows it (``(H·scale, W·scale, 3)`` uint8, a classifier's with its legend); ``damage_mask`` erased
+    after the update of step ``damage_at``."""
+    from ncacli.engine import apply_damage
+
+    x = model.seed(seed=seed) if state is None else state.to(model.device)
+    at = condition if callable(condition) else (lambda step: condition)
+    out = [model.task.frame(x, at(1), scale)]
+
+    def observe(step: int, x: torch.Tensor):
+        replaced = None
+        if damage_at is not None and step == damage_at:
+            replaced = x = apply_damage(x, damage_mask.to(x.device))
+        if step % every == 0 or step == steps:
+            out.append(model.task.frame(x, at(step), scale))
+        return replaced
+
+    model.grow(steps, x, seed, condition, observe)
+    return out
+
+
 def damage(
     state: torch.Tensor, shape: str = "circle", center: tuple[float, float] = (0.5, 0.5), radius: float = 0.2
 ) -> torch.Tensor:

@@ -51,12 +51,10 @@ def render(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Write a video of the NCA growing (and regrowing after `--damage-at`), or an interactive page."""
-    import torch
-
-    from ncacli.cli.common import background_of, check_name, parse_grid, read_state
-    from ncacli.engine import SHAPES, apply_damage, damage_mask
+    from ncacli import api
+    from ncacli.cli.common import check_name, parse_grid, read_state
+    from ncacli.engine import SHAPES, damage_mask
     from ncacli.errors import UsageError
-    from ncacli.io.images import to_pixels
     from ncacli.io.video import FORMATS, write_video
 
     size = None if grid is None else parse_grid(grid)
@@ -88,31 +86,16 @@ def render(
             "--condition-video gives the condition of every step; drop --condition/--condition-map/--switch-at"
         )
     model, dev = m.nca, m.device
-    if from_state is not None:
-        state = read_state(from_state, model.config.channels)[0][:1]
-    else:
+    state = read_state(from_state, model.config.channels)[0][:1].to(dev) if from_state is not None else None
+    if state is None:
         state = m.seed(grid=size, seed=seed)
-    state = state.to(dev)
     _, _, h, w = state.shape
     mask = damage_mask(h, w, shape, parse_pair(center, "--center"), radius, device=dev)
-    background = background_of(m.spec)
-    frames = [to_pixels(state[0, :4], scale=scale, background=background)]
-
-    def observe(step: int, x: torch.Tensor):
-        if damage_at is not None and step == damage_at:
-            x = apply_damage(x, mask)
-        if step % every == 0 or step == steps:
-            frames.append(to_pixels(x[0, :4], scale=scale, background=background))
-        return x if damage_at is not None and step == damage_at else None
-
     schedule = _conditions(
         model, m.spec.task.classes, (h, w), condition, condition_map, switch_at, condition_to, condition_video, steps,
         every, dev,
     )  # fmt: skip
-    g = torch.Generator(device=dev)
-    g.manual_seed(seed)
-    with torch.no_grad():
-        model.rollout(state, steps, g, observe, condition=schedule)
+    frames = api.frames(m, steps, every, scale, seed, state, schedule, damage_at, mask)
     write_video(out, frames, fps)
     summary = {"out": str(out), "frames": len(frames), "steps": steps, "fps": fps, "damage_at": damage_at}
     if model.config.condition_channels:
@@ -200,6 +183,7 @@ def _classify_video(m, out, steps, fps, every, scale, seed, input_image, switch_
     switched to another after ``switch_at`` (the Distill self-classifying figures), a legend below."""
     import torch
 
+    from ncacli import api
     from ncacli.errors import UsageError
     from ncacli.io.video import write_video
 
@@ -210,14 +194,7 @@ def _classify_video(m, out, steps, fps, every, scale, seed, input_image, switch_
     after = task.image_of(input_to) if input_to is not None else first
     inputs = task.condition(torch.tensor([first, after], device=m.device))
     cond = lambda step: inputs[:1] if switch_at is None or step <= switch_at else inputs[1:]  # noqa: E731
-    x = m.seed()
-    frames = [task.frame(x, cond(1), scale)]
-
-    def observe(step, x):
-        if step % every == 0 or step == steps:
-            frames.append(task.frame(x, cond(step), scale))
-
-    m.grow(steps, x, seed, cond, observe)
+    frames = api.frames(m, steps, every, scale, seed, condition=cond)
     write_video(out, frames, fps)
     summary = {"out": str(out), "frames": len(frames), "steps": steps, "fps": fps, "input": task.about(first)}
     if switch_at is not None:

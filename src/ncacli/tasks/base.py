@@ -133,6 +133,13 @@ class Task:
         return visible_rgb(states, self.spec.task.background)
 
 
+    def frame(self, states: torch.Tensor, condition: torch.Tensor | None, scale: int) -> Any:
+        """The first sample as a video frame: ``(H·scale, W·scale, 3)`` uint8."""
+        from ncacli.io.images import to_pixels
+
+        return to_pixels(states[0, :4], scale=scale, background=self.spec.task.background)
+
+
 def task_for(spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> Task:
     """The task a model file names, bound to it."""
     from ncacli.errors import NcaError
