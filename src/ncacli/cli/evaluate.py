@@ -131,7 +131,7 @@ def _print_table(doc: dict, protocol) -> None:
     what = {
         "damage": f"damage {p.shape} (r={p.radius:g})" if p.shape in ("circle", "square") else f"damage {p.shape} cut",
         "none": "no perturbation",
-        "mutation": "class switched",
+        "mutation": "input switched" if doc.get("task") == "classify" else "class switched",
     }[p.perturb]
     table = Table(
         title=f"{doc['model']}\n{doc['target']} · {what} at step {p.perturb_at} · {p.trials} trials",
