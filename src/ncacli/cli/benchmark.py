@@ -81,31 +81,14 @@ def benchmark(
     scaling_sizes = _sizes(sizes)
     check_name("start", start, list(STARTS))
     check_name("engine", engine, list(ENGINES))
-    import torch
-
-    from ncacli.bench import Settings, cases_for, custom_case, run_benchmark, trained_like
-    from ncacli.bench.states import start_for
+    from ncacli.bench import Settings, cases_for, custom_case, run_benchmark
+    from ncacli.bench.subject import subject, threads_set
 
     dev = device(device_name)
     from ncacli.engine.device import auto_engine
 
     engine_option, engine = engine, auto_engine(dev) if engine == "auto" else engine
-    if model_path is not None:
-        from ncacli.api import load
-
-        loaded = load(model_path, dev, "reference")
-        model, source = loaded.nca, model_path
-        if model.config.condition_channels:
-            from ncacli.errors import NcaError
-
-            what = "a classifier" if loaded.spec.task.name == "classify" else "a conditional model"
-            raise NcaError(f"{model_path}: {what}; nca benchmark times models without a condition")
-        seed_of = lambda b, h, w: loaded.seed(b, (h, w)).cpu()  # noqa: E731
-    else:
-        model = trained_like(seed=seed).to(dev)
-        source = "Distill ModelConfig, random weights (last layer ~ N(0, 0.02))"
-        seed_of = None
-    starts = start_for(start, model, seed_of, trained=model_path is not None)
+    model, source, starts = subject(model_path, dev, seed, start)
     if suite is None and (custom or model_path is not None):
         cases, suite = [custom_case(size, batch, steps)], "custom"
     else:
@@ -124,14 +107,8 @@ def benchmark(
         start_name=start,
         engine=engine,
     )
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        with console.status("benchmark: starting", spinner="dots") as status:
-            report = run_benchmark(model, cases, settings, not no_reference, lambda text: status.update(text))
-    finally:
-        torch.set_num_threads(before)  # run in-process (tests, scripts), leave the caller's setting alone
+    with console.status("benchmark: starting", spinner="dots") as status, threads_set(threads):
+        report = run_benchmark(model, cases, settings, not no_reference, lambda text: status.update(text))
     report = {"suite": suite, "model_source": source, **report, "engine_option": engine_option}
     for warning in report["warnings"]:
         console.print(f"[yellow]{escape(warning)}[/yellow]", highlight=False, soft_wrap=True)

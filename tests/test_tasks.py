@@ -1,0 +1,72 @@
+"""Every registered task, from the registry: its interface, and for each one that makes a model, a shrunk run
+trained, saved, loaded back by name from the file, shown and evaluated (as the perceptions' tests do)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from conftest import TINY, run_cli
+from ncacli.names import PERTURBATIONS
+from ncacli.registry import TASKS
+from ncacli.tasks.base import Task
+
+TASK_NAMES = sorted(TASKS)
+
+
+def recipe(name, target_png, tiny_clip, style_png) -> list[str] | None:
+    """The CLI flags of a shrunk run of each task that writes a model (pixels writes a picture)."""
+    clip = ["--prompt", "fire", "--clip-model", tiny_clip[0], "--clip-pretrained", tiny_clip[1],
+            "--set", "clip_augmentations=2"]  # fmt: skip
+    style = ["--style", style_png, "--set", "vgg_weights=random", "--set", "style_size=24"]
+    return {
+        "image": ["--target", target_png],
+        "text": clip,
+        "texture": style,
+        "classify": ["--data", "digits", "--set", "batch=4", "--set", "task_options.fresh=1",
+                     "--set", "mutation_count=1"],  # fmt: skip
+        "pixels": None,
+    }[name]
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_the_interface(name):
+    task = TASKS[name]
+    assert issubclass(task, Task) and task.name == name and task.summary
+    assert set(task.perturbations) <= set(PERTURBATIONS)
+    assert task.capabilities <= {"page"}
+    options = getattr(task, "Options", None)
+    if options is not None:
+        assert dataclasses.is_dataclass(options)
+        options()  # every option has a default
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_a_shrunk_run_round_trips(capsys, tmp_path, target_png, tiny_clip, style_png, name):
+    import ncacli.api as nca
+
+    flags = recipe(name, target_png, tiny_clip, style_png)
+    if flags is None:
+        pytest.skip(f"{name} writes a picture, not a model (tests/test_objectives.py trains it)")
+    out = tmp_path / name
+    code, _, err = run_cli(capsys, "train", "--task", name, "--iters", "3", "--out", out, *TINY, *flags)
+    assert code == 0, err
+    model = nca.load(out / "model.safetensors")
+    assert model.spec.task.name == name and type(model.task) is TASKS[name]
+    state = model.seed(2)
+    condition = model.task.condition(model.task.test_index()[:2]) if name == "classify" else None
+    grown = model.grow(5, state, condition=condition)
+    assert grown.shape == state.shape and torch.isfinite(grown).all()
+    picture = model.picture(grown, condition)
+    assert picture.shape == (2, 3, *model.spec.task.grid) and 0 <= picture.min() <= picture.max() <= 1
+    frame = model.task.frame(grown, condition, 3)
+    assert frame.dtype.name == "uint8" and frame.shape[1] == 3 * model.spec.task.grid[1]
+    perturb = next(p for p in model.task.perturbations if p != "mutation" or name == "classify")
+    options = {"metrics": ["mse"]} if name != "classify" else {}
+    if name in ("text", "texture"):
+        options["target"] = str(target_png)  # no target of their own: compared with a picture named
+        options["emoji"] = None
+    doc = nca.evaluate(model, perturb=perturb, trials=2, stage1=(2, 3), stage2=4, perturb_at=5, final=8, **options)
+    assert doc["task"] == name and doc["metrics"]
