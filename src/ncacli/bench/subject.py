@@ -12,8 +12,8 @@ import torch
 def subject(model_path: str | None, device: torch.device, seed: int, start: str) -> tuple[Any, str, Any]:
     """``(model, where it came from, start states)``: ``model_path``'s (grown from its own seed), or the Distill
     architecture with small random weights. A model with a condition is refused in one line."""
-    from ncacli.bench.suites import trained_like
     from ncacli.bench.states import start_for
+    from ncacli.bench.suites import trained_like
 
     if model_path is None:
         model = trained_like(seed=seed).to(device)

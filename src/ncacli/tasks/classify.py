@@ -80,8 +80,7 @@ class ClassifyTask(Task):
         if self.data is None:
             o, t = self.options, self.spec.task.options
             self.data = load_labelled(o.data, t["size"], t["padding"], o.test_fraction, o.split_seed, o.data_root)
-            self.data.images = self.data.images.to(self.device)
-            self.data.labels = self.data.labels.to(self.device)
+            self.moved()
         return self.data
 
     def moved(self) -> None:
@@ -100,9 +99,7 @@ class ClassifyTask(Task):
             raise UsageError(f"channels ({config.channels}) must exceed the {k} classes: class channels, then hidden")
         grid = [int(data.images.shape[-2]), int(data.images.shape[-1])]
         # every cell lives on an RGB photograph; on a digit only the cells it covers
-        model = replace(
-            config.model_config(), condition_channels=inputs, alive_from="input", alive_masking=inputs == 1
-        )
+        model = replace(config.model_config(), condition_channels=inputs, alive_from="input", alive_masking=inputs == 1)
         spec = ModelSpec(
             model,
             TaskSpec(
@@ -112,7 +109,11 @@ class ClassifyTask(Task):
                 seed_positions=[],
                 background="white",
                 classes=data.classes,
-                channels={"class": list(range(k)), "hidden": list(range(k, config.channels)), "input": [0]},
+                channels={
+                    "class": list(range(k)),
+                    "hidden": list(range(k, config.channels)),
+                    "input": list(range(inputs)),
+                },  # the condition's channels
                 options={
                     "settings": {**config.task_options},
                     "size": config.size,
