@@ -16,6 +16,10 @@ from ncacli.tasks.base import Task
 TASK_NAMES = sorted(TASKS)
 
 
+def sets(*items: str) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
 def recipe(name, target_png, tiny_clip, style_png) -> list[str] | None:
     """The CLI flags of a shrunk run of each task that writes a model (pixels writes a picture)."""
     clip = ["--prompt", "fire", "--clip-model", tiny_clip[0], "--clip-pretrained", tiny_clip[1],
@@ -25,9 +29,14 @@ def recipe(name, target_png, tiny_clip, style_png) -> list[str] | None:
         "image": ["--target", target_png],
         "text": clip,
         "texture": style,
-        "classify": ["--data", "digits", "--set", "batch=4", "--set", "task_options.fresh=1",
-                     "--set", "mutation_count=1"],  # fmt: skip
+        "classify": ["--data", "digits", *sets("batch=4", "task_options.fresh=1", "mutation_count=1")],
         "pixels": None,
+        "latent": [
+            "--emoji",
+            "🦎",
+            *sets("task_options.ae_iters=2", "task_options.width=4", "task_options.ae_batch=2"),
+        ],
+        "video": ["--data", "moving-digits", "--set", "task_options.videos=12", "--set", "task_options.length=8"],
     }[name]
 
 
@@ -36,7 +45,7 @@ def test_the_interface(name):
     task = TASKS[name]
     assert issubclass(task, Task) and task.name == name and task.summary
     assert set(task.perturbations) <= set(PERTURBATIONS)
-    assert task.capabilities <= {"page"}
+    assert task.capabilities <= {"page", "zoom"}
     options = getattr(task, "Options", None)
     if options is not None:
         assert dataclasses.is_dataclass(options)
@@ -60,9 +69,10 @@ def test_a_shrunk_run_round_trips(capsys, tmp_path, target_png, tiny_clip, style
     grown = model.grow(5, state, condition=condition)
     assert grown.shape == state.shape and torch.isfinite(grown).all()
     picture = model.picture(grown, condition)
-    assert picture.shape == (2, 3, *model.spec.task.grid) and 0 <= picture.min() <= picture.max() <= 1
+    shown = [n * model.task.scale for n in model.spec.task.grid]  # a latent model's picture is decoded
+    assert picture.shape == (2, 3, *shown) and 0 <= picture.min() <= picture.max() <= 1
     frame = model.task.frame(grown, condition, 3)
-    assert frame.dtype.name == "uint8" and frame.shape[1] == 3 * model.spec.task.grid[1]
+    assert frame.dtype.name == "uint8" and frame.shape[1] == max(1, round(3 / model.task.scale)) * shown[1]
     perturb = next(p for p in model.task.perturbations if p != "mutation" or name == "classify")
     options = {"metrics": ["mse"]} if name != "classify" else {}
     if name in ("text", "texture"):

@@ -48,17 +48,8 @@ class Model:
 
     def seed(self, batch: int = 1, grid: tuple[int, int] | None = None, seed: int = 0) -> torch.Tensor:
         """The state the model starts from ``(B, C, H, W)`` (a random-colour seed takes its colours from ``seed``)."""
-        from ncacli.engine import make_seed
-
-        t = self.spec.task
-        h, w = grid if grid is not None else tuple(t.grid)
-        if t.name == "classify" or t.seed_kind == "zeros":
-            return torch.zeros(batch, self.spec.model.channels, h, w, device=self.device)
-        g = torch.Generator().manual_seed(seed)
-        positions = t.seed_positions or [[0.5, 0.5]]
-        return make_seed(batch, self.spec.model.channels, h, w, positions, kind=t.seed_kind, generator=g).to(
-            self.device
-        )
+        h, w = grid if grid is not None else tuple(self.spec.task.grid)
+        return self.task.start(batch, (h, w), torch.Generator().manual_seed(seed)).to(self.device)
 
     def grow(
         self,
@@ -67,11 +58,20 @@ class Model:
         seed: int = 0,
         condition: torch.Tensor | Callable[[int], torch.Tensor] | None = None,
         observe: Callable[[int, torch.Tensor], torch.Tensor | None] | None = None,
+        zoom: Any = None,
     ) -> torch.Tensor:
-        """Run ``steps`` steps from ``state`` (default: the seed); fire masks from ``seed``."""
+        """Run ``steps`` steps from ``state`` (default: the seed); fire masks from ``seed``. ``zoom``, a
+        :class:`ncacli.engine.zoom.Zoom`: fractal growth, the grid scaled up as it grows (the result at the
+        last grid; tasks whose ``capabilities`` say ``zoom``)."""
         x = (self.seed(seed=seed) if state is None else state).to(self.device)
         g = torch.Generator(device=self.device).manual_seed(seed)
         with torch.no_grad():
+            if zoom is not None:
+                from ncacli.engine.zoom import zoom_rollout
+
+                if "zoom" not in self.task.capabilities:
+                    raise ValueError(f"a {self.spec.task.name!r} model's state is not a picture to zoom")
+                return zoom_rollout(self.nca, x, steps, zoom, g, observe, condition)
             return self.nca.rollout(x, steps, g, observe, condition=condition)
 
     def picture(self, state: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
@@ -101,25 +101,29 @@ def frames(
     condition: torch.Tensor | Callable[[int], torch.Tensor] | None = None,
     damage_at: int | None = None,
     damage_mask: torch.Tensor | None = None,
+    zoom: Any = None,
 ) -> list:
     """The frames of a video (``nca render``): the start, then every ``every`` steps and the last, each as the
     task shows it (``(H·scale, W·scale, 3)`` uint8, a classifier's with its legend); ``damage_mask`` erased
-    after the update of step ``damage_at``."""
-    from ncacli.engine import apply_damage
+    after the update of step ``damage_at``. With ``zoom`` (fractal growth) every frame keeps the first grid's
+    display size, the cells drawn smaller as the grid grows."""
+    from ncacli.engine.zoom import fixed_display, resize_nearest
 
     x = model.seed(seed=seed) if state is None else state.to(model.device)
     at = condition if callable(condition) else (lambda step: condition)
-    out = [model.task.frame(x, at(1), scale)]
+    show = model.task.frame if zoom is None else fixed_display(model.task.frame, scale, tuple(x.shape[-2:]))
+    out = [show(x, at(1), scale)]
 
     def observe(step: int, x: torch.Tensor):
         replaced = None
         if damage_at is not None and step == damage_at:
-            replaced = x = apply_damage(x, damage_mask.to(x.device))
+            size = (x.shape[-2] * model.task.scale, x.shape[-1] * model.task.scale)  # the picture's pixels
+            replaced = x = model.task.erase(x, resize_nearest(damage_mask.to(x.device), size))
         if step % every == 0 or step == steps:
-            out.append(model.task.frame(x, at(step), scale))
+            out.append(show(x, at(step), scale))
         return replaced
 
-    model.grow(steps, x, seed, condition, observe)
+    model.grow(steps, x, seed, condition, observe, zoom)
     return out
 
 

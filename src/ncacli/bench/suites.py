@@ -45,6 +45,8 @@ class Case:
     infer_steps: int
     source: str
     time_limited: bool = False  # skip a measurement estimated to take longer than --max-seconds
+    latent: int = 0  # the NCA runs on a latent grid this many times smaller, decoded at the end (0: pixel space)
+    checkpoint: int | None = None  # the engine's training checkpoints every N steps (None: as --checkpoint says)
 
     def phase(self, phase: str) -> tuple[int, int]:
         """``(batch, steps)`` of ``train`` or ``inference``."""
@@ -219,6 +221,7 @@ class Runner:
         self.probe = memory_probe(settings.device)
         self.history = History()
         self.progress = progress or (lambda text: None)
+        self._autoencoders: dict[int, nn.Module] = {}
 
     def budget(self) -> tuple[float | None, str]:
         s = self.settings
@@ -232,7 +235,7 @@ class Runner:
 
     def plan(self, name: str, phase: str, case: Case, seed: torch.Tensor) -> Measurement | None:
         """A measurement decided without running (OOM or skipped), or None to run it."""
-        s, key = self.settings, (name, phase)
+        s, key = self.settings, (name, phase, case.latent, self.checkpoint_of(case))  # like extrapolates from like
         batch, steps = case.phase(phase)
         cells = case.height * case.width
         work = batch * cells * steps
@@ -254,7 +257,8 @@ class Runner:
         per_run = self.history.estimate_seconds(key, work)
         if per_run is None:
             try:
-                per_run = _probe_seconds(self.impls[name], seed, s.device) * steps * (3 if phase == "train" else 1)
+                probe = _probe_seconds(self.impls_for(case)[name], seed, s.device)
+                per_run = probe * steps * (3 if phase == "train" else 1)
             except Exception as exc:
                 if not is_oom(exc):
                     raise
@@ -278,10 +282,11 @@ class Runner:
         start = s.start or (lambda b, h, w: make_seed(b, channels, h, w))
         seed = start(batch, case.height, case.width).to(s.device).contiguous(memory_format=torch.channels_last)
         target_gen = torch.Generator().manual_seed(s.seed)
-        target = torch.rand(4, case.height, case.width, generator=target_gen).to(s.device)
+        f = case.latent or 1  # a latent case's loss is on the decoded picture
+        target = torch.rand(4, case.height * f, case.width * f, generator=target_gen).to(s.device)
         decided: dict[str, Measurement] = {}
         runs = {}
-        for name, module in self.impls.items():
+        for name, module in self.impls_for(case).items():
             self.progress(f"{case.name} {phase}: {name}")
             verdict = self.plan(name, phase, case, seed)
             if verdict is not None:
@@ -298,7 +303,7 @@ class Runner:
         free_memory(s.device)
         memory_work = work if phase == "train" else batch * cells
         for name, result in results.items():
-            self.history.add((name, phase), work, memory_work, result)
+            self.history.add((name, phase, case.latent, self.checkpoint_of(case)), work, memory_work, result)
         engine, ref = results["engine"], results.get("reference")
         both = engine.ok and ref is not None and ref.ok
         diff = None
@@ -307,11 +312,19 @@ class Runner:
         alive = None
         if engine.ok:
             alive = alive_fraction(self.model, seed, steps, torch.Generator(device=s.device).manual_seed(s.seed))
+        extra = {}
+        if case.latent:
+            ae = self.autoencoder(case.latent)
+            extra["latent"] = {"factor": case.latent, "picture": [case.height * f, case.width * f],
+                               "autoencoder": ae.config.to_dict(),
+                               "autoencoder_parameters": sum(p.numel() for p in ae.parameters())}  # fmt: skip
         return {
             "suite": case.suite,
             "case": case.name,
             "phase": phase,
             "source": case.source,
+            **extra,
+            "checkpoint": self.checkpoint_of(case) if phase == "train" else 0,
             "model": self.model.config.to_dict(),
             "parameters": self.model.parameter_count(),
             "batch": batch,
@@ -328,6 +341,30 @@ class Runner:
             "alive_fraction": alive,
             "other_process_load": load["cores"],
         }
+
+    def checkpoint_of(self, case: Case) -> int:
+        return self.settings.checkpoint if case.checkpoint is None else case.checkpoint
+
+    def autoencoder(self, factor: int):
+        from ncacli.bench.latent import benchmark_autoencoder
+
+        if factor not in self._autoencoders:
+            self._autoencoders[factor] = benchmark_autoencoder(factor, self.settings.device)
+        return self._autoencoders[factor]
+
+    def impls_for(self, case: Case) -> dict[str, nn.Module]:
+        """The implementations a case runs: the engine checkpointed as the case says, and a latent case's
+        rollouts each followed by the decoder."""
+        impls = dict(self.impls)
+        every = self.checkpoint_of(case)
+        if every != self.settings.checkpoint:
+            impls["engine"] = CheckpointedRollout(self.model, every) if every else self.model
+        if case.latent:
+            from ncacli.bench.latent import LatentRollout
+
+            ae = self.autoencoder(case.latent)
+            impls = {name: LatentRollout(module, ae) for name, module in impls.items()}
+        return impls
 
     def prime(self) -> None:
         """One tiny train and inference run of each implementation: one-off library start-up stays out of

@@ -18,7 +18,12 @@ def evaluate(
     perturb: Optional[str] = typer.Option(
         None, "--perturb", help="damage, none, or mutation (conditional models, classifiers); default damage."
     ),
-    shape: str = typer.Option("circle", "--shape", help="Damage shape: circle, square, left, right, top, bottom."),
+    shape: Optional[str] = typer.Option(
+        None,
+        "--shape",
+        help="Damage shape: circle, square, left, right, top, bottom (default circle; textures: top, the "
+        "NCAtorch review's 50% horizontal removal).",
+    ),  # fmt: skip
     radius: float = typer.Option(0.2, "--radius", min=0.0, help="Damage radius, a fraction of the grid width."),
     center: Optional[str] = typer.Option(
         None,
@@ -26,7 +31,24 @@ def evaluate(
         help="Damage centre x,y (fractions). Default: a random living cell per trial (circle, "
         "square); the middle for half cuts.",
     ),  # fmt: skip
-    metric: str = typer.Option("lpips,mse,psnr,ssim", "--metric", "-m", help="Comma list of lpips, mse, psnr, ssim."),
+    metric: Optional[str] = typer.Option(
+        None,
+        "--metric",
+        "-m",
+        help="Comma list of lpips, mse, psnr, ssim, style (default lpips,mse,psnr,ssim; textures: style).",
+    ),
+    vgg_weights: Optional[str] = typer.Option(
+        None,
+        "--vgg-weights",
+        help="The style metric's VGG16: a local torchvision weights file (default: torchvision's cache); "
+        "'random': untrained, tests only.",
+    ),  # fmt: skip
+    style: Optional[str] = typer.Option(
+        None, "--style", help="The style metric's style image (default: the one a texture model file keeps)."
+    ),
+    damage_space: Optional[str] = typer.Option(
+        None, "--damage-space", help="Latent models: cut damage in the decoded picture (pixel, re-encoded) or latent."
+    ),
     lpips_net: str = typer.Option("alex", "--lpips-net", help="LPIPS backbone: alex, vgg, squeeze."),
     lpips_weights: Optional[str] = typer.Option(
         None,
@@ -55,6 +77,9 @@ def evaluate(
     every: Optional[int] = typer.Option(
         None, "--every", min=1, help="Measure every N steps for the curve (default 1 with --plot)."
     ),
+    frames: Optional[int] = typer.Option(
+        None, "--frames", min=1, help="Video models: frames predicted one after another (default up to 20)."
+    ),
     device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
     engine: str = engine_option(),
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
@@ -77,7 +102,7 @@ def evaluate(
         shape=shape,
         radius=radius,
         center=parse_pair(center, "--center") if center is not None else None,
-        metrics=[m.strip() for m in metric.split(",") if m.strip()],
+        metrics=[m.strip() for m in metric.split(",") if m.strip()] if metric is not None else None,
         lpips_net=lpips_net,
         lpips_weights=lpips_weights,
         trials=trials,
@@ -91,8 +116,14 @@ def evaluate(
         condition=condition,
         condition_to=condition_to,
         curve_every=every or (1 if plot is not None else 0),
+        vgg_weights=vgg_weights,
+        style=style,
+        damage_space=damage_space,
+        frames=frames,
     )
     protocol = document.pop("_protocol")
+    if "per_frame" in document:  # a video model: measured frame by frame
+        return _report_frames(document, plot, json_out, f"{Path(path).name}: {document['target']}")
     if plot is not None:
         from ncacli.evaluation.plot import plot_png
         from ncacli.io.files import atomic_write_bytes
@@ -100,6 +131,20 @@ def evaluate(
         atomic_write_bytes(plot, plot_png(document, protocol, f"{Path(path).name}: {document['target']}"))
         document["plot"] = str(plot)
     _print_table(document, protocol)
+    if json_out:
+        emit_json(document)
+
+
+def _report_frames(document: dict, plot: Path | None, json_out: bool, title: str) -> None:
+    """A video model's evaluation: the curve per predicted frame (``--plot``), the table, the JSON."""
+    from ncacli.evaluation.video import frames_table, plot_frames_png
+
+    if plot is not None:
+        from ncacli.io.files import atomic_write_bytes
+
+        atomic_write_bytes(plot, plot_frames_png(document, title))
+        document["plot"] = str(plot)
+    print_table(frames_table(document))
     if json_out:
         emit_json(document)
 
@@ -161,5 +206,7 @@ def _print_table(doc: dict, protocol) -> None:
         captions.append(f"recovery —: the {what} did not make that metric worse, so there was nothing to recover")
     if "lpips" in doc["metrics"] and doc["protocol"]["lpips_weights"] == "random":
         captions.append("lpips with a random backbone (--lpips-weights random): a test of the pipeline, not a measure")
+    if "style" in doc["metrics"] and doc["protocol"].get("vgg_weights") == "random":
+        captions.append("style with a random VGG16 (--vgg-weights random): a test of the pipeline, not a measure")
     table.caption = "\n".join(captions) or None
     print_table(table)

@@ -35,6 +35,13 @@ def grow(
     fmt: Optional[str] = typer.Option(None, "--format", help="png or state (default from --out)."),
     transparent: bool = typer.Option(False, "--transparent", help="Keep alpha in the PNG instead of white."),
     scale: int = typer.Option(1, "--scale", min=1, help="Upscale the PNG by this factor (nearest)."),
+    zoom: Optional[float] = typer.Option(
+        None, "--zoom", help="Fractal growth: scale the grid (every channel) by this factor (> 1) as it grows."
+    ),
+    zoom_every: Optional[int] = typer.Option(None, "--zoom-every", help="Zoom after every N steps (default 64)."),
+    zooms: Optional[int] = typer.Option(None, "--zooms", help="Zoom this many times (default 1)."),
+    zoom_mode: Optional[str] = typer.Option(None, "--zoom-mode", help="How to upsample: nearest (default), bilinear."),
+    latent: bool = typer.Option(False, "--latent", help="Latent models: write the latent state, not the picture."),
     device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
     engine: str = engine_option(),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (not with --out -)."),
@@ -43,6 +50,7 @@ def grow(
     from ncacli.cli.common import condition_of, parse_grid
 
     as_state = wants_state(out, fmt)
+    fractal = zoom_of(zoom, zoom_every, zooms, zoom_mode, steps)
     if model_path == "-" and from_state == "-":
         from ncacli.errors import UsageError
 
@@ -52,6 +60,13 @@ def grow(
         from ncacli.errors import UsageError
 
         raise UsageError(f"{model_path}: a classifier runs on an input; show it with `nca render MODEL out.gif`")
+    if m.spec.task.name == "video":
+        from ncacli.errors import UsageError
+
+        raise UsageError(
+            f"{model_path}: a video model predicts frames from a sequence; show it with `nca render MODEL out.gif "
+            "--frames N`, measure it with `nca evaluate MODEL --frames N`"
+        )
     cfg = m.nca.config
     if from_state is not None:
         state, start = read_state(from_state, cfg.channels)
@@ -59,8 +74,19 @@ def grow(
         grid = None if size is None else parse_grid(size)
         state, start = m.seed(batch, grid, seed), 0
     cond = condition_of(m.nca, m.spec.task.classes, tuple(state.shape[2:]), condition, condition_map)
-    state = m.grow(steps, state, seed, None if cond is None else cond.to(m.device)).cpu()
-    kind = write_picture_or_state(out, state, start + steps, transparent, scale, as_state, background_of(m.spec))
+    cond = None if cond is None else cond.to(m.device)
+    plan = zoom_plan(m, model_path, state, cond, fractal, steps) if fractal is not None else None
+    state = m.grow(steps, state, seed, cond, zoom=fractal).cpu()
+    if latent and m.task.scale == 1:
+        from ncacli.errors import UsageError
+
+        raise UsageError(f"--latent: {model_path} grows in pixel space; its state is its picture (--format state)")
+    as_state = as_state or latent
+    import torch
+
+    with torch.no_grad():  # a latent model's picture is decoded
+        shown = state if as_state else m.task.rgba(state[:1].to(m.device)).cpu()
+    kind = write_picture_or_state(out, shown, start + steps, transparent, scale, as_state, background_of(m.spec))
     # without alive masking (textures) alpha is one more hidden channel: no cell is "dead"
     alive = int((state[:, 3] > cfg.alive_threshold).sum()) if cfg.alive_masking else None
     summary = {
@@ -71,8 +97,83 @@ def grow(
         "shape": list(state.shape),
         "alive_cells": alive,
     }
+    if plan is not None:
+        summary["zoom"] = plan
     if json_out and out != "-":
         emit_json(summary)
     else:
         cells = f", {alive} alive cells" if alive is not None else ""
+        if plan is not None:
+            cells += f", grid {state.shape[2]}×{state.shape[3]}"
         console.print(f"grew {steps} steps → {out} ({kind}{cells})", highlight=False)
+
+
+ZOOM_FLAGS = {"factor": "--zoom", "every": "--zoom-every", "times": "--zooms", "mode": "--zoom-mode"}
+
+
+def zoom_of(factor, every, times, mode, steps):
+    """``--zoom``, ``--zoom-every``, ``--zooms``, ``--zoom-mode`` (fractal growth, ``nca grow`` and ``nca
+    render``) → a :class:`ncacli.engine.zoom.Zoom` checked against ``--steps``, or None without ``--zoom``."""
+    from ncacli.engine.zoom import Zoom, ZoomError
+    from ncacli.errors import UsageError
+
+    if factor is None:
+        for flag, value in (("--zoom-every", every), ("--zooms", times), ("--zoom-mode", mode)):
+            if value is not None:
+                raise UsageError(f"{flag} goes with --zoom FACTOR (fractal growth: scale the grid as it grows)")
+        return None
+    try:
+        zoom = Zoom(factor, 64 if every is None else every, 1 if times is None else times, mode or "nearest")
+        zoom.check(steps)
+    except ZoomError as exc:
+        raise UsageError(f"{ZOOM_FLAGS.get(exc.field, '--steps')} {exc.value}: {exc.reason}") from None
+    return zoom
+
+
+def check_zoomable(m, model_path) -> None:
+    """Refuse ``--zoom`` for a model whose state is not a picture of the grid (its task lacks ``zoom``)."""
+    if "zoom" not in m.task.capabilities:
+        from ncacli.errors import UsageError
+
+        name = m.spec.task.name
+        raise UsageError(f"{model_path}: --zoom scales a picture of the grid; a {name!r} model's state is not one")
+
+
+def zoom_plan(m, model_path, state, condition, zoom, steps) -> dict:
+    """Before a zoomed rollout: refuse a model whose state is not a picture, or a last grid that cannot fit in
+    the device's free memory (one line, nothing run); else print one line on stderr with the grids, the
+    peak memory and the time expected (steps timed at the first grid and a larger one), and return them for
+    the JSON."""
+    from ncacli.engine.zoom import available_memory, peak_bytes, rollout_seconds, step_cost
+    from ncacli.errors import NcaError
+
+    check_zoomable(m, model_path)
+    if callable(condition):  # a schedule (nca render): the speed is measured with its first step's condition
+        condition = condition(1)
+    batch, (h, w) = state.shape[0], tuple(state.shape[2:])
+    free = available_memory(m.device)
+    per_cell = peak_bytes(m.nca, batch, (1, 1))
+    grids = zoom.grids(h, w, limit=None if free is None else free // per_cell)
+    peak = peak_bytes(m.nca, batch, grids[-1])
+    if free is not None and peak > free:
+        (gh, gw), j = grids[-1], len(grids) - 1
+        raise NcaError(
+            f"--zooms {zoom.times}: zoom {j} makes a {gh}×{gw} grid that needs about {_size(peak)}; "
+            f"{_size(free)} is free on {m.device.type}"
+        )
+    seconds = rollout_seconds(zoom, steps, grids, batch, step_cost(m.nca, state, grids, condition))
+    shown = grids if len(grids) <= 6 else [*grids[:2], None, *grids[-2:]]
+    chain = " → ".join("…" if g is None else f"{g[0]}×{g[1]}" for g in shown)
+    of = f" of {_size(free)} free" if free is not None else ""
+    line = f"zoom: {chain} cells; peak memory about {_size(peak)}{of}; at most about {seconds:.3g} s"
+    console.print(line, highlight=False, markup=False, soft_wrap=True)
+    return {"grids": [list(g) for g in grids], "zoom_at": zoom.at(), "factor": zoom.factor, "mode": zoom.mode,
+            "peak_bytes": peak, "free_bytes": free, "seconds": round(seconds, 3)}  # fmt: skip
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} TB"

@@ -46,6 +46,15 @@ def render(
         None, "--input", help="Classifiers: the input, a class (its first test image) or #N (test image N)."
     ),
     input_to: Optional[str] = typer.Option(None, "--input-to", help="Classifiers: the input after --switch-at."),
+    frames: Optional[int] = typer.Option(
+        None, "--frames", min=1, help="Video models: frames to predict, truth beside prediction (default up to 20)."
+    ),
+    zoom: Optional[float] = typer.Option(
+        None, "--zoom", help="Fractal growth: scale the grid by this factor (> 1) as it grows; same picture size."
+    ),
+    zoom_every: Optional[int] = typer.Option(None, "--zoom-every", help="Zoom after every N steps (default 64)."),
+    zooms: Optional[int] = typer.Option(None, "--zooms", help="Zoom this many times (default 1)."),
+    zoom_mode: Optional[str] = typer.Option(None, "--zoom-mode", help="How to upsample: nearest (default), bilinear."),
     device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
     engine: str = engine_option(),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
@@ -53,13 +62,14 @@ def render(
     """Write a video of the NCA growing (and regrowing after `--damage-at`), or an interactive page."""
     from ncacli import api
     from ncacli.cli.common import check_name, parse_grid, read_state
+    from ncacli.cli.grow import check_zoomable, zoom_of, zoom_plan
     from ncacli.engine import SHAPES, damage_mask
     from ncacli.errors import UsageError
     from ncacli.io.video import FORMATS, write_video
 
     size = None if grid is None else parse_grid(grid)
     if out.suffix.lower() == ".html":
-        unused = {"--damage-at": damage_at, "--from": from_state, "--switch-at": switch_at}
+        unused = {"--damage-at": damage_at, "--from": from_state, "--switch-at": switch_at, "--zoom": zoom}
         unused.update({"--condition-map": condition_map, "--condition-video": condition_video, "--input-to": input_to})
         given = [name for name, value in unused.items() if value is not None]
         if given:
@@ -74,7 +84,19 @@ def render(
     if out.suffix.lower() not in FORMATS:
         raise UsageError(f"{out}: unsupported output {out.suffix!r}; use .gif, .mp4 or .html")
     check_name("damage shape", shape, list(SHAPES))
+    fractal = zoom_of(zoom, zoom_every, zooms, zoom_mode, steps)
     m = load(model_path, device_name, engine)
+    if fractal is not None:
+        check_zoomable(m, model_path)
+    if m.spec.task.name == "video":
+        unused = {"--damage-at": damage_at, "--from": from_state, "--switch-at": switch_at, "--grid": grid}
+        unused.update({"--condition": condition, "--condition-map": condition_map, "--input-to": input_to})
+        given = [name for name, value in {**unused, "--condition-video": condition_video}.items() if value is not None]
+        return _prediction_video(m, out, frames, fps, scale, seed, input_image, given, json_out)
+    if frames is not None:
+        raise UsageError(
+            f"--frames counts the frames a video model predicts; {model_path} is a {m.spec.task.name} model"
+        )
     if m.spec.task.name == "classify":
         return _classify_video(m, out, steps, fps, every, scale, seed, input_image, switch_at, input_to, json_out)
     if input_image is not None or input_to is not None:
@@ -90,14 +112,18 @@ def render(
     if state is None:
         state = m.seed(grid=size, seed=seed)
     _, _, h, w = state.shape
-    mask = damage_mask(h, w, shape, parse_pair(center, "--center"), radius, device=dev)
+    s = m.task.scale  # a latent model's damage is cut in its picture's pixels
+    mask = damage_mask(h * s, w * s, shape, parse_pair(center, "--center"), radius, device=dev)
     schedule = _conditions(
         model, m.spec.task.classes, (h, w), condition, condition_map, switch_at, condition_to, condition_video, steps,
         every, dev,
     )  # fmt: skip
-    frames = api.frames(m, steps, every, scale, seed, state, schedule, damage_at, mask)
+    plan = zoom_plan(m, model_path, state, schedule, fractal, steps) if fractal is not None else None
+    frames = api.frames(m, steps, every, scale, seed, state, schedule, damage_at, mask, zoom=fractal)
     write_video(out, frames, fps)
     summary = {"out": str(out), "frames": len(frames), "steps": steps, "fps": fps, "damage_at": damage_at}
+    if plan is not None:
+        summary["zoom"] = plan
     if model.config.condition_channels:
         given = {"condition": condition, "switch_at": switch_at, "condition_to": condition_to}
         given.update(condition_map=condition_map, condition_video=condition_video)
@@ -203,3 +229,23 @@ def _classify_video(m, out, steps, fps, every, scale, seed, input_image, switch_
         emit_json(summary)
     else:
         console.print(f"rendered {len(frames)} frames → {out}", highlight=False)
+
+
+def _prediction_video(m, out, frames, fps, scale, seed, sequence, given, json_out) -> None:
+    """A video model's video: a held-out sequence (``--input #N``, default the first), its true frames beside
+    the model's autoregressive prediction, from the last input frame on (the NCAtorch review, Figure 16b)."""
+    from ncacli.errors import UsageError
+    from ncacli.io.video import write_video
+
+    if given:
+        raise UsageError(f"{given[0]} is for growing models; a video model's video takes --frames and --input #N")
+    task = m.task
+    index = task.sequence_of(sequence or "#0")
+    shown = task.comparison_frames(m, index, frames, scale, seed)
+    write_video(out, shown, fps)
+    summary = {"out": str(out), "frames": len(shown), "predicted": len(shown) - 1, "fps": fps,
+               "sequence": task.about(index)}  # fmt: skip
+    if json_out:
+        emit_json(summary)
+    else:
+        console.print(f"rendered {len(shown)} frames (truth | prediction) → {out}", highlight=False)

@@ -32,7 +32,10 @@ def train(
         None, "--task", help="image, text, texture, pixels, classify, or a plugin's (default from the preset)."
     ),
     data: Optional[str] = typer.Option(
-        None, "--data", help="--task classify: digits (bundled), mnist, cifar10, or a folder of class sub-folders."
+        None,
+        "--data",
+        help="--task classify: digits (bundled), mnist, cifar10, or a folder of class sub-folders; --task video: "
+        "moving-digits (generated), moving-mnist, or a folder of .npy videos.",
     ),
     model_kind: Optional[str] = typer.Option(None, "--model", help="pixels: the same as --task pixels.", hidden=True),
     clip_model: Optional[str] = typer.Option(
@@ -58,18 +61,26 @@ def train(
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Run directory (default runs/<time>-<preset>-<target>)."
     ),
+    autoencoder: Optional[str] = typer.Option(
+        None, "--autoencoder", help="--task latent: reuse this trained autoencoder (a run's autoencoder.safetensors)."
+    ),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train an NCA for a task (default from the preset); the last stdout line is JSON naming the run."""
     from ncacli import config as cfgmod
+    from ncacli.train.autoencoder import Interrupted
     from ncacli.train.session import open_session, resumed_config
 
     check_name("engine", engine, ENGINE_NAMES)
     if data is not None and task is None:
-        task = "classify"  # the task that reads --data
+        from ncacli.io.video_data import SOURCES as VIDEO_SOURCES
+
+        task = "video" if data in VIDEO_SOURCES else "classify"  # the tasks that read --data
     if model_kind is not None and task is None:
         task = {"pixels": "pixels", "nca": None}.get(model_kind, model_kind)  # 0.1.0's --model pixels
+    if autoencoder is not None and task is None:
+        task = "latent"  # the task that reads --autoencoder
     world = distributed.World.from_env()  # None unless started by torchrun
     flags = {
         **_target_flags(target or [], emoji or []),
@@ -97,9 +108,15 @@ def train(
         implied = _implied_preset(flags["loss"], task, data) if preset is None and config_file is None else None
         config = cfgmod.resolve(preset or implied, config_file, sets, flags)
         if implied:
-            why = f"--task {task}" if task == "classify" else f"--loss {config.loss}"
+            why = f"--task {task}" if task is not None else f"--loss {config.loss}"
             notes.append(f"preset: {implied} (for {why}; name another with --preset)")
-    session = open_session(config, out, resume, engine, world, notes)
+    if autoencoder is not None:
+        config = cfgmod.apply(config, {"task_options": {"autoencoder": autoencoder}}, "--autoencoder")
+    try:
+        session = open_session(config, out, resume, engine, world, notes, quiet)
+    except Interrupted as exc:
+        console.print(f"{exc}; continue with `nca train --resume {exc.path.parent}`", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     console.quiet = not session.writes
     for note in session.notes:
         console.print(note, highlight=False)
@@ -131,7 +148,12 @@ def _loss_from_inputs(prompt: str | None, style: str | None) -> str | None:
 
 def _implied_preset(loss: str | None, task: str | None, data: str | None) -> str | None:
     """The preset the inputs imply when none is named: texture for style, clip for clip (nca-clip's recipe);
-    for --task classify, the preset of its data (classify-mnist, classify-cifar10; else classify-digits)."""
+    for --task classify, the preset of its data (classify-mnist, classify-cifar10; else classify-digits); for
+    any other task with a preset of its name (video, latent, texture), that preset."""
+    from ncacli.config import list_presets
+
+    if task not in (None, "classify") and task in list_presets():
+        return task
     if task == "classify":
         return {"mnist": "classify-mnist", "cifar10": "classify-cifar10"}.get(data or "", "classify-digits")
     names = (loss or "").split("+")

@@ -52,7 +52,12 @@ def ssim(x: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float =
     ``structural_similarity(gaussian_weights=True, use_sample_covariance=False)``).
     """
     a = composite(rgba(x))
-    b = composite(target.clamp(0, 1)[None]).expand_as(a)
+    return structural_similarity(a, composite(target.clamp(0, 1)[None]).expand_as(a), window, sigma)
+
+
+def structural_similarity(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """SSIM of images ``a`` and ``b`` ``(B, C, H, W)`` in [0, 1] (any number of channels: RGB, a grey frame)
+    → ``(B,)``, as :func:`ssim` computes it."""
     _, c, h, w = a.shape
     if min(h, w) < window:
         raise ValueError(f"SSIM needs images of at least {window}×{window} cells, not {h}×{w}")
@@ -98,7 +103,15 @@ def make_metric(name: str, device: Any = "cpu", **options: Any) -> Metric:
     return entry if isinstance(entry, Metric) else entry(device, **options)
 
 
-def make_metrics(names: list[str], lpips_net: str = "alex", lpips_weights: str | None = None, device="cpu"):
-    """``{name: Metric}`` for ``names``; ``lpips`` takes its backbone and weights (see :mod:`.lpips_metric`)."""
-    options = {"lpips": {"net": lpips_net, "weights": lpips_weights}}
+def make_metrics(
+    names: list[str],
+    lpips_net: str = "alex",
+    lpips_weights: str | None = None,
+    device="cpu",
+    style: dict[str, Any] | None = None,
+):
+    """``{name: Metric}`` for ``names``; ``lpips`` takes its backbone and weights (see :mod:`.lpips_metric`),
+    ``style`` the options of :func:`~ncacli.evaluation.style_metric.style_factory` (weights, loss, size,
+    seed, background, image)."""
+    options = {"lpips": {"net": lpips_net, "weights": lpips_weights}, "style": style or {}}
     return {name: make_metric(name, device, **options.get(name, {})) for name in names}

@@ -1,4 +1,5 @@
-"""The metric over time with the perturbation marked (the NCAtorch review, Figure 17 style) → PNG bytes."""
+"""The metric over time with the perturbation marked (the NCAtorch review, Figure 17 style; a texture's style
+distance as in its Figure 11) → PNG bytes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Any
 
 from ncacli.evaluation.protocol import Protocol
 
-LABELS = {"lpips": "LPIPS ↓", "mse": "MSE ↓", "psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑"}
+LABELS = {"lpips": "LPIPS ↓", "mse": "MSE ↓", "psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "style": "VGG style distance ↓"}
+# a curve whose positive values span more than this factor is drawn on a log axis (a texture's style distance
+# falls from the empty grid's by orders of magnitude)
+LOG_SPAN = 30.0
 
 
 def plot_png(result: dict[str, Any], protocol: Protocol, title: str) -> bytes:
@@ -33,10 +37,16 @@ def plot_png(result: dict[str, Any], protocol: Protocol, title: str) -> bytes:
             ax.axvline(
                 protocol.perturb_at, color="tab:red", ls="--", lw=1, label=f"{what} at step {protocol.perturb_at}"
             )
-        rec = result["metrics"][name]["recovery"]
-        ax.set_ylabel(LABELS.get(name, name))
+        stats = result["metrics"][name]
+        rec = stats["recovery"]
+        ax.set_ylabel(LABELS.get(name, f"{name} {'↑' if stats['higher_is_better'] else '↓'}"))
+        if min(mean) > 0 and max(mean) > LOG_SPAN * min(mean):
+            ax.set_yscale("log")
         if rec is not None:
             ax.set_title(f"recovery {rec:.1f}%", loc="right", fontsize=9)
+        if name == "style" and result.get("protocol", {}).get("vgg_weights") == "random":
+            note = "random VGG16 (--vgg-weights random): a pipeline test, not a measure"
+            ax.text(0.01, 0.03, note, transform=ax.transAxes, fontsize=8, color="tab:red", va="bottom")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="best")
     axes[0].set_title(_plain(title), loc="left", fontsize=9)

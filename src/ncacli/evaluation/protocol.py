@@ -107,11 +107,15 @@ def run_protocol(
     protocol: Protocol,
     labels: torch.Tensor | None = None,
     mutated: torch.Tensor | None = None,
+    task: Any = None,
 ) -> dict[str, Any]:
     """Run the protocol from ``seed`` ``(1 or B, C, H, W)`` → per-stage metrics, recovery, trials, curves.
 
     A conditional model's ``target`` is ``(K, 4, H, W)``, ``labels`` ``(trials,)`` the class of each
-    trial and, for ``mutation``, ``mutated`` ``(trials,)`` the class each switches to.
+    trial and, for ``mutation``, ``mutated`` ``(trials,)`` the class each switches to. ``task`` (the model's,
+    :class:`ncacli.tasks.Task`) says what a state looks like (``rgba``: a latent model's decoded picture, which
+    the metrics compare and the damage is placed on) and how damage erases it (``erase``); None: the state's
+    first four channels, and cells zeroed.
     """
     protocol.check()
     classes = model.config.condition_channels
@@ -132,7 +136,11 @@ def run_protocol(
     now = {"labels": labels.to(device) if labels is not None else None}
     now["condition"] = one_hot(now["labels"], classes) if classes else None
 
+    view = task.rgba if task is not None else (lambda x: x)
+    erase = task.erase if task is not None else apply_damage
+
     def measure(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = view(x)
         which = now["labels"]
         if which is None:
             return {name: metric(x, target).float().cpu() for name, metric in metrics.items()}
@@ -152,13 +160,14 @@ def run_protocol(
             now["condition"] = one_hot(now["labels"], classes)
         if step == protocol.perturb_at and protocol.perturb == "damage":
             before.update(measure(x))
-            h, w = x.shape[2:]
+            picture = view(x)
+            h, w = picture.shape[2:]
             if protocol.center is not None or protocol.shape not in ("circle", "square"):
                 at = torch.tensor([list(protocol.center or (0.5, 0.5))]).expand(x.shape[0], 2)
             else:
-                at = damage_centres(x, damage, model.config.alive_threshold)
+                at = damage_centres(picture, damage, model.config.alive_threshold)
             centres.extend(at.tolist())
-            replaced = x = apply_damage(x, damage_mask(h, w, protocol.shape, at, protocol.radius, device=x.device))
+            replaced = x = erase(x, damage_mask(h, w, protocol.shape, at, protocol.radius, device=x.device))
         if step in steps:
             for name, v in measure(x).items():
                 values[name][step] = v

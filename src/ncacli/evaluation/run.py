@@ -17,7 +17,7 @@ from ncacli.names import PERTURBATIONS
 def evaluate_model(
     model: Any,
     perturb: str | None = None,
-    shape: str = "circle",
+    shape: str | None = None,
     radius: float = 0.2,
     center: tuple[float, float] | None = None,
     metrics: list[str] | None = None,
@@ -34,27 +34,29 @@ def evaluate_model(
     condition: str | None = None,
     condition_to: str | None = None,
     curve_every: int = 0,
+    vgg_weights: str | None = None,
+    style: str | None = None,
+    frames: int | None = None,
+    damage_space: str | None = None,
 ) -> dict[str, Any]:
-    """The evaluation document (what ``nca evaluate --json`` prints); ``_protocol`` holds the protocol."""
-    from ncacli.cli.common import check_name, not_conditional
-    from ncacli.engine import SHAPES
+    """The evaluation document (what ``nca evaluate --json`` prints); ``_protocol`` holds the protocol.
+
+    The model's task evaluates it first (:meth:`ncacli.tasks.Task.evaluate`: a classifier's accuracy, a video
+    model's predicted frames); when it has no evaluation of its own, the growing protocol runs."""
+    options = {k: v for k, v in locals().items() if k != "model"}  # every keyword above, as given
+    document = model.task.evaluate(model, **options)
+    if document is not None:
+        return document
+    from ncacli.cli.common import not_conditional
     from ncacli.evaluation.protocol import Protocol, run_protocol
 
     task = model.spec.task.name
-    perturb = perturb or ("mutation" if task == "classify" else "damage")
-    allowed = model.task.perturbations
-    if perturb not in allowed:
-        check_name("perturbation", perturb, list(PERTURBATIONS))
-        raise UsageError(f"--perturb {perturb}: a {task} model takes {', '.join(allowed) or 'no perturbation'}")
-    check_name("damage shape", shape, list(SHAPES))
-    if task == "classify":
-        from ncacli.evaluation.classify import evaluate_classifier
-
-        return evaluate_classifier(model, perturb, trials, seed, stage1 or (20, 30), stage2, perturb_at, final,
-                                   curve_every)  # fmt: skip
+    if frames is not None:
+        raise UsageError(f"--frames counts the frames a video model predicts; {model.path} is a {task} model")
+    perturb, shape = check_perturbation(model, perturb, "damage", shape)
     from ncacli.registry import METRICS
 
-    names = metrics if metrics is not None else ["lpips", "mse", "psnr", "ssim"]
+    names = metrics if metrics is not None else list(model.task.evaluation_metrics)
     if not names:
         raise UsageError("--metric: name at least one of " + ", ".join(sorted(METRICS)))
     for name in names:
@@ -83,12 +85,24 @@ def evaluate_model(
         raise UsageError("--condition-to is the class a mutation switches to: add --perturb mutation")
     if classes and (target or emoji):
         raise UsageError(f"{path}: a conditional model is compared with its own targets; drop --target/--emoji")
-    goal, goal_desc = _target(path, model.task.tensors.get("target"), model.spec, provenance, target, emoji)
-    seed_grid = tuple(goal.shape[-2:])
+    style_image, style_desc = _style_image(path, model, style) if "style" in names else (None, None)
+    if (style or vgg_weights) and style_image is None:
+        raise UsageError("--style and --vgg-weights are read by the style metric only: add --metric style")
+    compared = [n for n in names if n != "style"]  # the metrics that compare with a target picture
+    if (target or emoji) and not compared:
+        raise UsageError("--target/--emoji are read by mse, psnr, ssim and lpips, not the style metric: add --metric")
+    if compared:
+        goal, goal_desc = _target(path, model.task.tensors.get("target"), model.spec, provenance, target, emoji)
+    else:  # the style metric alone: its target argument is the style image
+        goal, goal_desc = style_image, style_desc
+    seed_grid = tuple(model.spec.task.grid or goal.shape[-2:])
     labels, mutated = _classes(model.spec.task.classes, classes, trials, seed, perturb, condition, condition_to)
-    made = make_metrics(names, lpips_net, lpips_weights, dev)
+    style_loss = provenance.get("style_loss") or "sot"  # the model's own measure (the texture preset's: sot)
+    style_options = {"weights": vgg_weights, "loss": style_loss, "background": model.spec.task.background}
+    made = make_metrics(names, lpips_net, lpips_weights, dev, {**style_options, "image": style_image})
     state = model.seed(1, seed_grid)
-    result = run_protocol(nca, state, goal, made, protocol, labels, mutated)
+    space = _damage_space(model, damage_space, perturb)
+    result = run_protocol(nca, state, goal, made, protocol, labels, mutated, model.task)
     return {
         "model": path,
         "task": task,
@@ -103,10 +117,47 @@ def evaluate_model(
             "metrics": names,
             "lpips_net": lpips_net if "lpips" in names else None,
             "lpips_weights": (lpips_weights or "torchvision cache") if "lpips" in names else None,
+            "style": style_desc,
+            "style_loss": style_loss if "style" in names else None,
+            "vgg_weights": (vgg_weights or "torchvision cache") if "style" in names else None,
+            "damage_space": space,
         },
         **result,
         "_protocol": protocol,
     }
+
+
+def check_perturbation(model: Any, perturb: str | None, default: str, shape: str | None) -> tuple[str, str]:
+    """``--perturb`` (``default`` when not given) checked against what the model's task can do, and ``--shape``
+    (default the task's own, else circle) → ``(perturb, shape)``."""
+    from ncacli.cli.common import check_name
+    from ncacli.engine import SHAPES
+
+    perturb = perturb or default
+    allowed = model.task.perturbations
+    if perturb not in allowed:
+        check_name("perturbation", perturb, list(PERTURBATIONS))
+        task = model.spec.task.name
+        raise UsageError(f"--perturb {perturb}: a {task} model takes {', '.join(allowed) or 'no perturbation'}")
+    shape = shape or model.task.damage_shape  # a texture's: the review's half cut
+    check_name("damage shape", shape, list(SHAPES))
+    return perturb, shape
+
+
+def _damage_space(model: Any, space: str | None, perturb: str) -> str | None:
+    """Where a latent model's damage is cut (``pixel``: the decoded picture, re-encoded; ``latent``: the grid);
+    None for a model whose state is its picture."""
+    own = getattr(model.task, "damage_space", None)
+    if own is None:
+        if space is not None:
+            name = model.spec.task.name
+            raise UsageError(f"--damage-space is for latent models; a {name} model's state is its picture")
+        return None
+    if space is not None:
+        if space not in ("pixel", "latent"):
+            raise UsageError(f"--damage-space {space!r}: choose pixel or latent")
+        model.task.damage_space = space
+    return model.task.damage_space if perturb == "damage" else None
 
 
 def _classes(names: list[str], classes: int, trials: int, seed: int, perturb: str, condition, condition_to):
@@ -134,14 +185,13 @@ def _classes(names: list[str], classes: int, trials: int, seed: int, perturb: st
     return labels, other_labels(labels, classes, torch.Generator().manual_seed(seed + 2))
 
 
-
 def _target(path: str, stored, spec, provenance: dict, target: str | None, emoji: str | None):
     """The target to compare with → ``((4, H, W), description)``: an option, the model's own, or its run's."""
     import tomllib
 
     from ncacli.io.images import load_target
 
-    grid = spec.task.grid
+    grid = list(spec.task.options.get("image") or spec.task.grid)  # a latent model's picture is larger than its grid
     if target or emoji:
         run = _run_config(path)
         size, padding = run.get("size", 40), run.get("padding", 16)
@@ -169,6 +219,24 @@ def _target(path: str, stored, spec, provenance: dict, target: str | None, emoji
     return goal, desc
 
 
+def _style_image(path: str, model: Any, style: str | None):
+    """The style image the style metric compares with → ``((3 or 4, h, w), description)``: ``--style FILE``,
+    fitted as the model's training fitted its own (``style_size``), or the one the model file keeps."""
+    from ncacli.config import Config
+    from ncacli.losses.style import load_style_image
+    from ncacli.tasks.image import STYLE
+
+    if style:
+        size = model.provenance.get("style_size") or _run_config(path).get("style_size") or Config.style_size
+        return load_style_image(style, int(size))[0], f"style {style}"
+    stored = model.task.tensors.get(STYLE)
+    if stored is not None:
+        return stored, model.provenance.get("target") or "the model's style image"
+    task = model.spec.task.name
+    what = "saved before texture models kept theirs" if task == "texture" else f"a model of the {task} task"
+    raise NcaError(f"{path}: no style image in the model ({what}); name one with --style FILE")
+
+
 def _run_config(path: str) -> dict:
     """The ``config.toml`` of the run directory holding ``path`` (itself or a checkpoint), or ``{}``."""
     import tomllib
@@ -181,5 +249,3 @@ def _run_config(path: str) -> dict:
             except tomllib.TOMLDecodeError as exc:
                 raise NcaError(f"{d / 'config.toml'}: not valid TOML ({exc})") from None
     return {}
-
-

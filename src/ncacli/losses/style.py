@@ -17,6 +17,7 @@ import copy
 import io
 import math
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,25 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     return features @ features.transpose(1, 2) / features.shape[-1]
 
 
+def unit_directions(
+    count: int, channels: int, generator: torch.Generator | None, device: Any = None, dtype: Any = None
+) -> torch.Tensor:
+    """``count`` random unit vectors in a ``channels``-dimensional feature space → ``(count, channels)``."""
+    directions = torch.randn(count, channels, generator=generator, device=device, dtype=dtype)
+    return directions / directions.norm(dim=1, keepdim=True)
+
+
+def sliced_ot_along(features: torch.Tensor, style: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Sliced optimal transport distance along given ``directions`` ``(P, C)``: ``(B, C, N)`` against
+    ``(1, C, M)`` → ``(B,)`` (see :func:`sliced_ot`)."""
+    n = features.shape[2]
+    ours = torch.sort(directions @ features, dim=-1).values  # (B, P, N)
+    theirs = torch.sort(directions @ style, dim=-1).values  # (1, P, M)
+    if theirs.shape[-1] != n:
+        theirs = F.interpolate(theirs, size=n, mode="linear", align_corners=False)
+    return ((ours - theirs) ** 2).mean(dim=(1, 2))
+
+
 def sliced_ot(
     features: torch.Tensor, style: torch.Tensor, projections: int, generator: torch.Generator | None
 ) -> torch.Tensor:
@@ -231,14 +251,54 @@ def sliced_ot(
     (linear interpolation of the quantile function) when ``M ≠ N``; the loss is the mean squared
     difference.
     """
-    channels, n = features.shape[1], features.shape[2]
-    directions = torch.randn(projections, channels, generator=generator, device=features.device, dtype=features.dtype)
-    directions = directions / directions.norm(dim=1, keepdim=True)
-    ours = torch.sort(directions @ features, dim=-1).values  # (B, P, N)
-    theirs = torch.sort(directions @ style, dim=-1).values  # (1, P, M)
-    if theirs.shape[-1] != n:
-        theirs = F.interpolate(theirs, size=n, mode="linear", align_corners=False)
-    return ((ours - theirs) ** 2).mean(dim=(1, 2))
+    directions = unit_directions(projections, features.shape[1], generator, features.device, features.dtype)
+    return sliced_ot_along(features, style, directions)
+
+
+# per layer: (layer index, its features (B, C, N), the style's (1, C, M)) → the sliced-OT term (B,)
+SlicedTerm = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class StyleReference:
+    """A style image's VGG16 statistics and the relative style distance of pictures to them.
+
+    ``image`` is RGB ``(1, 3, h, w)`` in [0, 1]. Each layer's term is divided by the style's own mean
+    square at that layer (activations for sot, Gram entries for gram), so the distance is about 0 for
+    the style itself and a few units per layer for a flat picture whatever the backbone's weights. The
+    network and the statistics move to a picture's device (once per device).
+    """
+
+    def __init__(self, vgg: VGGFeatures, image: torch.Tensor, kind: str) -> None:
+        self.vgg, self.image, self.kind = vgg, image, kind
+        self._device: torch.device | None = None
+        self._net: VGGFeatures = vgg
+        self._style: list[torch.Tensor] = []  # per layer: (1, C, M) for sot, (1, C, C) Gram for gram
+        self._scale: list[float] = []  # per layer: the style's own mean square (activations, or Gram entries)
+
+    def prepare(self, device: torch.device) -> None:
+        """Move the network to ``device`` and compute the style statistics there (once per device)."""
+        if self._device == device:
+            return
+        self._net = self.vgg if device.type == "cpu" else copy.deepcopy(self.vgg).to(device)
+        with torch.no_grad():
+            feats = _flatten(self._net(_big_enough(self.image.to(device))))
+        self._style = [gram(f) for f in feats] if self.kind == "gram" else feats
+        self._scale = [max(float((f**2).mean()), 1e-12) for f in self._style]
+        self._device = device
+
+    def distance(self, rgb: torch.Tensor, sliced: SlicedTerm) -> torch.Tensor:
+        """RGB ``(B, 3, H, W)`` in [0, 1] → the relative distance ``(B,)``, differentiable; ``sliced`` gives
+        each layer's sliced-OT term (its projections are the caller's)."""
+        self.prepare(rgb.device)
+        feats = _flatten(self._net(_big_enough(rgb)))
+        total = torch.zeros(rgb.shape[0], device=rgb.device, dtype=rgb.dtype)
+        for layer, (ours, theirs, scale) in enumerate(zip(feats, self._style, self._scale, strict=True)):
+            if self.kind == "gram":
+                term = ((gram(ours) - theirs) ** 2).mean(dim=(1, 2))
+            else:
+                term = sliced(layer, ours, theirs)
+            total = total + term / scale
+        return total
 
 
 class StyleLoss:
@@ -271,24 +331,10 @@ class StyleLoss:
         self.background: str = config.background
         self.style_image = load_style_image(config.style, config.style_size)  # (1, 3, h, w)
         self.vgg = build_vgg(config.vgg_weights)
+        self.reference = StyleReference(self.vgg, self.style_image, self.kind)
         self.generator: torch.Generator | None = None
         self.last: dict[str, float] = {}
-        self._device: torch.device | None = None
-        self._net: VGGFeatures = self.vgg
-        self._style: list[torch.Tensor] = []  # per layer: (1, C, M) for sot, (1, C, C) Gram for gram
-        self._scale: list[float] = []  # per layer: the style's own mean square (activations, or Gram entries)
         self._private: torch.Generator | None = None
-
-    def _prepare(self, device: torch.device) -> None:
-        """Move the network to ``device`` and compute the style statistics there (once per device)."""
-        if self._device == device:
-            return
-        self._net = self.vgg if device.type == "cpu" else copy.deepcopy(self.vgg).to(device)
-        with torch.no_grad():
-            feats = _flatten(self._net(_big_enough(self.style_image.to(device))))
-        self._style = [gram(f) for f in feats] if self.kind == "gram" else feats
-        self._scale = [max(float((f**2).mean()), 1e-12) for f in self._style]
-        self._device = device
 
     def _generator(self, device: torch.device) -> torch.Generator:
         if self.generator is not None:
@@ -302,15 +348,9 @@ class StyleLoss:
         """``(B, C, H, W)`` → ``(B,)``, differentiable with respect to ``state``."""
         from ncacli.engine.visible import visible_rgb
 
-        self._prepare(state.device)
-        feats = _flatten(self._net(_big_enough(visible_rgb(state, self.background))))
-        total = torch.zeros(state.shape[0], device=state.device, dtype=state.dtype)
-        for ours, theirs, scale in zip(feats, self._style, self._scale, strict=True):
-            if self.kind == "gram":
-                term = ((gram(ours) - theirs) ** 2).mean(dim=(1, 2))
-            else:
-                count = self.projections or ours.shape[1]
-                term = sliced_ot(ours, theirs, count, self._generator(state.device))
-            total = total + term / scale
+        def sliced(layer: int, ours: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor:
+            return sliced_ot(ours, theirs, self.projections or ours.shape[1], self._generator(state.device))
+
+        total = self.reference.distance(visible_rgb(state, self.background), sliced)
         self.last = {"style": float(total.detach().mean())}
         return total

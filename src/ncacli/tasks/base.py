@@ -34,7 +34,11 @@ class Task:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     perturbations: ClassVar[tuple[str, ...]] = ("damage", "none")
-    capabilities: ClassVar[frozenset[str]] = frozenset()  # "page": the interactive page can show it
+    # "page": the interactive page can show it; "zoom": its state is a picture of the grid, which fractal
+    # growth (ncacli.engine.zoom) may upsample as it grows
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    evaluation_metrics: ClassVar[tuple[str, ...]] = ("lpips", "mse", "psnr", "ssim")  # nca evaluate's default
+    damage_shape: ClassVar[str] = "circle"  # nca evaluate's default damage
 
     def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
         self.spec = spec
@@ -96,6 +100,17 @@ class Task:
         """``n`` starting states ``(n, C, H, W)``."""
         raise NotImplementedError
 
+    def start(self, n: int, grid: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+        """What the verbs grow from: ``n`` states ``(n, C, H, W)`` on ``grid`` (any size; random colours from
+        ``generator``, a CPU one). By default the spec's seed kind at its seed positions."""
+        from ncacli.engine import make_seed
+
+        t = self.spec.task
+        if t.seed_kind == "zeros":
+            return torch.zeros(n, self.spec.model.channels, *grid)
+        positions = t.seed_positions or [[0.5, 0.5]]
+        return make_seed(n, self.spec.model.channels, *grid, positions, kind=t.seed_kind, generator=generator)
+
     def make_pool(self, trainer: Any) -> Any:
         """The sample pool (None: every batch starts from seeds)."""
         return None
@@ -126,18 +141,38 @@ class Task:
 
     # -- showing -------------------------------------------------------------------------------------------
 
+    scale: int = 1  # picture pixels per cell (a latent model's decoder draws 8 × 8 pixels per cell)
+
+    def rgba(self, states: torch.Tensor) -> torch.Tensor:
+        """The picture a state stands for, premultiplied RGBA ``(B, 4, H·scale, W·scale)`` (what metrics compare)."""
+        return states[:, :4]
+
+    def erase(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``states`` with the cells of ``mask`` ``(B or 1, 1, H·scale, W·scale)`` erased (damage)."""
+        from ncacli.engine import apply_damage
+
+        return apply_damage(states, mask)
+
     def picture(self, states: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """How states look: ``(B, C, H, W)`` → RGB ``(B, 3, H, W)`` in [0, 1]."""
+        """How states look: ``(B, C, H, W)`` → RGB ``(B, 3, H·scale, W·scale)`` in [0, 1]."""
         from ncacli.engine.visible import visible_rgb
 
-        return visible_rgb(states, self.spec.task.background)
-
+        return visible_rgb(self.rgba(states), self.spec.task.background)
 
     def frame(self, states: torch.Tensor, condition: torch.Tensor | None, scale: int) -> Any:
         """The first sample as a video frame: ``(H·scale, W·scale, 3)`` uint8."""
         from ncacli.io.images import to_pixels
 
-        return to_pixels(states[0, :4], scale=scale, background=self.spec.task.background)
+        pixels = max(1, round(scale / self.scale))  # ``scale`` display pixels per cell, at least 1 per pixel
+        return to_pixels(self.rgba(states[:1])[0], scale=pixels, background=self.spec.task.background)
+
+    # -- evaluating ----------------------------------------------------------------------------------------
+
+    def evaluate(self, model: Any, **options: Any) -> dict[str, Any] | None:
+        """``nca evaluate`` of this task: the document ``--json`` prints (``_protocol`` beside it), or None for the
+        growing protocol (:mod:`ncacli.evaluation.protocol`). ``options`` are the keywords of
+        :func:`ncacli.evaluation.run.evaluate_model`; a task ignores those it has no use for."""
+        return None
 
 
 def task_for(spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> Task:

@@ -152,6 +152,9 @@ class ClassifyTask(Task):
         x = torch.zeros(n, self.spec.model.channels, h, w, device=self.device)
         return x.contiguous(memory_format=torch.channels_last)
 
+    def start(self, n: int, grid: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+        return torch.zeros(n, self.spec.model.channels, *grid)
+
     def random_images(self, n: int, generator: torch.Generator) -> torch.Tensor:
         train = self.load_data().train.to(self.device)
         return train[torch.randint(len(train), (n,), generator=generator, device=self.device)]
@@ -291,6 +294,21 @@ class ClassifyTask(Task):
     def about(self, index: int) -> dict[str, Any]:
         """An input image for a summary: its index in the data set and its class."""
         return {"index": index, "class": self.spec.task.classes[int(self.load_data().labels[index])]}
+
+    # -- evaluating ----------------------------------------------------------------------------------------
+
+    def evaluate(self, model: Any, perturb=None, shape=None, trials=None, seed=0, stage1=None, stage2=149,
+                 perturb_at=150, final=449, curve_every=0, frames=None, **_: Any) -> dict[str, Any]:  # fmt: skip
+        """Accuracy on the test split over time, perturbed by a swap of input (default) or not
+        (:mod:`ncacli.evaluation.classify`); the options of the growing protocol it has no use for are ignored."""
+        from ncacli.evaluation.classify import evaluate_classifier
+        from ncacli.evaluation.run import check_perturbation
+
+        if frames is not None:
+            raise UsageError(f"--frames counts the frames a video model predicts; {model.path} is a classifier")
+        perturb, _ = check_perturbation(model, perturb, "mutation", shape)
+        return evaluate_classifier(model, perturb, trials, seed, stage1 or (20, 30), stage2, perturb_at, final,
+                                   curve_every)  # fmt: skip
 
 
 def _upscale(rgb: torch.Tensor, scale: int):

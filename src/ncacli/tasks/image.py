@@ -14,7 +14,6 @@ import torch
 
 from ncacli.engine import (
     SamplePool,
-    apply_damage,
     make_seed,
     one_hot,
     other_labels,
@@ -29,7 +28,7 @@ class ImageTask(Task):
     name = "image"
     summary = "grow a target image (or one of several: a conditional model) from a seed"
     perturbations = ("damage", "none", "mutation")
-    capabilities = frozenset({"page"})
+    capabilities = frozenset({"page", "zoom"})
 
     def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
         super().__init__(spec, tensors, device)
@@ -175,7 +174,7 @@ class ImageTask(Task):
         if damaged > 0:
             (h, w) = x.shape[2:]
             mask = random_circles(damaged, h, w, g, device=self.device)
-            x[-damaged:] = apply_damage(x[-damaged:], mask)
+            x[-damaged:] = self.erase(x[-damaged:], mask)
         if labels is not None:
             labels = labels[order]
             labels[:1] = self.random_labels(1, g)
@@ -199,13 +198,15 @@ class ImageTask(Task):
         conditional model's classes one row each."""
         from ncacli.io.images import grid_png
 
-        grown = torch.stack([self.grow(trainer, steps) for steps in PREVIEW_STEPS], dim=1)  # (rows, steps, C, H, W)
+        with torch.no_grad():  # (rows, steps, 4, H, W): the pictures grown
+            grown = torch.stack([self.rgba(self.grow(trainer, steps)) for steps in PREVIEW_STEPS], dim=1)
         if self.target is not None:
             targets = torch.zeros_like(grown[:, :1])
             targets[:, 0, :4] = self.target if self.classes else self.target[None]
             grown = torch.cat([targets, grown], dim=1)
         columns = grown.shape[1]
-        return grid_png(grown.flatten(0, 1), scale=2, background=self.spec.task.background, columns=columns)
+        return grid_png(grown.flatten(0, 1), scale=max(1, 2 // self.scale), background=self.spec.task.background,
+                        columns=columns)  # fmt: skip
 
 
 PREVIEW_STEPS = (96, 200)
@@ -217,10 +218,41 @@ class TextTask(ImageTask):
     perturbations = ("damage", "none")
 
 
+STYLE = "task.style"  # a texture model's style image: RGB (3, h, w) in [0, 1], as its style loss saw it
+
+
 class TextureTask(ImageTask):
+    """A texture under the VGG style loss. The model file keeps the style image (``task.style``, fitted into
+    ``style_size`` and composited over white, as the loss compares with it), so ``nca evaluate`` can measure
+    the texture with the style metric; files saved before it did still load (``--style FILE`` then)."""
+
     name = "texture"
     summary = "grow a texture under a VGG style loss"
     perturbations = ("damage", "none")
+    evaluation_metrics = ("style",)  # nca evaluate's default: there is no target picture
+    damage_shape = "top"  # the NCAtorch review's 50% horizontal removal (Figure 11): the upper half
+
+    @classmethod
+    def for_target(cls, config: Any, target: torch.Tensor | None, device: Any = "cpu") -> TextureTask:
+        from ncacli.losses.style import load_style_image
+
+        task = super().for_target(config, target, device)
+        if config.style:
+            task.tensors[STYLE] = load_style_image(config.style, config.style_size)[0].to(task.device)
+        return task
+
+    @classmethod
+    def check_tensors(cls, spec: ModelSpec, tensors: dict[str, torch.Tensor]) -> str | None:
+        style = tensors.get(STYLE)
+        shaped = style is not None and style.ndim == 3 and style.shape[0] in (3, 4) and min(style.shape[1:]) > 0
+        if style is not None and (not shaped or not torch.isfinite(style).all()):
+            return f"its style tensor is not a finite (3 or 4, H, W) image ({list(style.shape)})"
+        return super().check_tensors(spec, tensors)
+
+    @property
+    def style(self) -> torch.Tensor | None:
+        """The style image the model learned ``(3 or 4, h, w)``, or None (a file from before models kept it)."""
+        return self.tensors.get(STYLE)
 
 
 def class_names(config: Any) -> list[str]:
@@ -252,5 +284,10 @@ def objective_provenance(config: Any) -> dict:
             growth_loss=config.growth_loss,
         )
     if "style" in names:
-        out.update(style=config.style, style_loss=config.style_loss, vgg_weights=config.vgg_weights or "torchvision")
+        out.update(
+            style=config.style,
+            style_loss=config.style_loss,
+            style_size=config.style_size,
+            vgg_weights=config.vgg_weights or "torchvision",
+        )
     return out

@@ -104,6 +104,7 @@ def open_session(
     engine: str = "auto",
     world: Any = None,
     notes: list[str] | None = None,
+    quiet: bool = True,
 ) -> Session:
     """Build the task, the trainer and the run directory: a new one at ``out`` (default ``runs/<time>-…``),
     or ``resume``'s, with the trainer restored from its resume file."""
@@ -111,17 +112,29 @@ def open_session(
     from ncacli.cli.common import device, use_engine
     from ncacli.registry import TASKS
     from ncacli.train import distributed
-    from ncacli.train.run_dir import DistributedRunDir, RunDir, default_run_dir
+    from ncacli.train.run_dir import RESUME, DistributedRunDir, RunDir, default_run_dir
 
     task_class = TASKS.get(config.task_name(), "task")
-    if resume is not None:
+    first_stage = getattr(task_class, "first_stage", False)  # trains something before the NCA (before_training)
+    # a run stopped in its first stage has no resume file yet: it starts its NCA afresh in the same directory
+    in_first_stage = resume is not None and first_stage and not (Path(resume) / RESUME).exists()
+    if resume is not None and not in_first_stage:
         run_dir = RunDir(resume)
         tensors, meta = run_dir.load_resume()
         distributed.check_resume(meta, world, str(resume))
         task = task_class.from_resume(config, tensors, "cpu")
     else:
+        if in_first_stage and not (Path(resume) / "config.toml").exists():
+            raise NcaError(f"{resume}: not a run directory (no config.toml)")
         task = task_class.from_config(config, "cpu")
-        run_dir = RunDir(out if out is not None else default_run_dir(config, task.describe()))
+        where = resume if in_first_stage else out if out is not None else default_run_dir(config, task.describe())
+        run_dir, resume = RunDir(where), None
+        if first_stage:
+            if world is not None:
+                raise UsageError(f"--task {config.task_name()} trains its first stage in one process (no torchrun)")
+            if not in_first_stage:
+                run_dir.create(config)
+            task.before_training(run_dir.path, quiet)
     untrained = random_weights(config)  # refused here outside the tests
     notes = list(notes or [])
     notes += [f"{net}: random weights (a test of the pipeline; the model learns nothing real)" for net in untrained]
@@ -145,7 +158,7 @@ def open_session(
         cfgmod.validate(config)
         if world is None or world.is_main:
             atomic_write_bytes(run_dir.path / "config.toml", config.to_toml().encode())
-    else:
+    elif not first_stage:
         run_dir.create(config)
     provenance = {"preset": config.preset, "seed": config.seed, "device": str(trainer.device), **task.provenance()}
     saver = Saver(
@@ -186,7 +199,7 @@ def train_run(config: Any, out: Path, quiet: bool = True, engine: str = "auto") 
     Ctrl-C handling, resume and torchrun) → the summary ``nca train`` prints."""
     from ncacli.train.loop import run
 
-    session = open_session(config, Path(out), engine=engine)
+    session = open_session(config, Path(out), engine=engine, quiet=quiet)
     run(session.trainer, session.run_dir.append_metrics, session.saver.checkpoint)
     session.saver.final(session.trainer)
     return session.summary()

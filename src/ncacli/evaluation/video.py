@@ -1,0 +1,228 @@
+"""A video model's evaluation (the NCAtorch review §3.4, Figure 16): autoregressive prediction of held-out
+sequences, measured frame by frame.
+
+Each trial is one held-out sequence (the first ``trials`` of the split the model file records). The state
+starts from its first ``k`` true frames, hidden channels zero; the NCA runs the steps of one transition (the
+middle of the trained ``steps_min``–``steps_max``) and the newest frame the state then holds is the
+prediction of frame ``k + 1``; the state it reached, hidden channels and all, starts the next transition
+(as the pool trains it), and so on for ``frames`` frames: no true frame is seen after the first ``k``. Each
+predicted frame is compared with the true one (MSE, PSNR, SSIM on grey frames, averaged over the trials),
+beside the copy-last-frame baseline, which predicts every later frame to be the last input frame ``k``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import torch
+
+from ncacli.errors import UsageError
+from ncacli.evaluation.protocol import _stats
+
+# what a predicted frame is compared by (grey frames, see frame_metric)
+FRAME_METRICS = ("mse", "psnr", "ssim")
+DEFAULT = ("mse", "ssim")
+SSIM_WINDOW = 11
+
+
+def frame_metric(name: str, predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """``name`` between grey frames ``(B, 1, H, W)`` in [0, 1] → ``(B,)``: MSE, PSNR (dB, peak 1, capped at 100)
+    or SSIM (:func:`ncacli.evaluation.metrics.structural_similarity`, the image metrics' own)."""
+    from ncacli.evaluation.metrics import structural_similarity
+
+    if name == "ssim":
+        return structural_similarity(predicted, truth, SSIM_WINDOW)
+    mse = ((predicted - truth) ** 2).flatten(1).mean(1)
+    return mse if name == "mse" else 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
+def evaluate_video(
+    model: Any,
+    frames: int | None = None,
+    trials: int | None = None,
+    seed: int = 0,
+    perturb: str | None = None,
+    metrics: list[str] | None = None,
+    **_: Any,
+) -> dict[str, Any]:
+    """``frames`` predicted frames (default up to 20) of ``trials`` held-out sequences (default up to 64), fire
+    masks from ``seed`` → the document ``nca evaluate --json`` prints. The growing protocol's options (stages,
+    damage, targets) do not apply and are ignored."""
+    from ncacli.evaluation.run import check_perturbation
+
+    check_perturbation(model, perturb, "none", None)
+    task, dev = model.task, model.device
+    data, test = task.load_data(), task.test_index()
+    k, (h, w) = task.k, data.grid
+    most = data.length - k
+    count = min(20, most) if frames is None else frames
+    if not 1 <= count <= most:
+        raise UsageError(
+            f"--frames {count}: the held-out sequences have {data.length} frames; after the {k} the state starts "
+            f"from, 1 to {most} can be predicted"
+        )
+    names, skipped = _names(metrics, (h, w))
+    n = min(trials or 64, len(test))
+    video = test[:n]
+    steps = task.transition_steps()
+    g = torch.Generator(device=dev).manual_seed(seed)
+    predicted, _ = task.predict(model.nca, task.states(video, torch.zeros_like(video)), count, g, steps)
+    truth = data.window(video, torch.full_like(video, k), count)  # frames k+1 … k+count (1-based)
+    last = data.window(video, torch.full_like(video, k - 1), 1)  # the last input frame: the baseline's guess
+    rows: list[dict[str, Any]] = []
+    for i in range(count):
+        row: dict[str, Any] = {"frame": k + 1 + i, "ahead": i + 1}
+        for name in names:
+            row[name] = _stats(frame_metric(name, predicted[:, i : i + 1], truth[:, i : i + 1]).tolist())
+            row[f"baseline_{name}"] = _stats(frame_metric(name, last, truth[:, i : i + 1]).tolist())
+        rows.append(row)
+    every = truth.flatten(0, 1)[:, None]  # (n · count, 1, H, W)
+    summary = {
+        name: {
+            "higher_is_better": name != "mse",
+            "nca": _mean_of(rows, name),
+            "baseline": _mean_of(rows, f"baseline_{name}"),
+            "first": rows[0][name]["mean"],
+            "baseline_first": rows[0][f"baseline_{name}"]["mean"],
+            # a reference beside the baselines: an all-black frame (what a prediction that fades out tends to)
+            "black_frame": float(frame_metric(name, torch.zeros_like(every), every).mean()),
+        }
+        for name in names
+    }
+    source = model.spec.task.options.get("source", "?")
+    return {
+        "model": model.path,
+        "task": task.name,
+        "config": model.nca.config.to_dict(),
+        "provenance": model.provenance,
+        "target": f"{source} held-out split: {n} of {len(test)} sequences, frames {k + 1}–{k + count} predicted "
+        f"from frames 1–{k}",
+        "grid": [h, w],
+        "device": str(dev),
+        "engine": model.engine,
+        "protocol": {
+            "kind": "autoregressive",
+            "k": k,
+            "frames": count,
+            "steps_per_frame": steps,
+            "trials": n,
+            "seed": seed,
+            "feedback": "state",  # each transition starts from the state the last one reached
+            "baseline": "copy the last input frame",
+            "metrics": names,
+            "not_measured": skipped,
+        },
+        "metrics": summary,
+        "per_frame": rows,
+        "trials": [{"trial": i, "sequence": int(video[i])} for i in range(n)],
+        "_protocol": None,
+    }
+
+
+def _names(metrics: list[str] | None, grid: tuple[int, int]) -> tuple[list[str], dict[str, str]]:
+    """The metrics asked for (default MSE and SSIM) → ``(names, {left out: why})``; SSIM needs frames of at least
+    11×11 cells (left out of the default on smaller ones, refused when named)."""
+    small = min(grid) < SSIM_WINDOW
+    if metrics is None:
+        names = [m for m in DEFAULT if not (m == "ssim" and small)]
+        skipped = {"ssim": f"needs frames of at least {SSIM_WINDOW}×{SSIM_WINDOW} cells"} if small else {}
+        return names, skipped
+    if not metrics:
+        raise UsageError("--metric: name at least one of " + ", ".join(FRAME_METRICS))
+    for name in metrics:
+        if name not in FRAME_METRICS:
+            raise UsageError(f"--metric {name}: a video model's frames are compared by {', '.join(FRAME_METRICS)}")
+    if "ssim" in metrics and small:
+        raise UsageError(
+            f"--metric ssim needs frames of at least {SSIM_WINDOW}×{SSIM_WINDOW} cells, not {grid[0]}×{grid[1]}"
+        )
+    return list(dict.fromkeys(metrics)), {}
+
+
+def _mean_of(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key]["mean"] for r in rows if r[key]["mean"] is not None]
+    return sum(values) / len(values) if values else None
+
+
+# -- showing -----------------------------------------------------------------------------------------------
+
+LABELS = {"mse": "MSE ↓", "psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑"}
+
+
+def frames_table(doc: dict[str, Any]):
+    """The per-frame table ``nca evaluate`` prints for a video model (a rich Table)."""
+    from rich.table import Table
+
+    p = doc["protocol"]
+    table = Table(
+        title=f"{doc['model']}\n{doc['target']} · {p['steps_per_frame']} steps a frame · {p['trials']} trials",
+        title_justify="left",
+    )
+    table.add_column("frame", justify="right", style="bold")
+    for name in p["metrics"]:
+        arrow = LABELS.get(name, name)
+        table.add_column(f"NCA {arrow}", justify="right")
+        table.add_column(f"copy-last {arrow}", justify="right")
+    for row in doc["per_frame"]:
+        cells = [f"{row['frame']} (+{row['ahead']})"]
+        for name in p["metrics"]:
+            digits = 2 if name == "psnr" else 4
+            cells += [_fmt(row[name], digits), _fmt(row[f"baseline_{name}"], digits)]
+        table.add_row(*cells)
+    mean = ["mean"]
+    for name in p["metrics"]:
+        digits = 2 if name == "psnr" else 4
+        m = doc["metrics"][name]
+        mean += [_number(m["nca"], digits), _number(m["baseline"], digits)]
+    table.add_row(*mean, style="bold")
+    captions = ["copy-last: every later frame predicted to be the last input frame"]
+    black = [f"{name} {_number(doc['metrics'][name]['black_frame'], 4)}" for name in p["metrics"] if name != "psnr"]
+    if black:
+        captions.append("an all-black frame scores " + ", ".join(black))
+    captions += [f"{name}: not measured ({why})" for name, why in p["not_measured"].items()]
+    table.caption = "\n".join(captions)
+    return table
+
+
+def _fmt(stats: dict[str, Any], digits: int) -> str:
+    if stats["mean"] is None:
+        return "—"
+    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def plot_frames_png(doc: dict[str, Any], title: str) -> bytes:
+    """Each metric per predicted frame (mean ± std over the trials), the copy-last-frame baseline beside it
+    (the NCAtorch review, Figure 16a's kind) → PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from ncacli.evaluation.plot import _plain
+
+    names, rows = doc["protocol"]["metrics"], doc["per_frame"]
+    frames = [r["frame"] for r in rows]
+    fig = Figure(figsize=(7.0, 2.4 * len(names)), dpi=120, layout="constrained")
+    axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, name in zip(axes, names, strict=True):
+        for key, label, colour in ((name, "NCA", "tab:blue"), (f"baseline_{name}", "copy last frame", "0.4")):
+            mean = [r[key]["mean"] for r in rows]
+            std = [r[key]["std"] for r in rows]
+            low = [m - s for m, s in zip(mean, std, strict=True)]
+            high = [m + s for m, s in zip(mean, std, strict=True)]
+            ax.plot(frames, mean, color=colour, lw=1.5, marker="o", ms=3, label=label)
+            ax.fill_between(frames, low, high, color=colour, alpha=0.15, lw=0)
+        ax.set_ylabel(LABELS.get(name, name))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="best")
+    axes[0].set_title(_plain(title), loc="left", fontsize=9)
+    axes[-1].set_xlabel(f"frame (predicted from frames 1–{doc['protocol']['k']}, {doc['protocol']['trials']} trials)")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
