@@ -15,7 +15,7 @@ whole check ends within 7.7 minutes):
 part                        s      what
 ==========================  =====  ==========================================================================
 cuda_checks                 60     ``benchmarks/cuda_checks.py``: fused Triton step vs reference, and speed
-bench_active                40     ``nca benchmark --suite standard --device cuda --engine active --json``
+bench_active                35     ``nca benchmark --suite standard --device cuda --engine active --json``
 bench_reference             35     the same with ``--engine reference``
 train_cuda                  60     200 iterations of ``nca train --preset regenerating --device cuda``
 grow                        15     ``nca grow`` of the model just trained, 200 steps, on CUDA
@@ -24,9 +24,10 @@ evaluate                    25     ``nca evaluate`` of it on CUDA (LPIPS only wh
 render_mp4                  20     ``nca render`` of it to an .mp4 (needs imageio-ffmpeg)
 render_gif                  15     ``nca render`` of it to a .gif
 torchrun                    40     ``torchrun --nproc_per_node 1 -m ncacli train`` (nccl), 20 iterations
-bench_scaling               45     ``nca benchmark --suite scaling --sizes 64,128,256,512 --engine active``
-bench_scaling_checkpoint    30     the same with ``--checkpoint 16 --no-reference`` (training memory)
-train_cpu                   40     the 200 iterations of train_cuda on the CPU, for the ratio (cut short by
+bench_scaling               40     ``nca benchmark --suite scaling --sizes 64,128,256,512 --engine active``
+bench_scaling_checkpoint    25     the same with ``--checkpoint 16 --no-reference`` (training memory)
+bench_latent                25     ``nca benchmark --suite latent``: the NCAtorch review's Table 2, latent beside pixel
+train_cpu                   30     the 200 iterations of train_cuda on the CPU, for the ratio (cut short by
                                    its timeout when the CPU is slow: the ratio then uses the iterations both
                                    runs completed)
 ==========================  =====  ==========================================================================
@@ -137,6 +138,7 @@ PARTS: dict[str, str] = {
     "torchrun": "torchrun --nproc_per_node 1 -m ncacli train",
     "bench_scaling": "nca benchmark, scaling suite, --engine active",
     "bench_scaling_checkpoint": "nca benchmark, scaling suite, --checkpoint, engine only",
+    "bench_latent": "nca benchmark, latent suite (Table 2: latent 256²–1024² beside pixel 256²)",
     "train_cpu": "the same training on the CPU, for the ratio",
 }
 
@@ -154,6 +156,7 @@ class Plan:
     torchrun_iters: int
     bench_standard: tuple[str, ...]
     bench_scaling: tuple[str, ...]
+    bench_latent: tuple[str, ...]
     checkpoint: int
     grow_steps: int
     render_steps: int
@@ -164,7 +167,7 @@ GPU_PLAN = Plan(
     device="cuda",
     timeouts={
         "cuda_checks": 60,  # Triton compiles two kernels, then 4 runs × 6 timed rollouts of 64 × 64² × 32 steps
-        "bench_active": 40,  # 4 rows × (2 warm-up + 10 timed) runs × engine and reference, plus start-up
+        "bench_active": 35,  # 4 rows × (2 warm-up + 10 timed) runs × engine and reference, plus start-up
         "bench_reference": 35,
         "train_cuda": 60,  # 200 iterations of batch 8 × 72² × 64–96 steps; a timeout keeps the metrics so far
         "grow": 15,
@@ -173,9 +176,10 @@ GPU_PLAN = Plan(
         "render_mp4": 20,
         "render_gif": 15,
         "torchrun": 40,  # launcher + one rank + the nccl process group + 20 iterations
-        "bench_scaling": 45,  # each measurement capped by --max-seconds 10 (skipped when estimated longer)
-        "bench_scaling_checkpoint": 30,
-        "train_cpu": 40,  # at 0.2–0.6 s an iteration: part of the 200; the ratio compares the same iterations
+        "bench_scaling": 40,  # each measurement capped by --max-seconds 10 (skipped when estimated longer)
+        "bench_scaling_checkpoint": 25,
+        "bench_latent": 25,  # 5 rows × 2 phases × (1 warm-up + 5 timed) runs × engine and reference
+        "train_cpu": 30,  # at 0.2–0.6 s an iteration: part of the 200; the ratio compares the same iterations
     },
     budget=GPU_BUDGET_S,
     train_iters=200,
@@ -185,6 +189,7 @@ GPU_PLAN = Plan(
     bench_standard=("--suite", "standard"),  # 2 warm-up + 10 timed runs on a GPU (the verb's default)
     bench_scaling=("--suite", "scaling", "--sizes", "64,128,256,512", "--repeats", "5", "--warmup", "1")
     + ("--max-seconds", "10"),
+    bench_latent=("--suite", "latent", "--repeats", "5", "--warmup", "1"),
     checkpoint=CHECKPOINT,
     grow_steps=200,
     render_steps=200,
@@ -203,6 +208,7 @@ DRY_PLAN = Plan(
     bench_standard=("--size", "16", "--batch", "2", "--steps", "8", "--repeats", "1", "--warmup", "1")
     + ("--threads", "1"),
     bench_scaling=("--suite", "scaling", "--sizes", "16,32", "--repeats", "1", "--warmup", "1", "--threads", "1"),
+    bench_latent=("--suite", "latent", "--sizes", "16,32", "--repeats", "1", "--warmup", "1", "--threads", "1"),
     checkpoint=DRY_CHECKPOINT,
     grow_steps=20,
     render_steps=20,
@@ -739,6 +745,10 @@ def part_bench_scaling_checkpoint(c: Check, timeout: float) -> dict[str, Any]:
     return part_bench(c, timeout, "active", args)
 
 
+def part_bench_latent(c: Check, timeout: float) -> dict[str, Any]:
+    return part_bench(c, timeout, "active", c.plan.bench_latent)
+
+
 RUNNERS: dict[str, Callable[[Check, float], dict[str, Any]]] = {
     "cuda_checks": part_cuda_checks,
     "bench_active": part_bench_active,
@@ -752,6 +762,7 @@ RUNNERS: dict[str, Callable[[Check, float], dict[str, Any]]] = {
     "torchrun": part_torchrun,
     "bench_scaling": part_bench_scaling,
     "bench_scaling_checkpoint": part_bench_scaling_checkpoint,
+    "bench_latent": part_bench_latent,
     "train_cpu": part_train_cpu,
 }
 assert list(RUNNERS) == list(PARTS)

@@ -89,6 +89,9 @@ def test_the_dry_run_records_real_figures(dry_run):
             assert row["engine"]["median_s"] > 0 and row["time_ratio"] > 0 and row["engine"]["ms_per_step"] > 0
     scaling = parts["bench_scaling"]["output"]
     assert sorted({tuple(r["grid"]) for r in scaling["rows"]}) == [(16, 16), (32, 32)]
+    latent = parts["bench_latent"]["output"]["rows"]  # Table 2's rows, shrunk: latent 16² and 32², pixel 16²
+    assert [r["case"] for r in latent[::2]] == ["latent 16²", "latent 32²", "pixel 16²", "pixel 16² checkpointed"]
+    assert latent[0]["latent"]["picture"] == [16, 16] and latent[0]["grid"] == [2, 2]
     checkpointed = parts["bench_scaling_checkpoint"]["output"]
     assert checkpointed["checkpoint"] == gpu_check.DRY_CHECKPOINT
     assert all(r["reference"] is None and r["engine"]["peak_mb"] is not None for r in checkpointed["rows"])

@@ -91,8 +91,10 @@ def all_cases(sizes: tuple[int, ...] = DEFAULT_SIZES) -> list[Case]:
     return [DISTILL, TABLE6, *scaling_cases(sizes)]
 
 
-def cases_for(suite: str, sizes: tuple[int, ...] = DEFAULT_SIZES) -> list[Case]:
-    return SUITES.get(suite, "suite")(sizes)
+def cases_for(suite: str, sizes: tuple[int, ...] | None = None) -> list[Case]:
+    """The cases of ``suite``; ``sizes`` (``--sizes``) when given, else the suite's own default sizes."""
+    make = SUITES.get(suite, "suite")
+    return make(sizes) if sizes is not None else make()
 
 
 from ncacli.registry import SUITES  # noqa: E402

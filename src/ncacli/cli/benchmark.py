@@ -35,8 +35,11 @@ def benchmark(
     steps: Optional[int] = typer.Option(
         None, "--steps", "-n", min=1, help="Custom configuration: rollout steps (default 80 to train, 96 to grow)."
     ),
-    sizes: str = typer.Option(
-        "64,128,256,512", "--sizes", help="Grid widths of the scaling suite (steps = W/2, batch 1)."
+    sizes: Optional[str] = typer.Option(
+        None,
+        "--sizes",
+        help="Widths of the scaling suite's grids (default 64,128,256,512) or the latent suite's pictures "
+        "(default 256,512,1024); steps = W/2 of the grid the NCA runs on, batch 1.",
     ),
     repeats: Optional[int] = typer.Option(
         None, "--repeats", "-r", min=1, help="Timed runs (default 3 on CPU, 10 on GPU)."
@@ -78,7 +81,7 @@ def benchmark(
         SUITES.get(suite, "suite")
         if custom:
             raise UsageError("--size/--batch/--steps make one custom configuration; leave out --suite")
-    scaling_sizes = _sizes(sizes)
+    scaling_sizes = _sizes(sizes) if sizes is not None else None
     check_name("start", start, list(STARTS))
     check_name("engine", engine, list(ENGINES))
     from ncacli.bench import Settings, cases_for, custom_case, run_benchmark
