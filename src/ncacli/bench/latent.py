@@ -33,7 +33,7 @@ def latent_cases(sizes: tuple[int, ...] = (256, 512, 1024)) -> list[Case]:
 
     odd = [w for w in sizes if w % 8 or w < 16]
     if odd:
-        raise UsageError(f"--sizes {odd[0]}: a latent suite's pictures are multiples of 8 (its compression), 16 or more")
+        raise UsageError(f"--sizes {odd[0]}: the latent suite's pictures are multiples of 8 (its compression), ≥ 16")
     rows = [Case("latent", f"latent {w}²", w // 8, w // 8, 1, w // 16, 1, w // 16, SOURCE, latent=8) for w in sizes]
     w = min(sizes)
     rows.append(Case("latent", f"pixel {w}²", w, w, 1, w // 2, 1, w // 2, SOURCE))
