@@ -276,3 +276,20 @@ def test_a_loss_window_decodes_exactly_the_pixels_of_the_whole_picture():
     crop = part[:, :, m * 8 : (m + side) * 8, m * 8 : (m + side) * 8]
     # the same pixels; convolutions over grids of another size may sum in another order
     assert torch.allclose(crop, whole[:, :, top * 8 : (top + side) * 8, left * 8 : (left + side) * 8], atol=1e-5)
+
+
+def test_a_conditional_latent_model_grows_each_class(capsys, tmp_path):
+    import ncacli.api as nca
+
+    flags = [a for a in RUN if a != "🦎" and a != "--emoji"]
+    out = tmp_path / "two"
+    code, _, err = run_cli(capsys, "train", *flags, "--emoji", "🦎", "--emoji", "🦋", "--out", out)
+    assert code == 0, err
+    model = nca.load(out / "model.safetensors")
+    assert model.spec.model.condition_channels == 2 and model.task.target.shape == (2, 4, 32, 32)
+    code, _, err = run_cli(capsys, "grow", out / "model.safetensors", "--condition", "1", "--out", tmp_path / "b.png")
+    assert code == 0, err
+    short = ["--trials", "2", "--stage1", "2-3", "--stage2", "4", "--perturb-at", "5", "--final", "8", "--json"]
+    code, out_text, err = run_cli(capsys, "evaluate", out, "--perturb", "mutation", "-m", "mse", *short)
+    assert code == 0, err
+    assert [t["mutated_to"] for t in last_json(out_text)["trials"]] == [1, 0]
