@@ -152,8 +152,9 @@ def config(preset: str | None = None, sets: list[str] | None = None, **keys: Any
     return resolve(preset, None, sets, keys)
 
 
-def train(cfg: Any, out: str | Path, quiet: bool = True, engine: str = "auto") -> dict[str, Any]:
-    """Train ``cfg`` (from :func:`config`) into the run directory ``out`` → the summary ``nca train`` prints."""
+def train(cfg: Any, out: str | Path, quiet: bool = True, engine: str = "auto", log: tuple = ()) -> dict[str, Any]:
+    """Train ``cfg`` (from :func:`config`) into the run directory ``out`` → the summary ``nca train`` prints;
+    ``log``: ``("tensorboard", "wandb")`` or either, as ``nca train --log``."""
     from ncacli.train.session import train_run
 
-    return train_run(cfg, Path(out), quiet=quiet, engine=engine)
+    return train_run(cfg, Path(out), quiet=quiet, engine=engine, log=log)

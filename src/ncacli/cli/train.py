@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from ncacli.cli.common import ENGINE_NAMES, check_name, console, emit_json, engine_option
-from ncacli.errors import NcaError, WriteError
+from ncacli.errors import NcaError, UsageError, WriteError
 from ncacli.train import distributed
 
 
@@ -64,6 +64,12 @@ def train(
     autoencoder: Optional[str] = typer.Option(
         None, "--autoencoder", help="--task latent: reuse this trained autoencoder (a run's autoencoder.safetensors)."
     ),
+    log: Optional[list[str]] = typer.Option(
+        None, "--log", help="Report to tensorboard (events in RUN/tensorboard) or wandb (offline without network)."
+    ),
+    evaluate_after: bool = typer.Option(
+        False, "--evaluate", help="Run nca evaluate on the model at the end (RUN/evaluate.json; logged with --log)."
+    ),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -73,6 +79,9 @@ def train(
     from ncacli.train.session import open_session, resumed_config
 
     check_name("engine", engine, ENGINE_NAMES)
+    from ncacli.train.tracking import Trackers, check_loggers
+
+    loggers = check_loggers(log or [])
     if data is not None and task is None:
         from ncacli.io.video_data import SOURCES as VIDEO_SOURCES
 
@@ -110,6 +119,8 @@ def train(
         if implied:
             why = f"--task {task}" if task is not None else f"--loss {config.loss}"
             notes.append(f"preset: {implied} (for {why}; name another with --preset)")
+    if evaluate_after and config.task_name() == "pixels":
+        raise UsageError("--evaluate: a pixels run writes a picture, not a model, so there is nothing to evaluate")
     if autoencoder is not None:
         config = cfgmod.apply(config, {"task_options": {"autoencoder": autoencoder}}, "--autoencoder")
     try:
@@ -120,9 +131,45 @@ def train(
     console.quiet = not session.writes
     for note in session.notes:
         console.print(note, highlight=False)
-    _fit(session.trainer, session.run_dir, session.saver, quiet)
+    trackers = Trackers(loggers if session.writes else [], session.run_dir.path, config, session.trainer.iteration)
+    finished = False
+    try:
+        _fit(session.trainer, session.run_dir, session.saver, quiet, trackers)
+        finished = True
+    finally:
+        if not finished:
+            trackers.finish()
+    summary = session.summary() if session.writes else {}
+    figures = _evaluate(session) if evaluate_after and session.writes else None
+    if figures is not None:
+        summary["evaluate"] = {"file": str(session.run_dir.path / "evaluate.json"), **figures}
+    trackers.finish(figures)
     if session.writes:
-        emit_json(session.summary())
+        emit_json(summary)
+
+
+def _evaluate(session) -> dict[str, float]:
+    """``nca evaluate`` of the finished model, its defaults but LPIPS when its weights are not at hand →
+    the headline figures (also written whole to ``RUN/evaluate.json``)."""
+    import json
+
+    from ncacli import api
+    from ncacli.evaluation.lpips_metric import cache_path
+    from ncacli.io.files import atomic_write_bytes
+    from ncacli.train.tracking import headline
+
+    model = api.load(session.run_dir.model_path, str(session.trainer.device))
+    metrics = list(model.task.evaluation_metrics)
+    if "lpips" in metrics and not cache_path("alex").exists():
+        metrics.remove("lpips")
+        console.print("--evaluate: LPIPS left out (no AlexNet weights in torchvision's cache)", highlight=False)
+    document = api.evaluate(model, metrics=metrics)  # a classifier's evaluation reads no metrics
+    document.pop("_protocol", None)
+    path = session.run_dir.path / "evaluate.json"
+    atomic_write_bytes(path, json.dumps(document, indent=1, default=str).encode())
+    figures = headline(document)
+    console.print(f"evaluate: {path}", highlight=False)
+    return figures
 
 
 def _target_flags(targets: list[str], emojis: list[str]) -> dict[str, Any]:
@@ -174,7 +221,7 @@ def _parse_weights(text: str) -> dict[str, float]:
     return weights
 
 
-def _fit(trainer, run_dir, saver, quiet: bool) -> None:
+def _fit(trainer, run_dir, saver, quiet: bool, trackers) -> None:
     """Run the loop with a progress bar; Ctrl-C saves a checkpoint and exits 130; NaN stops cleanly."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -206,6 +253,7 @@ def _fit(trainer, run_dir, saver, quiet: bool) -> None:
 
     def on_record(record) -> None:
         run_dir.append_metrics(record)
+        trackers.record(record)
         now = time.perf_counter()
         dt, last_time[0] = now - last_time[0], now
         cells = trainer.cells() * record.steps
@@ -213,7 +261,8 @@ def _fit(trainer, run_dir, saver, quiet: bool) -> None:
         progress.update(task, completed=record.iteration, loss=record.loss, rate=rate)
 
     def on_checkpoint(tr) -> None:
-        saver.checkpoint(tr)
+        path = saver.checkpoint(tr)
+        trackers.picture(tr.iteration, path.with_suffix(".png"))
 
     try:
         try:
@@ -236,6 +285,7 @@ def _fit(trainer, run_dir, saver, quiet: bool) -> None:
             console.print(f"interrupted at iteration {trainer.iteration}: saved {path}; {saver.resume_hint}")
             raise typer.Exit(130)
         saver.final(trainer)
+        trackers.picture(trainer.iteration, run_dir.preview_path)
     except WriteError as exc:  # the files written before are whole: say where the run stands
         can_resume = (run_dir.path / RESUME).exists() and trainer.config.task_name() != "pixels"
         hint = saver.resume_hint if can_resume else "nothing was saved to resume from"

@@ -194,12 +194,28 @@ def _pixel_saver(config: Any, run_dir: Any) -> Saver:
     )
 
 
-def train_run(config: Any, out: Path, quiet: bool = True, engine: str = "auto") -> dict[str, Any]:
+def train_run(config: Any, out: Path, quiet: bool = True, engine: str = "auto", log: tuple = ()) -> dict[str, Any]:
     """Train ``config`` into the new run directory ``out`` without a progress bar (``nca train`` adds one, and
-    Ctrl-C handling, resume and torchrun) → the summary ``nca train`` prints."""
+    Ctrl-C handling, resume and torchrun), reporting to the trackers ``log`` names → the summary ``nca train``
+    prints."""
     from ncacli.train.loop import run
+    from ncacli.train.tracking import Trackers, check_loggers
 
+    names = check_loggers(list(log))
     session = open_session(config, Path(out), engine=engine, quiet=quiet)
-    run(session.trainer, session.run_dir.append_metrics, session.saver.checkpoint)
-    session.saver.final(session.trainer)
+    trackers = Trackers(names, session.run_dir.path, config, session.trainer.iteration)
+
+    def on_record(record) -> None:
+        session.run_dir.append_metrics(record)
+        trackers.record(record)
+
+    def on_checkpoint(trainer) -> None:
+        trackers.picture(trainer.iteration, session.saver.checkpoint(trainer).with_suffix(".png"))
+
+    try:
+        run(session.trainer, on_record, on_checkpoint)
+        session.saver.final(session.trainer)
+        trackers.picture(session.trainer.iteration, session.run_dir.preview_path)
+    finally:
+        trackers.finish()
     return session.summary()
