@@ -80,11 +80,14 @@ class Model:
 
 
 def load(path: str | Path, device: str = "cpu", engine: str = "auto") -> Model:
-    """A model file (any version this toolkit reads) → :class:`Model` on ``device``, steps on ``engine``."""
+    """A model file (any version this toolkit reads), or the name of a zoo model, → :class:`Model` on ``device``,
+    steps on ``engine``."""
     from ncacli.cli.common import use_engine
     from ncacli.io.model_file import load as load_file
+    from ncacli.zoo import resolve
 
-    loaded: LoadedModel = load_file(str(path), device)
+    path = resolve(str(path))  # a zoo name (`nca zoo`) when no such file exists
+    loaded: LoadedModel = load_file(path, device)
     task = task_for(loaded.spec, loaded.tensors, device).to(device)
     model = Model(loaded.model, loaded.spec, task, loaded.provenance, str(path))
     model.engine = use_engine(loaded.model, engine)

@@ -1,0 +1,45 @@
+"""``nca zoo``: the trained models inside the package, one line each; a name works wherever a model path does."""
+
+from __future__ import annotations
+
+import typer
+
+from ncacli.cli.common import console, emit_json
+
+
+def zoo(json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout.")) -> None:
+    """List the zoo's models: `nca grow NAME`, `nca render NAME page.html`, `nca evaluate NAME` take their names."""
+    from rich.table import Table
+
+    from ncacli.io.model_file import load
+    from ncacli.zoo import entries
+
+    rows = []
+    for name, entry in entries().items():
+        loaded = load(entry["path"], "cpu")
+        iterations = f"{entry['iterations']:,}"
+        if entry["iterations"] < entry["budget"]:
+            iterations += f" of {entry['budget']:,}"  # shipped below its preset's budget: said wherever it shows
+        rows.append({
+            "name": name,
+            "task": loaded.spec.task.name,
+            "grid": list(loaded.spec.task.grid),
+            "parameters": sum(t.numel() for t in loaded.model.parameters()),
+            "iterations": entry["iterations"],
+            "budget": entry["budget"],
+            "quality": entry["quality"],
+            "summary": entry["summary"],
+            "command": entry["command"],
+            "path": entry["path"],
+            "shown_iterations": iterations,
+        })  # fmt: skip
+    if json_out:
+        emit_json([{k: v for k, v in row.items() if k != "shown_iterations"} for row in rows])
+        return
+    table = Table(show_header=True)
+    for column in ("name", "task", "grid", "parameters", "iterations", "measured quality"):
+        table.add_column(column, style="bold" if column == "name" else None)
+    for row in rows:
+        grid = "×".join(str(n) for n in row["grid"])
+        table.add_row(row["name"], row["task"], grid, f"{row['parameters']:,}", row["shown_iterations"], row["quality"])
+    console.print(table)
