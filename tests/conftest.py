@@ -142,6 +142,8 @@ def objective_args(preset: str, tiny_clip: tuple[Path, Path], style_png: Path) -
     if values.get("task") == "classify":  # MNIST / CIFAR-10 cannot be downloaded here: the preset on the digits
         return ["--data", "digits", "--set", "pool_size=16", "--set", "batch=4", "--set", "task_options.fresh=1",
                 "--set", "mutation_count=1"]  # fmt: skip
+    if values.get("task") == "latent":  # stage 1 shrunk too: a few iterations of a narrow autoencoder
+        return ["--set", "task_options.ae_iters=3", "--set", "task_options.width=4", "--set", "task_options.ae_batch=2"]
     if "clip" in names:
         args += ["--prompt", "fire", "--clip-model", str(tiny_clip[0]), "--clip-pretrained", str(tiny_clip[1])]
         args += ["--set", "clip_augmentations=2"]
