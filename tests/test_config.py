@@ -80,6 +80,11 @@ def test_unknown_preset_and_bad_values():
         resolve(None, None, ["fire_rate=0"])
     with pytest.raises(UsageError, match="mode must be one of"):
         resolve(None, None, ["mode=shrinking"])
+    with pytest.raises(UsageError, match="damage_center must be one of middle, alive"):
+        resolve("regenerating", None, ["damage_center=body"])
+    for bad in ("[0.3, 0.2]", "[0, 0.2]", "[0.2]", "[0.1, 1.5]"):
+        with pytest.raises(UsageError, match="damage_radius must be"):
+            resolve("regenerating", None, [f"damage_radius={bad}"])
 
 
 def test_config_round_trips_through_toml(tmp_path):

@@ -110,6 +110,29 @@ def test_damage_shapes():
         damage_mask(10, 10, "triangle")
 
 
+def test_training_cuts_distills_by_default_or_centred_on_living_cells():
+    from ncacli.engine import living_cells, random_circles
+
+    g = torch.Generator().manual_seed(0)
+    cuts = random_circles(2000, 40, 40, g)
+    area = cuts.flatten(1).sum(1).float() / (math.pi * 40**2)  # r² as a fraction of the width
+    assert 0.05**2 * 0.5 < area.min() and area.max() < 0.2**2 * 1.3  # radii in [0.05, 0.2]
+    ys, xs = torch.meshgrid(torch.arange(40), torch.arange(40), indexing="ij")
+    cx = (cuts[:, 0] * (xs + 0.5)).flatten(1).sum(1) / cuts.flatten(1).sum(1) / 40
+    assert 0.24 < cx.min() and cx.max() < 0.76  # centres in the middle half
+
+    alive = torch.zeros(3, 20, 30, dtype=torch.bool)
+    alive[0, 2, 27] = True  # one living cell: the centre is that cell's
+    alive[1, 10:, :5] = True
+    centres = living_cells(alive, g)
+    assert centres[0].tolist() == pytest.approx([27.5 / 30, 2.5 / 20]) and centres[2].tolist() == [0.5, 0.5]  # none: middle
+    x, y = (centres[1] * torch.tensor([30, 20])).floor().long().tolist()
+    assert alive[1, y, x]
+    fixed = random_circles(3, 20, 30, g, radius=(0.2, 0.2), alive=alive)
+    assert fixed[0, 0, 2, 27] and fixed[2, 0, 10, 15]
+    assert fixed[2].sum().item() == pytest.approx(math.pi * 6**2, abs=6)  # radius 0.2 of 30 cells, whole
+
+
 def test_pool_samples_distinct_and_commits():
     pool = SamplePool(make_seed(1, 16, 4, 4), 10)
     idx, batch = pool.sample(4, torch.Generator().manual_seed(0))

@@ -19,6 +19,7 @@ from ncacli.errors import UsageError, did_you_mean
 from ncacli.names import (  # noqa: F401  (GROWTH_LOSSES is read from here by the clip loss)
     BACKGROUNDS,
     CLIP_AUGMENTS,
+    DAMAGE_CENTERS,
     GROWTH_LOSSES,
     LR_SCHEDULES,
     MODES,
@@ -84,6 +85,8 @@ class Config(ModelConfig):
     checkpoint_steps: int = 0  # gradient checkpointing: keep the state every N steps, recompute between (0 = off)
     pool_size: int = 1024
     damage_count: int = 3
+    damage_radius: list = field(default_factory=lambda: [0.05, 0.2])
+    damage_center: str = "middle"
     mutation_count: int = 0  # conditional runs with a pool: samples per batch switched to another class
     checkpoint_every: int = 500
     seed: int = 0
@@ -340,9 +343,23 @@ def validate(config: Config) -> None:
         raise UsageError(f"pool_size ({config.pool_size}) is smaller than batch ({config.batch})")
     if config.damage_count >= config.batch and config.mode == "regenerating":
         raise UsageError(f"damage_count ({config.damage_count}) must be below batch ({config.batch})")
+    _validate_damage(config)
     if config.task_name() != "classify":
         _validate_classes(config)
     check_entries(config)
+
+
+def _validate_damage(config: Config) -> None:
+    r = config.damage_radius
+    if not (
+        isinstance(r, list)
+        and len(r) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r)
+        and 0 < r[0] <= r[1] <= 1
+    ):
+        raise UsageError(f"damage_radius must be [low, high] with 0 < low ≤ high ≤ 1 (fractions of the width), not {r!r}")
+    if config.damage_center not in DAMAGE_CENTERS:
+        raise UsageError(f"damage_center must be one of {', '.join(DAMAGE_CENTERS)}, not {config.damage_center!r}")
 
 
 def check_entries(config: Config, origin: str = "config") -> None:

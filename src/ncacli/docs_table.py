@@ -67,6 +67,10 @@ DESCRIPTIONS: dict[str, str] = {
     "grad_norm": "divide each parameter's gradient by its norm before the step (the Distill normalisation)",
     "pool_size": "samples in the pool (persistent and regenerating modes, classify)",
     "damage_count": "regenerating mode: the best samples of each batch that get a circular hole",
+    "damage_radius": "regenerating mode: the holes' radii are drawn uniformly from this range, fractions of the grid's "
+    "width (Distill's)",
+    "damage_center": "regenerating mode: where a hole is centred: `middle` (uniform over the grid's middle half, "
+    "Distill's) or `alive` (a random living cell, as `nca evaluate` cuts)",
     "checkpoint_every": "write a checkpoint (model and preview) every this many iterations",
     "seed": "random seed: weight initialisation, fire masks, pool draws and damage",
     "device": "`auto`, `cpu`, `cuda`, `cuda:1`, `mps`",

@@ -22,5 +22,6 @@ GROWTH_LOSSES = ("proportional", "constant", "gated", "none")
 STYLE_LOSSES = ("sot", "gram")
 CLIP_AUGMENTS = ("crop", "resize")
 DAMAGE_SHAPES = ("circle", "square", "left", "right", "top", "bottom")
+DAMAGE_CENTERS = ("middle", "alive")  # where training cuts are centred: config key damage_center
 PERTURBATIONS = ("damage", "none", "mutation")
 BENCH_STARTS = ("grown", "seed", "full")

@@ -2,7 +2,7 @@
 
 from ncacli.engine.condition import one_hot, other_labels, ramp
 from ncacli.engine.counter_random import CounterRandom
-from ncacli.engine.damage import SHAPES, apply_damage, damage_mask, random_circles
+from ncacli.engine.damage import SHAPES, apply_damage, damage_mask, living_cells, random_circles
 from ncacli.engine.nca import ALPHA, NCA, ModelConfig
 from ncacli.engine.perception import PERCEPTIONS, register_perception
 from ncacli.engine.pool import SamplePool
@@ -24,6 +24,7 @@ __all__ = [
     "one_hot",
     "other_labels",
     "ramp",
+    "living_cells",
     "random_circles",
     "seed_position_for",
     "register_perception",

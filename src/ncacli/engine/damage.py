@@ -54,12 +54,36 @@ def apply_damage(state: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def random_circles(
-    n: int, height: int, width: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    n: int,
+    height: int,
+    width: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    radius: tuple[float, float] = (0.05, 0.2),
+    alive: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Distill's training damage: centres uniform in [0.25, 0.75], radii in [0.05, 0.2] of the width.
+    """Training damage → ``(n, 1, H, W)``: circles of radius uniform in ``radius`` (fractions of the width).
 
-    (That is, centre in [-0.5, 0.5] and radius in [0.1, 0.4] of the half-width.) → ``(n, 1, H, W)``.
+    The defaults are Distill's: centres uniform in [0.25, 0.75], radii in [0.05, 0.2] of the width (that is,
+    centre in [-0.5, 0.5] and radius in [0.1, 0.4] of the half-width). With ``alive`` ``(n, H, W)`` bool, each
+    centre is instead one of its sample's living cells, drawn uniformly (the grid's centre when none lives), as
+    ``nca evaluate`` places its cut.
     """
-    center = torch.rand(n, 2, generator=generator, device=device) * 0.5 + 0.25
-    radius = torch.rand(n, generator=generator, device=device) * 0.15 + 0.05
-    return damage_mask(height, width, "circle", center, radius, device=device)
+    if alive is None:
+        center = torch.rand(n, 2, generator=generator, device=device) * 0.5 + 0.25
+    else:
+        center = living_cells(alive, generator)
+    low, high = radius
+    r = torch.rand(n, generator=generator, device=device) * (high - low) + low
+    return damage_mask(height, width, "circle", center, r, device=device)
+
+
+def living_cells(alive: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One living cell of each sample of ``alive`` ``(n, H, W)`` bool, drawn uniformly, as ``(n, 2)`` (x, y)
+    fractions at the cell's centre; the grid's centre for a sample with none."""
+    n, h, w = alive.shape
+    weights = alive.reshape(n, -1).float()
+    empty = weights.sum(1) == 0
+    cell = torch.multinomial(weights + empty.unsqueeze(1).float(), 1, generator=generator).squeeze(1)
+    xy = torch.stack([(cell % w + 0.5) / w, (cell // w + 0.5) / h], dim=1)
+    return torch.where(empty.unsqueeze(1), torch.full_like(xy, 0.5), xy)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ncacli.engine import (
+    ALPHA,
     SamplePool,
     make_seed,
     one_hot,
@@ -173,7 +174,9 @@ class ImageTask(Task):
         damaged = trainer.shard.damage_count if self.mode == "regenerating" else 0
         if damaged > 0:
             (h, w) = x.shape[2:]
-            mask = random_circles(damaged, h, w, g, device=self.device)
+            cfg = trainer.config
+            alive = x[-damaged:, ALPHA] > cfg.alive_threshold if cfg.damage_center == "alive" else None
+            mask = random_circles(damaged, h, w, g, self.device, tuple(cfg.damage_radius), alive)
             x[-damaged:] = self.erase(x[-damaged:], mask)
         if labels is not None:
             labels = labels[order]
