@@ -45,7 +45,8 @@ def test_a_zoo_model_renders_its_page_and_has_its_card(capsys, tmp_path, name):
     if "page" in model.task.capabilities:
         code, _, err = run_cli(capsys, "render", name, tmp_path / "page.html")
         assert code == 0, err
-        assert "<canvas" in (tmp_path / "page.html").read_text()
+        page = (tmp_path / "page.html").read_text(encoding="utf-8")
+        assert "<canvas" in page and f"<title>nca · {name} (" in page
     card = (ROOT / "docs" / "zoo.md").read_text(encoding="utf-8")
     assert f"## `{name}`" in card and entry["command"] in card and f"{entry['iterations']:,}" in card
 

@@ -164,6 +164,8 @@ def _page(model_path, out, grid, scale, steps_per_frame, title, condition, json_
         named = m.task.describe()
     else:
         named = ", ".join(m.spec.task.classes) or provenance.get("target") or Path(model_path).stem
+    if m.path != str(model_path):  # a zoo name: the page is titled by it
+        named = f"{model_path} ({named})"
     title = title or f"nca · {named}"
     text = page_html(model, m.spec, (h, w), scale, steps_per_frame or 2, title, klass, inputs)
     atomic_write_bytes(out, text.encode("utf-8"))
