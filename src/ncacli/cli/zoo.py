@@ -38,7 +38,7 @@ def zoo(json_out: bool = typer.Option(False, "--json", help="Print JSON on stdou
         return
     table = Table(show_header=True)
     for column in ("name", "task", "grid", "parameters", "iterations", "measured quality"):
-        table.add_column(column, style="bold" if column == "name" else None)
+        table.add_column(column, style="bold" if column == "name" else None, no_wrap=column == "name")
     for row in rows:
         grid = "×".join(str(n) for n in row["grid"])
         table.add_row(row["name"], row["task"], grid, f"{row['parameters']:,}", row["shown_iterations"], row["quality"])
