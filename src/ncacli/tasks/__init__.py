@@ -4,10 +4,11 @@ A task says what a state starts as, which channels the update may not write (the
 input image), how a batch is drawn from and written back to the pool, what is measured and how (the
 objective and the evaluation), what a perturbation is, and how a state is shown. Built in: ``image``
 (grow a target image: growing / persistent / regenerating / conditional), ``text`` (towards a CLIP prompt),
-``texture`` (a VGG style loss), ``pixels`` (the pictures's pixels optimised directly, nca-clip's baseline) and
-``classify`` (self-classifying digits). See ``docs/plugins.md`` for adding one.
+``texture`` (a VGG style loss), ``pixels`` (the picture's pixels optimised directly, nca-clip's baseline),
+``classify`` (self-classifying digits), ``video`` (the next frames of a video) and ``latent`` (growth in an
+autoencoder's latent space). See ``docs/plugins.md`` for adding one.
 """
 
-from ncacli.tasks.base import Batch, Task, task_for
+from ncacli.tasks.base import Batch, DatasetTask, Task, task_for
 
-__all__ = ["Batch", "Task", "task_for"]
+__all__ = ["Batch", "DatasetTask", "Task", "task_for"]

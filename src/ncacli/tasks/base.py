@@ -175,6 +175,57 @@ class Task:
         return None
 
 
+class DatasetTask(Task):
+    """A task that learns from a data set split into training and held-out samples (digits, videos). The data
+    load on demand (for training, at once); the held-out indices go into the model file (``task.test_index``),
+    so evaluation never sees a training sample even if the data set's files change.
+
+    Subclasses set ``options`` (their ``Options``) in ``__init__``, implement :meth:`read`, and keep the data's
+    tensors on the device in :meth:`moved`; ``data`` is what :meth:`read` returns, with a ``test`` index tensor.
+    """
+
+    def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
+        super().__init__(spec, tensors, device)
+        self.data: Any = None
+
+    @classmethod
+    def read(cls, options: Any, settings: dict[str, Any]) -> Any:
+        """Load the data set: ``options`` the task's ``Options``, ``settings`` the grid keys (``size``,
+        ``padding``) of the config, or of the spec's task options."""
+        raise NotImplementedError
+
+    @classmethod
+    def with_data(cls, spec: ModelSpec, data: Any, device: Any) -> DatasetTask:
+        """The task of a new run, bound to the ``data`` it was built from."""
+        task = cls(spec, {}, device)
+        task.data = data
+        task.tensors = {"task.test_index": data.test.clone()}
+        task.moved()
+        return task
+
+    def load_data(self) -> Any:
+        if self.data is None:
+            self.data = self.read(self.options, self.spec.task.options)
+            self.moved()
+        return self.data
+
+    @classmethod
+    def check_tensors(cls, spec: ModelSpec, tensors: dict[str, torch.Tensor]) -> str | None:
+        index = tensors.get("task.test_index")
+        if index is not None and (index.ndim != 1 or index.dtype.is_floating_point or bool((index < 0).any())):
+            return f"its test split is not a list of sample indices ({index.dtype}, {list(index.shape)})"
+        return None
+
+    def saved_tensors(self) -> dict[str, torch.Tensor]:
+        return {k: t.cpu() for k, t in self.tensors.items()}
+
+    def test_index(self) -> torch.Tensor:
+        """The held-out samples' indices: the model file's, else the data set's split."""
+        saved = self.tensors.get("task.test_index")
+        index = saved if saved is not None else self.load_data().test
+        return index.to(self.device).long()
+
+
 def task_for(spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> Task:
     """The task a model file names, bound to it."""
     from ncacli.errors import NcaError

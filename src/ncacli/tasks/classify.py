@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ncacli.engine import SamplePool
 from ncacli.errors import UsageError
 from ncacli.spec import ModelSpec, TaskSpec
-from ncacli.tasks.base import Batch, Task
+from ncacli.tasks.base import Batch, DatasetTask
 
 # the class colours of the pictures and the page (ten well-separated hues, then they repeat)
 PALETTE = [
@@ -43,7 +43,7 @@ class Options:
     fresh: int = 2  # samples per batch started from zero on a new image
 
 
-class ClassifyTask(Task):
+class ClassifyTask(DatasetTask):
     name = "classify"
     summary = "classify the image the cells sit on (self-classifying digits)"
     perturbations = ("mutation", "none")
@@ -53,8 +53,7 @@ class ClassifyTask(Task):
     def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
         super().__init__(spec, tensors, device)
         self.options = Options(**spec.task.options.get("settings", {}))
-        self.k = len(spec.task.classes)
-        self.data = None  # LabelledImages, loaded on demand (training: at once)
+        self.k = len(spec.task.classes)  # self.data: LabelledImages
         self.grid = tuple(spec.task.grid)
 
     @staticmethod
@@ -74,14 +73,12 @@ class ClassifyTask(Task):
 
     # -- data ----------------------------------------------------------------------------------------------
 
-    def load_data(self):
+    @classmethod
+    def read(cls, options: Options, settings: dict[str, Any]):
         from ncacli.io.datasets import load_labelled
 
-        if self.data is None:
-            o, t = self.options, self.spec.task.options
-            self.data = load_labelled(o.data, t["size"], t["padding"], o.test_fraction, o.split_seed, o.data_root)
-            self.moved()
-        return self.data
+        o = options
+        return load_labelled(o.data, settings["size"], settings["padding"], o.test_fraction, o.split_seed, o.data_root)
 
     def moved(self) -> None:
         if self.data is not None:
@@ -90,10 +87,7 @@ class ClassifyTask(Task):
 
     @classmethod
     def from_config(cls, config: Any, device: Any) -> ClassifyTask:
-        from ncacli.io.datasets import load_labelled
-
-        o = Options(**config.task_options)
-        data = load_labelled(o.data, config.size, config.padding, o.test_fraction, o.split_seed, o.data_root)
+        data = cls.read(Options(**config.task_options), {"size": config.size, "padding": config.padding})
         k, inputs = len(data.classes), int(data.images.shape[1])
         if config.channels <= k:
             raise UsageError(f"channels ({config.channels}) must exceed the {k} classes: class channels, then hidden")
@@ -124,11 +118,7 @@ class ClassifyTask(Task):
                 },
             ),
         )
-        task = cls(spec, {}, device)
-        task.data = data
-        task.tensors = {"task.test_index": data.test.clone()}
-        task.moved()
-        return task
+        return cls.with_data(spec, data, device)
 
     def describe(self) -> str:
         return f"{self.options.data} ({self.k} classes)"
@@ -136,14 +126,6 @@ class ClassifyTask(Task):
     def provenance(self) -> dict[str, Any]:
         d = self.load_data()
         return {"target": self.describe(), "data": d.source, "train_images": len(d.train), "test_images": len(d.test)}
-
-    def saved_tensors(self) -> dict[str, torch.Tensor]:
-        return {k: t.cpu() for k, t in self.tensors.items()}
-
-    def test_index(self) -> torch.Tensor:
-        """The held-out images: recorded in the model file, so evaluation never sees a training image."""
-        saved = self.tensors.get("task.test_index")
-        return saved.to(self.device) if saved is not None else self.load_data().test.to(self.device)
 
     # -- training ------------------------------------------------------------------------------------------
 

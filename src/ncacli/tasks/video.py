@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ncacli.engine import SamplePool
 from ncacli.errors import UsageError
 from ncacli.spec import ModelSpec, TaskSpec
-from ncacli.tasks.base import Batch, Task
+from ncacli.tasks.base import Batch, DatasetTask
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class VideoPool(SamplePool):
         super().commit(idx, states, labels + torch.tensor([0, 1], device=labels.device))
 
 
-class VideoTask(Task):
+class VideoTask(DatasetTask):
     name = "video"
     summary = "predict the next frames of a video (MovingMNIST transition)"
     perturbations = ("none",)
@@ -57,8 +57,7 @@ class VideoTask(Task):
         super().__init__(spec, tensors, device)
         self.options = Options(**spec.task.options.get("settings", {}))
         self.k = len(spec.task.channels.get("frames", [])) or self.options.k
-        self.grid = tuple(spec.task.grid)
-        self.data = None  # Videos, loaded on demand (training: at once)
+        self.grid = tuple(spec.task.grid)  # self.data: Videos
 
     @staticmethod
     def check_config(config: Any) -> None:
@@ -89,18 +88,13 @@ class VideoTask(Task):
 
     # -- data ----------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def read(o: Options, size: int):
+    @classmethod
+    def read(cls, options: Options, settings: dict[str, Any]):
         from ncacli.io.video_data import load_videos
 
-        return load_videos(o.data, size, o.test_fraction, o.split_seed, o.data_root, o.videos, o.length, o.digits,
-                           o.digit_size, o.digit_source)  # fmt: skip
-
-    def load_data(self):
-        if self.data is None:
-            self.data = self.read(self.options, self.spec.task.options["size"])
-            self.moved()
-        return self.data
+        o = options
+        return load_videos(o.data, settings["size"], o.test_fraction, o.split_seed, o.data_root, o.videos, o.length,
+                           o.digits, o.digit_size, o.digit_source)  # fmt: skip
 
     def moved(self) -> None:
         if self.data is not None:
@@ -111,7 +105,7 @@ class VideoTask(Task):
         from ncacli.errors import NcaError
 
         o = Options(**config.task_options)
-        data = cls.read(o, config.size)
+        data = cls.read(o, {"size": config.size})
         if data.length < o.k + 2:
             raise NcaError(f"{data.source}: sequences of {data.length} frames; k = {o.k} needs at least {o.k + 2}")
         model = replace(config.model_config(), alive_masking=False)  # every cell lives
@@ -136,18 +130,7 @@ class VideoTask(Task):
                 },
             ),
         )
-        task = cls(spec, {}, device)
-        task.data = data
-        task.tensors = {"task.test_index": data.test.clone()}
-        task.moved()
-        return task
-
-    @classmethod
-    def check_tensors(cls, spec: ModelSpec, tensors: dict[str, torch.Tensor]) -> str | None:
-        index = tensors.get("task.test_index")
-        if index is not None and (index.ndim != 1 or index.dtype.is_floating_point or bool((index < 0).any())):
-            return f"its test split is not a list of sequence indices ({index.dtype}, {list(index.shape)})"
-        return None
+        return cls.with_data(spec, data, device)
 
     def describe(self) -> str:
         return f"{self.options.data} ({self.k} frames)"
@@ -156,15 +139,6 @@ class VideoTask(Task):
         d = self.load_data()
         return {"target": self.describe(), "data": d.source, "train_sequences": len(d.train),
                 "test_sequences": len(d.test), "frames": d.length}  # fmt: skip
-
-    def saved_tensors(self) -> dict[str, torch.Tensor]:
-        return {k: t.cpu() for k, t in self.tensors.items()}
-
-    def test_index(self) -> torch.Tensor:
-        """The held-out sequences: recorded in the model file, so evaluation never sees a training sequence."""
-        saved = self.tensors.get("task.test_index")
-        index = saved if saved is not None else self.load_data().test
-        return index.to(self.device).long()
 
     def transition_steps(self) -> int:
         """Steps per predicted frame outside training: the middle of the trained ``steps_min``–``steps_max``."""
