@@ -105,7 +105,7 @@ class VideoTask(DatasetTask):
         from ncacli.errors import NcaError
 
         o = Options(**config.task_options)
-        data = cls.read(o, {"size": config.size})
+        data = cls.read(o, {"size": config.size, "padding": config.padding})
         if data.length < o.k + 2:
             raise NcaError(f"{data.source}: sequences of {data.length} frames; k = {o.k} needs at least {o.k + 2}")
         model = replace(config.model_config(), alive_masking=False)  # every cell lives
