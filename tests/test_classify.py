@@ -46,7 +46,6 @@ def test_the_model_file_keeps_the_test_split(classifier):
     assert not set(test.tolist()) & set(data.train.tolist())
 
 
-
 @pytest.mark.parametrize("index", [torch.tensor([0.5, 1.5]), torch.tensor([[1, 2]]), torch.tensor([3, -1])])
 def test_a_damaged_test_split_is_refused_in_one_line(capsys, classifier, tmp_path, index):
     from ncacli.io.model_file import load, save_model
@@ -57,6 +56,7 @@ def test_a_damaged_test_split_is_refused_in_one_line(capsys, classifier, tmp_pat
     code, _, err = run_cli(capsys, "evaluate", bad, "--trials", "2")
     one_error_line(err, str(bad), "test split is not a list of sample indices")
     assert code != 0
+
 
 def test_evaluate_reports_accuracy_at_the_stages_and_the_recovery_after_a_swap(capsys, classifier):
     code, out, err = run_cli(capsys, "evaluate", classifier, "--trials", "24", "--final", "200", "--json")
