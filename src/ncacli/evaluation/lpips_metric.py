@@ -2,7 +2,9 @@
 
 The learned linear heads ship inside ``lpips``; the backbone (AlexNet, VGG16 or SqueezeNet 1.1)
 comes from torchvision's cache (``$TORCH_HOME/hub/checkpoints``), downloaded there on first use as
-torchvision does. A local file of the torchvision backbone weights can be given instead, and
+torchvision does. A local file of the backbone's weights (a torchvision state dict, whole or ``features.*``
+only) can be named instead, by ``--lpips-weights FILE`` or once for a machine by ``NCA_ALEXNET_WEIGHTS``
+(``NCA_VGG16_WEIGHTS``, ``NCA_SQUEEZENET_WEIGHTS``; see :mod:`ncacli.io.weights`), and
 ``weights="random"`` builds a randomly initialised backbone through the same path (for tests).
 """
 
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 
 from ncacli.errors import NcaError, UsageError, check_random_weights
 from ncacli.evaluation.metrics import Metric, composite, rgba
+from ncacli.io.weights import LPIPS_BACKBONES, VARIABLES, WeightsFileError, read_features, weights_file
 
 NETS = ("alex", "vgg", "squeeze")
 # the smallest side LPIPS sees: AlexNet's pooling needs ≥ 31 cells, so small grids are scaled up (nearest)
@@ -45,17 +48,19 @@ def _missing_message(net: str, reason: str) -> str:
     url = backbone_weights(net).url
     return (
         f"LPIPS ({net}) needs the torchvision backbone weights {Path(url).name}: not in {cache_path(net).parent} "
-        f"and not downloadable here ({reason}). Put the file from {url} there, or pass it with --lpips-weights FILE, "
-        f"or measure without LPIPS: --metric mse,psnr,ssim"
+        f"and not downloadable here ({reason}). Put the file from {url} there, name a local copy with "
+        f"--lpips-weights FILE or ${VARIABLES[LPIPS_BACKBONES[net]]}, or measure without LPIPS: --metric mse,psnr,ssim"
     )
 
 
 def build_lpips(net: str = "alex", weights: str | None = None):
-    """An ``lpips.LPIPS`` network. ``weights``: None (torchvision's cache), a file path, or ``"random"``."""
+    """An ``lpips.LPIPS`` network. ``weights``: None (the backbone's variable, else torchvision's cache), a file
+    path, or ``"random"``."""
     import lpips
 
     if net not in NETS:
         raise UsageError(f"--lpips-net {net!r}: choose from {', '.join(NETS)}")
+    weights = weights_file(LPIPS_BACKBONES[net], weights)
     if weights == "random":
         check_random_weights("--lpips-weights", f"LPIPS {net} backbone")
     pretrained = weights is None
@@ -77,21 +82,19 @@ def build_lpips(net: str = "alex", weights: str | None = None):
 
 
 def _load_backbone_file(model, net: str, path: str) -> None:
-    """Copy a torchvision state dict (e.g. ``alexnet-owt-7be5be79.pth``) into the LPIPS backbone."""
+    """Copy a torchvision state dict of the backbone (whole, e.g. ``alexnet-owt-7be5be79.pth``, or its
+    ``features.*`` only) into the LPIPS backbone."""
     from torchvision import models
 
-    if not Path(path).is_file():
-        raise NcaError(f"{path}: LPIPS backbone weights file not found")
+    build = {"alex": models.alexnet, "vgg": models.vgg16, "squeeze": models.squeezenet1_1}[net]
+    features = build(weights=None).features
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        tv = {"alex": models.alexnet, "vgg": models.vgg16, "squeeze": models.squeezenet1_1}[net](weights=None)
-        tv.load_state_dict(state)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NcaError(f"{path}: not torchvision {net} weights ({first[:200]})") from None
+        read_features(path, LPIPS_BACKBONES[net], features, "--lpips-weights")
+    except WeightsFileError as exc:
+        raise NcaError(str(exc)) from None
     for slice_ in model.net.children():
         for index, layer in slice_.named_children():
-            layer.load_state_dict(tv.features[int(index)].state_dict())
+            layer.load_state_dict(features[int(index)].state_dict())
 
 
 def to_lpips_input(x: torch.Tensor) -> torch.Tensor:

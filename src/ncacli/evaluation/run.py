@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ncacli.errors import NcaError, UsageError
+from ncacli.io.weights import LPIPS_BACKBONES, source_of
 from ncacli.names import PERTURBATIONS
 
 
@@ -116,10 +117,10 @@ def evaluate_model(
             **protocol.to_dict(),
             "metrics": names,
             "lpips_net": lpips_net if "lpips" in names else None,
-            "lpips_weights": (lpips_weights or "torchvision cache") if "lpips" in names else None,
+            "lpips_weights": source_of(LPIPS_BACKBONES[lpips_net], lpips_weights) if "lpips" in names else None,
             "style": style_desc,
             "style_loss": style_loss if "style" in names else None,
-            "vgg_weights": (vgg_weights or "torchvision cache") if "style" in names else None,
+            "vgg_weights": source_of("vgg16", vgg_weights) if "style" in names else None,
             "damage_space": space,
         },
         **result,

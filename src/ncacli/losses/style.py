@@ -6,8 +6,9 @@ relu5_1 its features are compared with the style image's, either by sliced optim
 or by Gram matrices (``gram``). Both ignore where things are, so the NCA learns a texture.
 
 VGG16 weights come from torchvision's cache (``$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth``),
-downloaded there on first use as torchvision does, or from a local torchvision state dict
-(``--vgg-weights FILE``); ``"random"`` builds a seeded, randomly initialised VGG16 (for tests).
+downloaded there on first use as torchvision does, or from a local torchvision state dict, whole or
+``features.*`` only (``--vgg-weights FILE``, or ``NCA_VGG16_WEIGHTS`` for every run); ``"random"`` builds a
+seeded, randomly initialised VGG16 (for tests).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ncacli.errors import NcaError, UsageError, check_random_weights
+from ncacli.io.weights import WeightsFileError, first_line, load_features, read_features, weights_file
 from ncacli.names import STYLE_LOSSES
 
 # features indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in torchvision's VGG16
@@ -79,13 +81,9 @@ def _missing_message(reason: str) -> str:
     url = vgg_weights_entry().url
     return (
         f"the style loss needs the torchvision VGG16 weights {Path(url).name}: not in {vgg_cache_path().parent} "
-        f"and not downloadable here ({reason}). Put the file from {url} there, or pass it with --vgg-weights FILE"
+        f"and not downloadable here ({reason}). Put the file from {url} there, or name a local copy with "
+        f"--vgg-weights FILE or $NCA_VGG16_WEIGHTS"
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "reason", None) or exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def _vgg16_features() -> nn.Sequential:
@@ -93,16 +91,6 @@ def _vgg16_features() -> nn.Sequential:
     from torchvision.models.vgg import cfgs, make_layers
 
     return make_layers(cfgs["D"], batch_norm=False)
-
-
-def _load_features(features: nn.Sequential, state: Any) -> None:
-    """Copy a torchvision VGG16 state dict (full model or ``features.*`` keys only) into ``features``."""
-    if not isinstance(state, dict):
-        raise ValueError(f"a {type(state).__name__}, not a state dict")
-    keys = {k[len("features.") :]: v for k, v in state.items() if isinstance(k, str) and k.startswith("features.")}
-    if not keys:
-        raise ValueError("no features.* keys")
-    features.load_state_dict(keys)
 
 
 def _download_state_dict() -> dict:
@@ -127,29 +115,26 @@ def _pretrained_features() -> nn.Sequential:
     except Exception as exc:  # URLError/timeouts are OSErrors; a bad download fails its hash check
         if was_cached:
             raise NcaError(
-                f"{cached}: corrupt VGG16 weights ({_first_line(exc)}); delete it to download it again, "
+                f"{cached}: corrupt VGG16 weights ({first_line(exc)}); delete it to download it again, "
                 f"or pass a good copy with --vgg-weights FILE"
             ) from None
-        raise NcaError(_missing_message(_first_line(exc))) from None
+        raise NcaError(_missing_message(first_line(exc))) from None
     try:
-        _load_features(features, state)
+        load_features(features, state)
     except Exception as exc:
         raise NcaError(
-            f"{cached}: not torchvision VGG16 weights ({_first_line(exc)}); delete it to download it again, "
+            f"{cached}: not torchvision VGG16 weights ({first_line(exc)}); delete it to download it again, "
             f"or pass a good copy with --vgg-weights FILE"
         ) from None
     return features
 
 
 def _file_features(path: str) -> nn.Sequential:
-    if not Path(path).is_file():
-        raise NcaError(f"{path}: VGG16 weights file not found (--vgg-weights)")
     features = _vgg16_features()
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        _load_features(features, state)
-    except Exception as exc:
-        raise NcaError(f"{path}: not torchvision VGG16 weights ({_first_line(exc)})") from None
+        read_features(path, "vgg16", features, "--vgg-weights")
+    except WeightsFileError as exc:
+        raise NcaError(str(exc)) from None
     return features
 
 
@@ -179,9 +164,11 @@ def _cache_key(weights: str) -> tuple:
 def build_vgg(weights: str = "") -> VGGFeatures:
     """The frozen VGG16 feature extractor on the CPU (cached per ``weights`` in this process).
 
-    ``weights``: ``""`` (torchvision's IMAGENET1K_V1 weights through its cache), a file holding a
+    ``weights``: ``""`` (the file ``$NCA_VGG16_WEIGHTS`` names, else torchvision's IMAGENET1K_V1 weights through
+    its cache), a file holding a
     torchvision VGG16 state dict (full model or ``features.*`` keys), or ``"random"`` (tests only).
     """
+    weights = weights_file("vgg16", weights) or ""
     if weights == "random":
         check_random_weights("--vgg-weights", "VGG16")
     key = _cache_key(weights)

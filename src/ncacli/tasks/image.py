@@ -21,6 +21,7 @@ from ncacli.engine import (
     random_circles,
     seed_position_for,
 )
+from ncacli.io.weights import source_of
 from ncacli.spec import ModelSpec, TaskSpec, image_channels
 from ncacli.tasks.base import Batch, Task
 
@@ -291,6 +292,6 @@ def objective_provenance(config: Any) -> dict:
             style=config.style,
             style_loss=config.style_loss,
             style_size=config.style_size,
-            vgg_weights=config.vgg_weights or "torchvision",
+            vgg_weights=source_of("vgg16", config.vgg_weights),
         )
     return out
