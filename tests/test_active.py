@@ -64,6 +64,34 @@ def test_every_perception_matches_the_reference(always_active, perception, paddi
 
 
 @pytest.mark.parametrize(
+    "perception, options",
+    [
+        ("conv", {"mode": "full"}),
+        ("conv", {"mode": "separable", "features": 2}),
+        ("conv", {"kernel_size": 5, "dilation": 2}),
+        ("conv_scaled", {"per_feature": True}),
+        ("combined", {"parts": [{"kernel_size": 3, "mode": "full"}, {"kernel_size": 5, "dilation": 2}]}),
+    ],
+    ids=lambda o: str(o),
+)
+@pytest.mark.parametrize("padding", ["zeros", "circular"])
+def test_learned_convolutions_are_gathered_and_match_the_reference(always_active, perception, options, padding):
+    config = ModelConfig(perception=perception, perception_options=options, padding_mode=padding, hidden=24)
+    model = generic(config)
+    assert active.gathers(model.perceive)  # computed at the active cells alone, from their neighbours
+    x = patchy(2, 16, 9, 11)
+    assert_same(run(model, "active", x, 4), run(model, "reference", x, 4))
+
+
+def test_perceptions_not_linear_in_the_neighbours_are_computed_everywhere():
+    for perception, options in [("attention", {}), ("combined", {"parts": [{"kind": "residual"}, {}]})]:
+        model = NCA(ModelConfig(perception=perception, perception_options=options))
+        assert not active.gathers(model.perceive)
+    for perception in ("sobel", "conv", "combined", "conv_scaled"):
+        assert active.gathers(NCA(ModelConfig(perception=perception)).perceive)
+
+
+@pytest.mark.parametrize(
     "options",
     [
         {"update": "residual", "depth": 3},

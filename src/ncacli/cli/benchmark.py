@@ -24,8 +24,11 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 
 def benchmark(
-    model_path: Optional[str] = typer.Argument(
-        None, metavar="[MODEL]", help="Model file: its architecture and weights (default: the Distill model)."
+    model_paths: Optional[list[str]] = typer.Argument(
+        None,
+        metavar="[MODEL]...",
+        help="Model files: their architecture and weights (default: the Distill model); several are timed in one "
+        "run, each against the first.",
     ),
     suite: Optional[str] = typer.Option(
         None, "--suite", "-s", help="standard (distill + ncatorch-table6), distill, ncatorch-table6, scaling, all."
@@ -91,33 +94,74 @@ def benchmark(
     from ncacli.engine.device import auto_engine
 
     engine_option, engine = engine, auto_engine(dev) if engine == "auto" else engine
-    model, source, starts = subject(model_path, dev, seed, start)
-    if suite is None and (custom or model_path is not None):
+    paths: list[str | None] = list(model_paths) if model_paths else [None]
+    subjects = [subject(path, dev, seed, start) for path in paths]  # every file checked before any timing
+    if suite is None and (custom or model_paths):
         cases, suite = [custom_case(size, batch, steps)], "custom"
     else:
         suite = suite or "standard"
         cases = cases_for(suite, scaling_sizes)
     gpu = dev.type != "cpu"
-    settings = Settings(
-        device=dev,
-        repeats=repeats or (10 if gpu else 3),
-        warmup=warmup or (2 if gpu else 1),
-        max_seconds=max_seconds or None,
-        max_memory=int(max_memory * 1024 * 1024) if max_memory is not None else None,
-        seed=seed,
-        checkpoint=checkpoint,
-        start=starts,
-        start_name=start,
-        engine=engine,
-    )
-    with console.status("benchmark: starting", spinner="dots") as status, threads_set(threads):
-        report = run_benchmark(model, cases, settings, not no_reference, lambda text: status.update(text))
-    report = {"suite": suite, "model_source": source, **report, "engine_option": engine_option}
-    for warning in report["warnings"]:
-        console.print(f"[yellow]{escape(warning)}[/yellow]", highlight=False, soft_wrap=True)
-    show(report)
+    reports = []
+    for model, source, starts in subjects:
+        settings = Settings(
+            device=dev,
+            repeats=repeats or (10 if gpu else 3),
+            warmup=warmup or (2 if gpu else 1),
+            max_seconds=max_seconds or None,
+            max_memory=int(max_memory * 1024 * 1024) if max_memory is not None else None,
+            seed=seed,
+            checkpoint=checkpoint,
+            start=starts,
+            start_name=start,
+            engine=engine,
+        )
+        with console.status("benchmark: starting", spinner="dots") as status, threads_set(threads):
+            report = run_benchmark(model, cases, settings, not no_reference, lambda text: status.update(text))
+        report = {"suite": suite, "model_source": source, **report, "engine_option": engine_option}
+        if len(subjects) > 1:
+            console.print(f"[bold]{escape(source)}[/bold]", highlight=False)
+        for warning in report["warnings"]:
+            console.print(f"[yellow]{escape(warning)}[/yellow]", highlight=False, soft_wrap=True)
+        show(report)
+        reports.append(report)
+    if len(reports) > 1:
+        compared = between_models(reports)
+        show_between(compared)
     if json_out:
-        emit_json(report)
+        emit_json(reports[0] if len(reports) == 1 else {"models": reports, "between_models": compared})
+
+
+def between_models(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each model's engine time and memory over the first model's, row by row (configuration × phase)."""
+    first = {(row["case"], row["phase"]): row["engine"] for row in reports[0]["rows"]}
+    out = []
+    for report in reports[1:]:
+        for row in report["rows"]:
+            base, engine = first.get((row["case"], row["phase"])), row["engine"]
+            ok = base is not None and base["status"] == "ok" and engine["status"] == "ok"
+            out.append({
+                "model": report["model_source"],
+                "over": reports[0]["model_source"],
+                "case": row["case"],
+                "phase": row["phase"],
+                "time_ratio": engine["median_s"] / base["median_s"] if ok else None,
+                "memory_ratio": engine["peak_mb"] / base["peak_mb"] if ok and base["peak_mb"] else None,
+            })  # fmt: skip
+    return out
+
+
+def show_between(compared: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title="engine time and peak memory, each model over the first")
+    for column in ("model", "over", "configuration", "phase", "time ratio", "memory ratio"):
+        table.add_column(column, justify="right" if "ratio" in column else "left")
+    for row in compared:
+        table.add_row(
+            row["model"], row["over"], row["case"], row["phase"], _ratio(row["time_ratio"]), _ratio(row["memory_ratio"])
+        )
+    print_table(table, width=200)
 
 
 def _seconds(s: float) -> str:

@@ -10,10 +10,11 @@ those rows and adds the result back: the same state and the same gradients, up t
 floating-point sums. A grown lizard keeps about a third of the Distill grid alive, and half of its cells
 fire: the update runs on about a fifth of the grid.
 
-For fixed-kernel perceptions (``sobel``, ``sobel_laplacian``, ``sobel5``, ``sobel_diagonal``) the
-perception itself is computed at the active cells only, from their gathered ``k × k`` neighbourhoods;
-other perceptions are computed everywhere and their features gathered. Above a fraction of active cells
-the dense reference step is faster, and is taken, with the fire mask already drawn.
+For perceptions whose features are linear in the neighbours (capability ``taps``: the fixed kernels, the
+learned convolutions and their combination) the perception itself is computed at the active cells only,
+from their gathered neighbourhoods; other perceptions are computed everywhere and their features gathered.
+Above a fraction of active cells the dense reference step is faster, and is taken, with the fire mask
+already drawn.
 """
 
 from __future__ import annotations
@@ -58,48 +59,54 @@ def fixed_kernel(perceive: nn.Module) -> bool:
     return "kernels" in capabilities(perceive) and isinstance(perceive, FixedKernelPerception)
 
 
-def neighbourhood_features(
-    perceive: FixedKernelPerception, seen: torch.Tensor, index: torch.Tensor, mode: str
-) -> torch.Tensor:
-    """A fixed-kernel perception at the cells ``index`` (flat ``b·H·W + y·W + x``) of ``seen`` ``(B, C, H, W)``
-    → ``(N, C · K)``, grouped per channel as :class:`FixedKernelPerception` lays them out.
+def gathers(perceive: nn.Module) -> bool:
+    """Whether the perception says its features are linear in the neighbours (:meth:`taps`), so that the
+    active step computes them at the active cells alone."""
+    return "taps" in capabilities(perceive) and callable(getattr(perceive, "taps", None))
 
-    Each cell's ``k × k`` neighbourhood is gathered straight from the state's rows, without padding the grid:
-    ``circular`` wraps the neighbours' coordinates, ``zeros`` gathers a clamped neighbour and zeroes it.
+
+def tap_features(perceive: nn.Module, seen: torch.Tensor, index: torch.Tensor, mode: str) -> torch.Tensor:
+    """The perception's features at the cells ``index`` (flat ``b·H·W + y·W + x``) of ``seen`` ``(B, C, H, W)``
+    → ``(N, C · K)``, laid out as its ``forward`` lays them out.
+
+    For each of its :class:`~ncacli.engine.perception.Taps`, each cell's neighbours are gathered straight from
+    the state's rows, without padding the grid (``circular`` wraps their coordinates, ``zeros`` points those
+    beyond the edge at an extra zero row), and multiplied by the blocks.
     """
     b, c, h, w = seen.shape
-    dy, dx, blocks = _tap_blocks(perceive, c)
-    taps = dy.shape[1]
+    rows = rows_of(seen)
+    if mode != "circular":
+        rows = torch.cat([rows, rows.new_zeros(1, c)])
     sample, cell = (index // (h * w)).view(-1, 1), index % (h * w)
-    y, x = (cell // w).view(-1, 1) + dy, (cell % w).view(-1, 1) + dx  # (N, T)
-    if mode == "circular":
-        inside = None
-        y, x = y % h, x % w
-    else:
-        inside = ((y >= 0) & (y < h) & (x >= 0) & (x < w)).unsqueeze(-1)
-        y, x = y.clamp(0, h - 1), x.clamp(0, w - 1)
-    gathered = rows_of(seen).index_select(0, ((sample * h + y) * w + x).reshape(-1)).view(-1, taps, c)
-    if inside is not None:
-        gathered.mul_(inside)
-    return gathered.view(-1, taps * c) @ blocks
+    y0, x0 = (cell // w).view(-1, 1), (cell % w).view(-1, 1)
+    out = []
+    for taps in perceive.taps():
+        if taps.offsets == ((0, 0),):
+            gathered = rows.index_select(0, index)
+        else:
+            dy, dx = _offsets(taps.offsets, index.device)
+            y, x = y0 + dy, x0 + dx  # (N, T)
+            if mode == "circular":
+                flat = (sample * h + y % h) * w + x % w
+            else:
+                inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+                flat = torch.where(inside, (sample * h + y) * w + x, b * h * w)  # outside: the zero row
+            gathered = rows.index_select(0, flat.reshape(-1)).view(-1, len(taps.offsets) * c)
+        features = gathered if taps.blocks is None else gathered @ taps.blocks.to(gathered.dtype)
+        out.append(features if taps.bias is None else features + taps.bias)
+    return out[0] if len(out) == 1 else torch.cat(out, dim=1)
 
 
-def _tap_blocks(perceive: FixedKernelPerception, c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The offsets ``(1, T)`` in y and x of the taps some kernel reads, and the kernels laid out block-diagonally
-    over ``c`` channels, ``(T·C, C·K)`` with entry ``[t·C + c, c·K + k]`` = kernel k at tap t, so that one matrix
-    product of the gathered neighbourhoods gives the features (a transpose of them costs more). The kernels are
-    fixed: kept on the perception, per device, dtype and channel count."""
-    weight = perceive.weight
-    key = (weight.device, weight.dtype, c)
-    cache = perceive.__dict__.setdefault("_tap_blocks", {})
-    if key not in cache:
-        half, k, count = perceive.kernel_size // 2, perceive.kernel_size, len(perceive.kernels)
-        kernels = weight[:count, 0].reshape(count, -1)  # (K, k·k)
-        taps = kernels.abs().sum(0).nonzero().squeeze(1)  # (T,)
-        eye = torch.eye(c, dtype=weight.dtype, device=weight.device)
-        blocks = torch.einsum("kt,cd->tcdk", kernels[:, taps], eye).reshape(taps.numel() * c, c * count)
-        cache[key] = ((taps // k - half).view(1, -1), (taps % k - half).view(1, -1), blocks)
-    return cache[key]
+_OFFSETS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _offsets(offsets: tuple[tuple[int, int], ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The taps' offsets in y and in x, ``(1, T)`` each (made once per tuple and device)."""
+    key = (offsets, device)
+    if key not in _OFFSETS:
+        pairs = torch.tensor(offsets, device=device)
+        _OFFSETS[key] = (pairs[:, 0].view(1, -1), pairs[:, 1].view(1, -1))
+    return _OFFSETS[key]
 
 
 def active_step(model: NCA, x: torch.Tensor, generator, condition: torch.Tensor | None) -> torch.Tensor:
@@ -121,8 +128,8 @@ def active_step(model: NCA, x: torch.Tensor, generator, condition: torch.Tensor 
     if index is None or index.numel() > dense * b * h * w:
         return model.reference_step(x, None, condition, fire)
     seen = model.with_condition(x, condition)
-    if fixed_kernel(model.perceive):
-        features = neighbourhood_features(model.perceive, seen, index, cfg.padding_mode)
+    if gathers(model.perceive):
+        features = tap_features(model.perceive, seen, index, cfg.padding_mode)
     else:
         features = rows_of(model.perceive(seen)).index_select(0, index)
     dx = model.update.rows(features)

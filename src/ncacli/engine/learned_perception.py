@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ncacli.engine.perception import Sobel, SobelLaplacian, pad, stack_kernels
+from ncacli.engine.perception import Sobel, SobelLaplacian, Taps, depthwise_taps, pad, stack_kernels
 from ncacli.names import PADDING_MODES as PADDINGS  # noqa: E402
 
 
@@ -83,6 +83,14 @@ class LearnedPerception(nn.Module):
         """``(B, C, H, W)`` → ``(B, C * (1 + features), H, W)``: the state, then the learned features."""
         return torch.cat([x, self.learned(x)], dim=1)
 
+    def learned_taps(self) -> list[Taps]:
+        """:meth:`learned` as :class:`Taps`, for the perceptions with the ``taps`` capability."""
+        raise NotImplementedError
+
+    def taps(self) -> list[Taps]:
+        """The features as :class:`Taps`: the cell's own state, then :meth:`learned_taps`."""
+        return [Taps(((0, 0),), None), *self.learned_taps()]
+
 
 class ConvPerception(LearnedPerception):
     """A learned k×k convolution with dilation (NCAtorch's convolution perception).
@@ -95,7 +103,7 @@ class ConvPerception(LearnedPerception):
     """
 
     MODES = ("depthwise", "separable", "full")
-    capabilities = frozenset({"page"})
+    capabilities = frozenset({"page", "taps"})
 
     def __init__(
         self,
@@ -123,6 +131,19 @@ class ConvPerception(LearnedPerception):
         y = conv_same(x, self.conv, self.padding)
         return self.mix(y) if self.mix is not None else y
 
+    def learned_taps(self) -> list[Taps]:
+        """The convolution as one :class:`Taps` (the 1×1 mixing of ``separable`` folded into its blocks)."""
+        conv, c = self.conv, self.channels
+        if self.mode == "full":  # weight (C·F, C, k, k): blocks[t·C + c, o] = weight[o, c, t]
+            k, d = conv.kernel_size[0], conv.dilation[0]
+            offsets = tuple(((t // k - k // 2) * d, (t % k - k // 2) * d) for t in range(k * k))
+            return [Taps(offsets, conv.weight.permute(2, 3, 1, 0).reshape(k * k * c, -1), conv.bias)]
+        taps = depthwise_taps(conv.weight, c, conv.dilation[0], conv.bias)
+        if self.mix is not None:
+            mix = self.mix.weight.reshape(self.mix.out_channels, -1)
+            taps = Taps(taps.offsets, taps.blocks @ mix.T, self.mix.bias)
+        return [taps]
+
 
 class ScaledConvPerception(nn.Module):
     """A learned depthwise 3×3 convolution started as identity + Sobel x/y (/8), times a trainable scale
@@ -135,7 +156,7 @@ class ScaledConvPerception(nn.Module):
     """
 
     receptive_field = 3
-    capabilities = frozenset({"page"})
+    capabilities = frozenset({"page", "taps"})
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -163,6 +184,10 @@ class ScaledConvPerception(nn.Module):
         else:
             y = F.conv2d(x, self.weight, padding=1, groups=self.channels)
         return y * self.scale.view(1, -1, 1, 1)
+
+    def taps(self) -> list[Taps]:
+        """The scaled kernels as one :class:`Taps` (features grouped per channel, the state among them)."""
+        return [depthwise_taps(self.weight * self.scale.view(-1, 1, 1, 1), self.channels)]
 
 
 class AttentionPerception(LearnedPerception):
@@ -330,7 +355,7 @@ class CombinedPerception(LearnedPerception):
     """
 
     receptive_field = 9
-    capabilities = frozenset({"page"})  # as a class; an instance has it only when every part has it
+    capabilities = frozenset({"page", "taps"})  # as a class; an instance has them only when every part has them
     DEFAULT_PARTS: tuple[Mapping[str, Any], ...] = ({"kernel_size": 3}, {"kernel_size": 5, "dilation": 2})
 
     def __init__(self, channels: int, padding: str = "zeros", parts: list | None = None) -> None:
@@ -351,6 +376,10 @@ class CombinedPerception(LearnedPerception):
     def learned(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → ``(B, C * Σ features, H, W)``."""
         return torch.cat([part.learned(x) for part in self.parts], dim=1)
+
+    def learned_taps(self) -> list[Taps]:
+        """Every part's :class:`Taps`, in order."""
+        return [taps for part in self.parts for taps in part.learned_taps()]
 
 
 def describe(perception: nn.Module) -> dict[str, int]:

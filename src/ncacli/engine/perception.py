@@ -7,12 +7,14 @@ features grouped per channel (``[c0·k0, c0·k1, …, c1·k0, …]``). The learn
 :mod:`ncacli.engine.learned_perception`.
 New perceptions come in through :data:`ncacli.registry.PERCEPTIONS` (the ``ncacli.perceptions`` entry-point
 group, or :func:`register_perception` from code); each says what can run it in ``capabilities``:
-``kernels`` (a depthwise convolution by the fixed kernels in ``weight``, which the active engine gathers,
-the fused kernel and the benchmark reference run), ``page`` (the interactive page can run it).
+``kernels`` (a depthwise convolution by the fixed kernels in ``weight``, which the fused kernel and the
+benchmark reference run), ``taps`` (its features are linear in the cells' neighbours: :meth:`taps` gives them,
+and the active engine computes them at the active cells alone), ``page`` (the interactive page can run it).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -69,6 +71,34 @@ def stack_kernels(kernels: list[list[list[float]]]) -> torch.Tensor:
     return torch.stack([F.pad(t, [(size - t.shape[0]) // 2] * 4) for t in tensors])
 
 
+@dataclass
+class Taps:
+    """A group of a perception's features that is linear in a cell's neighbours: gather the state's rows at
+    ``offsets`` (``(dy, dx)`` pairs, rows running down the grid) into ``(N, T·C)``, tap-major, then multiply by
+    ``blocks`` ``(T·C, F)`` and add ``bias`` ``(F,)``. ``blocks=None``: the gathered rows are the features."""
+
+    offsets: tuple[tuple[int, int], ...]
+    blocks: torch.Tensor | None
+    bias: torch.Tensor | None = None
+
+
+def depthwise_taps(weight: torch.Tensor, channels: int, dilation: int = 1, bias: torch.Tensor | None = None) -> Taps:
+    """A depthwise convolution as :class:`Taps`: ``weight`` ``(C·K, 1, k, k)`` (K kernels per channel, features
+    grouped per channel, ``[c0·k0, c0·k1, …]``) → ``blocks`` ``(T·C, C·K)`` with entry ``[t·C + c, c·K + j]`` the
+    kernel ``j`` of channel ``c`` at tap ``t``; differentiable in ``weight``. Taps where every kernel is zero are
+    left out when ``weight`` needs no gradient (fixed kernels)."""
+    k = weight.shape[-1]
+    kernels = weight.reshape(channels, -1, k * k)  # (C, K, k·k)
+    taps = torch.arange(k * k, device=weight.device)
+    if not weight.requires_grad:
+        taps = kernels.abs().sum((0, 1)).nonzero().squeeze(1)
+    half = k // 2
+    offsets = tuple(((int(t) // k - half) * dilation, (int(t) % k - half) * dilation) for t in taps.tolist())
+    eye = torch.eye(channels, dtype=weight.dtype, device=weight.device)
+    blocks = torch.einsum("ckt,cd->tcdk", kernels[:, :, taps], eye).reshape(len(offsets) * channels, -1)
+    return Taps(offsets, blocks, bias)
+
+
 class FixedKernelPerception(nn.Module):
     """Depthwise convolution of every channel with a fixed stack of odd-sized k×k kernels.
 
@@ -80,7 +110,7 @@ class FixedKernelPerception(nn.Module):
 
     kernels: list[list[list[float]]] = []
     receptive_field = 3
-    capabilities = frozenset({"kernels", "page"})
+    capabilities = frozenset({"kernels", "taps", "page"})
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -100,6 +130,14 @@ class FixedKernelPerception(nn.Module):
     @property
     def features_per_channel(self) -> int:
         return len(self.kernels)
+
+    def taps(self) -> list[Taps]:
+        """The features as one :class:`Taps` (the kernels are fixed: built once per device and dtype)."""
+        key = (self.weight.device, self.weight.dtype)
+        cache = self.__dict__.setdefault("_taps", {})
+        if key not in cache:
+            cache[key] = [depthwise_taps(self.weight, self.channels)]
+        return cache[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → ``(B, C * K, H, W)``."""
