@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ncacli.cli.common import console, emit_json
+from ncacli.cli.common import console, emit_json, print_table
 
 
 def zoo(json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout.")) -> None:
@@ -28,6 +28,8 @@ def zoo(json_out: bool = typer.Option(False, "--json", help="Print JSON on stdou
             "iterations": entry["iterations"],
             "budget": entry["budget"],
             "quality": entry["quality"],
+            "lpips": lpips_of(entry.get("figures", {})),
+            "review": entry.get("review", ""),
             "summary": entry["summary"],
             "command": entry["command"],
             "path": entry["path"],
@@ -37,9 +39,29 @@ def zoo(json_out: bool = typer.Option(False, "--json", help="Print JSON on stdou
         emit_json([{k: v for k, v in row.items() if k != "shown_iterations"} for row in rows])
         return
     table = Table(show_header=True)
-    for column in ("name", "task", "grid", "parameters", "iterations", "measured quality"):
+    for column in ("name", "task", "grid", "parameters", "iterations", "measured quality", "the NCAtorch review"):
         table.add_column(column, style="bold" if column == "name" else None, no_wrap=column == "name")
     for row in rows:
         grid = "×".join(str(n) for n in row["grid"])
-        table.add_row(row["name"], row["task"], grid, f"{row['parameters']:,}", row["shown_iterations"], row["quality"])
-    console.print(table)
+        table.add_row(
+            row["name"], row["task"], grid, f"{row['parameters']:,}", row["shown_iterations"], row["quality"],
+            row["review"] or "—",
+        )  # fmt: skip
+    print_table(table, width=200)
+    console.print(
+        "[dim]LPIPS (AlexNet) at stages 1 / 2 / 3 (steps 64–96, 149, 449), recovery after a cut at step 150; "
+        "docs/zoo.md has each model's card[/dim]",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def lpips_of(figures: dict) -> dict:
+    """The LPIPS (AlexNet) figures of a card: the three stages and the recovery, and after a switch of class."""
+    out = {}
+    for key, value in figures.items():
+        if key.startswith("lpips_"):
+            out[key.removeprefix("lpips_")] = value
+        elif key.startswith("mutation_lpips_"):
+            out["mutation_" + key.removeprefix("mutation_lpips_")] = value
+    return out
