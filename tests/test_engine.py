@@ -125,7 +125,8 @@ def test_training_cuts_distills_by_default_or_centred_on_living_cells():
     alive[0, 2, 27] = True  # one living cell: the centre is that cell's
     alive[1, 10:, :5] = True
     centres = living_cells(alive, g)
-    assert centres[0].tolist() == pytest.approx([27.5 / 30, 2.5 / 20]) and centres[2].tolist() == [0.5, 0.5]  # none: middle
+    assert centres[0].tolist() == pytest.approx([27.5 / 30, 2.5 / 20])
+    assert centres[2].tolist() == [0.5, 0.5]  # none alive: the middle
     x, y = (centres[1] * torch.tensor([30, 20])).floor().long().tolist()
     assert alive[1, y, x]
     fixed = random_circles(3, 20, 30, g, radius=(0.2, 0.2), alive=alive)

@@ -357,7 +357,9 @@ def _validate_damage(config: Config) -> None:
         and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r)
         and 0 < r[0] <= r[1] <= 1
     ):
-        raise UsageError(f"damage_radius must be [low, high] with 0 < low ≤ high ≤ 1 (fractions of the width), not {r!r}")
+        raise UsageError(
+            f"damage_radius must be [low, high] with 0 < low ≤ high ≤ 1 (fractions of the width), not {r!r}"
+        )
     if config.damage_center not in DAMAGE_CENTERS:
         raise UsageError(f"damage_center must be one of {', '.join(DAMAGE_CENTERS)}, not {config.damage_center!r}")
 
