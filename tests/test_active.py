@@ -70,6 +70,7 @@ def test_every_perception_matches_the_reference(always_active, perception, paddi
         ("conv", {"mode": "separable", "features": 2}),
         ("conv", {"kernel_size": 5, "dilation": 2}),
         ("conv_scaled", {"per_feature": True}),
+        ("conv_scaled", {"scale_identity": False}),
         ("combined", {"parts": [{"kernel_size": 3, "mode": "full"}, {"kernel_size": 5, "dilation": 2}]}),
     ],
     ids=lambda o: str(o),

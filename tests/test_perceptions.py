@@ -340,3 +340,16 @@ def test_describe_at_sixteen_channels():
     assert table["conv"] == {"receptive_field": 3, "parameters": 16 * 3 * 9 + 48, "features_per_channel": 4}
     assert table["combined"]["parameters"] == (16 * 3 * 9 + 48) + (16 * 3 * 25 + 48)
     assert table["combined"]["receptive_field"] == 9
+
+
+def test_the_scale_factor_can_leave_the_identity_alone():
+    """The higher-resolution NCA study scales the gradient features only (``scale_identity=False``); the default
+    scales every feature, as files written before the option did."""
+    x = torch.randn(2, 4, 7, 9)
+    study, every = ScaledConvPerception(4, scale_identity=False), ScaledConvPerception(4)
+    with torch.no_grad():
+        for p in (study, every):
+            p.scale.fill_(3.0)
+    sobel = Sobel(4)(x)
+    assert torch.allclose(study(x)[:, 0::3], x) and torch.allclose(study(x)[:, 1::3], 3 * sobel[:, 1::3], atol=1e-6)
+    assert torch.allclose(every(x), 3 * sobel, atol=1e-6)

@@ -154,15 +154,18 @@ def _evaluate(session) -> dict[str, float]:
     import json
 
     from ncacli import api
-    from ncacli.evaluation.lpips_metric import cache_path
+    from ncacli.evaluation.lpips_metric import weights_at_hand
     from ncacli.io.files import atomic_write_bytes
     from ncacli.train.tracking import headline
 
     model = api.load(session.run_dir.model_path, str(session.trainer.device))
     metrics = list(model.task.evaluation_metrics)
-    if "lpips" in metrics and not cache_path("alex").exists():
+    if "lpips" in metrics and not weights_at_hand("alex"):
         metrics.remove("lpips")
-        console.print("--evaluate: LPIPS left out (no AlexNet weights in torchvision's cache)", highlight=False)
+        console.print(
+            "--evaluate: LPIPS left out (no AlexNet weights: none in torchvision's cache, no $NCA_ALEXNET_WEIGHTS)",
+            highlight=False,
+        )
     document = api.evaluate(model, metrics=metrics)  # a classifier's evaluation reads no metrics
     document.pop("_protocol", None)
     path = session.run_dir.path / "evaluate.json"

@@ -152,7 +152,10 @@ class ScaledConvPerception(nn.Module):
     ``features = scale * conv(x)`` with features grouped per channel like :class:`Sobel`
     (``[c0·id, c0·dx, c0·dy, c1·id, …]``), so an untrained one is exactly the ``sobel`` perception.
     ``scale`` is one scalar (default) or, with ``per_feature=True``, one per output feature ``(C * 3,)``;
-    it starts at 1. No bias. Receptive field 3. ``(B, C, H, W)`` → ``(B, C * 3, H, W)``.
+    it starts at 1. ``scale_identity=False`` is the study's form: the scale modulates the gradient features
+    only, and each channel's identity feature passes unscaled (with ``per_feature``, the identity entries of
+    ``scale`` are then unused). The default, ``True``, scales every feature, as files written before the option
+    did. No bias. Receptive field 3. ``(B, C, H, W)`` → ``(B, C * 3, H, W)``.
     """
 
     receptive_field = 3
@@ -163,31 +166,42 @@ class ScaledConvPerception(nn.Module):
         if "forward" in cls.__dict__ and "capabilities" not in cls.__dict__:
             cls.capabilities = frozenset()
 
-    def __init__(self, channels: int, padding: str = "zeros", per_feature: bool = False) -> None:
+    def __init__(
+        self, channels: int, padding: str = "zeros", per_feature: bool = False, scale_identity: bool = True
+    ) -> None:
         super().__init__()
         if padding not in PADDINGS:
             raise ValueError(f"padding must be 'zeros' or 'circular', not {padding!r}")
         self.channels = channels
         self.padding = padding
+        self.scale_identity = scale_identity
         kernels = stack_kernels(Sobel.kernels)  # (3, 3, 3)
         self.weight = nn.Parameter(kernels.repeat(channels, 1, 1).unsqueeze(1))  # (C * 3, 1, 3, 3)
         self.scale = nn.Parameter(torch.ones(channels * len(kernels) if per_feature else 1))
+        # 1 where the scale applies: every feature, or the gradients only (not each channel's first, the identity)
+        applies = torch.ones(channels, len(kernels))
+        if not scale_identity:
+            applies[:, 0] = 0
+        self.register_buffer("applies", applies.reshape(-1), persistent=False)
 
     @property
     def features_per_channel(self) -> int:
         return self.weight.shape[0] // self.channels
 
+    def scaled_weight(self) -> torch.Tensor:
+        """The kernels times their scale, ``(C * 3, 1, 3, 3)``: the convolution this perception is."""
+        factor = self.applies * self.scale + (1 - self.applies)  # (C * 3,)
+        return self.weight * factor.view(-1, 1, 1, 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → ``(B, C * 3, H, W)``."""
         if self.padding == "circular":
-            y = F.conv2d(pad(x, 1, "circular"), self.weight, groups=self.channels)
-        else:
-            y = F.conv2d(x, self.weight, padding=1, groups=self.channels)
-        return y * self.scale.view(1, -1, 1, 1)
+            return F.conv2d(pad(x, 1, "circular"), self.scaled_weight(), groups=self.channels)
+        return F.conv2d(x, self.scaled_weight(), padding=1, groups=self.channels)
 
     def taps(self) -> list[Taps]:
         """The scaled kernels as one :class:`Taps` (features grouped per channel, the state among them)."""
-        return [depthwise_taps(self.weight * self.scale.view(-1, 1, 1, 1), self.channels)]
+        return [depthwise_taps(self.scaled_weight(), self.channels)]
 
 
 class AttentionPerception(LearnedPerception):

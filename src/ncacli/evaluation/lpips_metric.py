@@ -44,6 +44,12 @@ def cache_path(net: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(backbone_weights(net).url).name
 
 
+def weights_at_hand(net: str = "alex") -> bool:
+    """Whether LPIPS's backbone weights can be had without a download: a file named by the backbone's
+    variable, or torchvision's cached file."""
+    return weights_file(LPIPS_BACKBONES[net]) is not None or cache_path(net).exists()
+
+
 def _missing_message(net: str, reason: str) -> str:
     url = backbone_weights(net).url
     return (

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ncacli.errors import NcaError
+from ncacli.errors import NcaError, did_you_mean
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -29,8 +29,26 @@ def _open(data: bytes, name: str):
     return image.convert("RGBA")
 
 
+# a picture scikit-image ships inside its wheel, by name: `skimage:grass`, `skimage:hubble_deep_field`
+BUNDLED = "skimage:"
+
+
+def bundled_image(name: str) -> Path:
+    """The file of a picture bundled with scikit-image (``grass``, ``brick``, ``gravel``, ``coffee``, …)."""
+    try:
+        import skimage.data
+    except ImportError:
+        raise NcaError(f"{BUNDLED}{name}: needs scikit-image (pip install scikit-image)") from None
+    folder = Path(skimage.data.__file__).parent
+    pictures = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".png", ".jpg", ".jpeg")}
+    if name not in pictures:
+        raise NcaError(f"{BUNDLED}{name}: not a picture scikit-image ships{did_you_mean(name, pictures)}")
+    return pictures[name]
+
+
 def read_image_file(path: str) -> bytes:
-    p = Path(path)
+    """The bytes of an image file, or of a picture scikit-image ships (``skimage:NAME``)."""
+    p = bundled_image(path[len(BUNDLED) :]) if path.startswith(BUNDLED) else Path(path)
     if not p.exists():
         raise NcaError(f"{path}: image not found")
     if p.is_dir():

@@ -181,8 +181,7 @@ class Program:
         if isinstance(p, FixedKernelPerception):
             self.per_channel(p.weight, p.features_per_channel, 0)
         elif isinstance(p, ScaledConvPerception):
-            scale = p.scale.detach().view(-1, 1, 1, 1)
-            self.per_channel(p.weight * scale, p.features_per_channel, 0)
+            self.per_channel(p.scaled_weight().detach(), p.features_per_channel, 0)
         elif isinstance(p, LearnedPerception):
             self.block([self.identity(self.x)], [None if c is None else c for c in self.x.slots])
             parts = list(p.parts) if isinstance(p, CombinedPerception) else [p]
