@@ -72,6 +72,11 @@ def test_every_perception_matches_the_reference(always_active, perception, paddi
         ("conv_scaled", {"per_feature": True}),
         ("conv_scaled", {"scale_identity": False}),
         ("combined", {"parts": [{"kernel_size": 3, "mode": "full"}, {"kernel_size": 5, "dilation": 2}]}),
+        ("conv", {"mode": "full", "out_features": 20, "activation": "leaky_relu", "keep_state": False}),
+        (
+            "combined",
+            {"keep_state": False, "parts": [{"mode": "full", "out_features": 8, "activation": "leaky_relu"}, {}]},
+        ),
     ],
     ids=lambda o: str(o),
 )
@@ -96,6 +101,7 @@ def test_perceptions_not_linear_in_the_neighbours_are_computed_everywhere():
     "options",
     [
         {"update": "residual", "depth": 3},
+        {"update_options": {"activation": "leaky_relu"}},
         {"depth": 2},
         {"fire_rate": 1.0},
         {"alive_masking": False},

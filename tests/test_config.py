@@ -92,3 +92,26 @@ def test_config_round_trips_through_toml(tmp_path):
 
     config = resolve("regenerating", None, ["seed_positions=[[0.25, 0.5]]", 'emoji="🦋"'])
     assert Config(**tomllib.loads(config.to_toml())) == config
+
+
+def test_a_preset_builds_on_another(tmp_path):
+    combined = resolve("table1-combined")
+    assert combined.preset == "table1-combined" and combined.perception == "combined"
+    assert combined.emojis == resolve("table1").emojis and len(combined.emojis) == 5  # from its base
+    assert combined.perception_options["keep_state"] is False
+    looped = tmp_path / "looped.toml"
+    looped.write_text(f'base = "{looped}"\nbatch = 4\n', encoding="utf-8")
+    with pytest.raises(UsageError, match="base must name another preset, without a loop"):
+        resolve(str(looped))
+
+
+def test_the_review_table1_presets_have_its_sizes():
+    """The NCAtorch review's Table 1 modules at its sizes (16 channels and 5 conditions, 80 features, an 80-wide
+    update): Sobel 8k, Conv 3×3 23k, Conv 5×5 51k, Combined 71k; ours to the parameter."""
+    from ncacli.engine import NCA
+
+    counts = {name: NCA(resolve(name).model_config()).parameter_count() for name in
+              ("table1", "table1-conv3", "table1-conv5", "table1-combined")}  # fmt: skip
+    assert counts == {"table1": 8096, "table1-conv3": 22976, "table1-conv5": 49856, "table1-combined": 71456}
+    review = {"table1": 8e3, "table1-conv3": 23e3, "table1-conv5": 51e3, "table1-combined": 71e3}
+    assert all(abs(counts[n] - review[n]) / review[n] < 0.03 for n in counts)

@@ -257,6 +257,17 @@ def load_preset(name: str) -> tuple[dict[str, Any], str]:
     return read_toml(presets[name], f"preset {name}"), name
 
 
+def preset_layers(preset: str, below: tuple[str, ...] = ()) -> list[tuple[dict[str, Any], str]]:
+    """A preset and the presets it builds on (``base = "NAME"``), the deepest first: ``[(values, name), …]``."""
+    values, name = load_preset(preset)
+    base = values.pop("base", None)
+    if base is None:
+        return [(values, name)]
+    if not isinstance(base, str) or name in below:
+        raise UsageError(f"preset {name}: base must name another preset, without a loop (got {base!r})")
+    return [*preset_layers(base, (*below, name)), (values, name)]
+
+
 def resolve(
     preset: str | None = None,
     config_file: Path | None = None,
@@ -266,8 +277,8 @@ def resolve(
     """Build the config from its layers, in order of precedence."""
     config = Config()
     if preset:
-        values, name = load_preset(preset)
-        config = apply(config, values, f"preset {name}")
+        for values, name in preset_layers(preset):
+            config = apply(config, values, f"preset {name}")
         config = replace(config, preset=name)
     if config_file is not None:
         config = apply(config, read_toml(config_file, "config"), f"config {config_file}")

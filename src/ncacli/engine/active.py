@@ -93,7 +93,8 @@ def tap_features(perceive: nn.Module, seen: torch.Tensor, index: torch.Tensor, m
                 flat = torch.where(inside, (sample * h + y) * w + x, b * h * w)  # outside: the zero row
             gathered = rows.index_select(0, flat.reshape(-1)).view(-1, len(taps.offsets) * c)
         features = gathered if taps.blocks is None else gathered @ taps.blocks.to(gathered.dtype)
-        out.append(features if taps.bias is None else features + taps.bias)
+        features = features if taps.bias is None else features + taps.bias
+        out.append(features if taps.activation is None else taps.activation(features))
     return out[0] if len(out) == 1 else torch.cat(out, dim=1)
 
 

@@ -46,11 +46,23 @@ def pad_same(x: torch.Tensor, size: int, padding: str) -> torch.Tensor:
     return pad(x, size, padding) if size else x
 
 
-class LearnedPerception(nn.Module):
-    """Base of the perceptions that keep the state: ``forward(x) = cat(x, learned(x))``.
+ACTIVATIONS = ("none", "leaky_relu")  # after a learned convolution; leaky_relu: slope 0.2, the NCAtorch review's
 
-    Subclasses implement :meth:`learned`: ``(B, C, H, W)`` → ``(B, C * features, H, W)``, and set
-    ``receptive_field``. ``features_per_channel = 1 + features``.
+
+def activation_of(name: str):
+    """The elementwise function ``name`` (one of :data:`ACTIVATIONS`), or ``None`` for ``none``."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {name!r}")
+    return None if name == "none" else (lambda y: F.leaky_relu(y, 0.2))
+
+
+class LearnedPerception(nn.Module):
+    """Base of the learned perceptions: ``forward(x) = cat(x, learned(x))``, or ``learned(x)`` alone with
+    ``keep_state=False`` (the NCAtorch review's modules, whose update sees only what they learned).
+
+    Subclasses implement :meth:`learned`: ``(B, C, H, W)`` → ``(B, learned_count, H, W)`` (by default
+    ``learned_count = C * features``), and set ``receptive_field``. ``out_features`` counts every feature
+    (the state's included), ``features_per_channel = out_features / C``.
     """
 
     receptive_field = 3
@@ -61,7 +73,7 @@ class LearnedPerception(nn.Module):
         if ("forward" in cls.__dict__ or "learned" in cls.__dict__) and "capabilities" not in cls.__dict__:
             cls.capabilities = frozenset()
 
-    def __init__(self, channels: int, padding: str = "zeros", features: int = 3) -> None:
+    def __init__(self, channels: int, padding: str = "zeros", features: int = 3, keep_state: bool = True) -> None:
         super().__init__()
         if padding not in PADDINGS:
             raise ValueError(f"padding must be 'zeros' or 'circular', not {padding!r}")
@@ -70,26 +82,39 @@ class LearnedPerception(nn.Module):
         self.channels = channels
         self.padding = padding
         self.features = features
+        self.keep_state = keep_state
+        self.learned_count = channels * features
 
     @property
-    def features_per_channel(self) -> int:
-        return 1 + self.features
+    def out_features(self) -> int:
+        return self.channels * self.keep_state + self.learned_count
+
+    @property
+    def features_per_channel(self) -> int | float:
+        per, rest = divmod(self.out_features, self.channels)
+        return per if not rest else self.out_features / self.channels
 
     def learned(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → ``(B, C * features, H, W)``."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` → ``(B, C * (1 + features), H, W)``: the state, then the learned features."""
-        return torch.cat([x, self.learned(x)], dim=1)
+        """``(B, C, H, W)`` → ``(B, out_features, H, W)``: the state, then the learned features."""
+        return torch.cat([x, self.learned(x)], dim=1) if self.keep_state else self.learned(x)
 
     def learned_taps(self) -> list[Taps]:
         """:meth:`learned` as :class:`Taps`, for the perceptions with the ``taps`` capability."""
         raise NotImplementedError
 
     def taps(self) -> list[Taps]:
-        """The features as :class:`Taps`: the cell's own state, then :meth:`learned_taps`."""
-        return [Taps(((0, 0),), None), *self.learned_taps()]
+        """The features as :class:`Taps`: the cell's own state (when kept), then :meth:`learned_taps`."""
+        return [Taps(((0, 0),), None)] * self.keep_state + self.learned_taps()
+
+    def drop_page_unless_per_channel(self) -> None:
+        """The page runs learned features grouped per channel after the state, linear: anything else is not
+        for it (an instance's capabilities narrow its class's)."""
+        if not self.keep_state or self.learned_count != self.channels * self.features:
+            self.capabilities = frozenset(self.capabilities) - {"page"}
 
 
 class ConvPerception(LearnedPerception):
@@ -100,6 +125,10 @@ class ConvPerception(LearnedPerception):
     ``C * features`` outputs) or ``full`` (every feature sees every channel). Receptive field
     ``dilation * (kernel_size - 1) + 1``: 3 by default, 9 for 5×5 with dilation 2.
     ``(B, C, H, W)`` → ``(B, C * (1 + features), H, W)``.
+
+    The NCAtorch review's modules: ``mode="full"`` with ``out_features`` learned features in all (its
+    ``OUT_CHANNEL``, 80), ``activation="leaky_relu"`` (slope 0.2) and ``keep_state=False``:
+    ``(B, C, H, W)`` → ``(B, out_features, H, W)``.
     """
 
     MODES = ("depthwise", "separable", "full")
@@ -113,23 +142,33 @@ class ConvPerception(LearnedPerception):
         dilation: int = 1,
         features: int = 3,
         mode: str = "depthwise",
+        out_features: int | None = None,
+        activation: str = "none",
+        keep_state: bool = True,
     ) -> None:
-        super().__init__(channels, padding, features)
+        super().__init__(channels, padding, features, keep_state)
         if kernel_size < 1 or kernel_size % 2 == 0 or dilation < 1:
             raise ValueError("kernel_size must be odd and positive, dilation at least 1")
         if mode not in self.MODES:
             raise ValueError(f"mode must be one of {self.MODES}, not {mode!r}")
+        if out_features is not None and (mode != "full" or out_features < 1):
+            raise ValueError("out_features (a positive count) is for mode 'full': the other modes are per channel")
         self.mode = mode
+        self.act = activation_of(activation)
         self.receptive_field = dilation * (kernel_size - 1) + 1
-        out = channels * features
+        out = self.learned_count = out_features or channels * features
         groups = 1 if mode == "full" else channels
         self.conv = nn.Conv2d(channels, out, kernel_size, dilation=dilation, groups=groups, bias=mode != "separable")
         self.mix = nn.Conv2d(out, out, 1) if mode == "separable" else None
+        self.drop_page_unless_per_channel()
+        if self.act is not None:
+            self.capabilities = frozenset(self.capabilities) - {"page"}
 
     def learned(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` → ``(B, C * features, H, W)``."""
+        """``(B, C, H, W)`` → ``(B, learned_count, H, W)``."""
         y = conv_same(x, self.conv, self.padding)
-        return self.mix(y) if self.mix is not None else y
+        y = self.mix(y) if self.mix is not None else y
+        return y if self.act is None else self.act(y)
 
     def learned_taps(self) -> list[Taps]:
         """The convolution as one :class:`Taps` (the 1×1 mixing of ``separable`` folded into its blocks)."""
@@ -137,11 +176,12 @@ class ConvPerception(LearnedPerception):
         if self.mode == "full":  # weight (C·F, C, k, k): blocks[t·C + c, o] = weight[o, c, t]
             k, d = conv.kernel_size[0], conv.dilation[0]
             offsets = tuple(((t // k - k // 2) * d, (t % k - k // 2) * d) for t in range(k * k))
-            return [Taps(offsets, conv.weight.permute(2, 3, 1, 0).reshape(k * k * c, -1), conv.bias)]
+            return [Taps(offsets, conv.weight.permute(2, 3, 1, 0).reshape(k * k * c, -1), conv.bias, self.act)]
         taps = depthwise_taps(conv.weight, c, conv.dilation[0], conv.bias)
         if self.mix is not None:
             mix = self.mix.weight.reshape(self.mix.out_channels, -1)
             taps = Taps(taps.offsets, taps.blocks @ mix.T, self.mix.bias)
+        taps.activation = self.act
         return [taps]
 
 
@@ -372,7 +412,9 @@ class CombinedPerception(LearnedPerception):
     capabilities = frozenset({"page", "taps"})  # as a class; an instance has them only when every part has them
     DEFAULT_PARTS: tuple[Mapping[str, Any], ...] = ({"kernel_size": 3}, {"kernel_size": 5, "dilation": 2})
 
-    def __init__(self, channels: int, padding: str = "zeros", parts: list | None = None) -> None:
+    def __init__(
+        self, channels: int, padding: str = "zeros", parts: list | None = None, keep_state: bool = True
+    ) -> None:
         specs = [dict(spec) for spec in (parts if parts is not None else self.DEFAULT_PARTS)]
         if not specs:
             raise ValueError("a combined perception needs at least one part")
@@ -382,10 +424,12 @@ class CombinedPerception(LearnedPerception):
             if kind not in PARTS:
                 raise ValueError(f"unknown part kind {kind!r}; known: {sorted(PARTS)}")
             modules.append(PARTS[kind](channels, padding, **spec))
-        super().__init__(channels, padding, features=sum(m.features for m in modules))
+        super().__init__(channels, padding, sum(m.features for m in modules), keep_state)
         self.parts = nn.ModuleList(modules)
+        self.learned_count = sum(m.learned_count for m in modules)
         self.receptive_field = max(m.receptive_field for m in modules)
         self.capabilities = frozenset.intersection(*(frozenset(m.capabilities) for m in modules))
+        self.drop_page_unless_per_channel()
 
     def learned(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → ``(B, C * Σ features, H, W)``."""

@@ -21,7 +21,7 @@ from torch import nn
 
 from ncacli.engine import active, fused
 from ncacli.engine.counter_random import CounterRandom
-from ncacli.engine.perception import LAPLACIAN, any_neighbour, make_perception, pad
+from ncacli.engine.perception import LAPLACIAN, any_neighbour, feature_count, make_perception, pad
 from ncacli.engine.update import make_update
 
 ALPHA = 3
@@ -103,7 +103,7 @@ class NCA(nn.Module):
         if config.alive_from == "input" and not config.condition_channels:
             raise ValueError("alive_from 'input' reads the fixed input: it needs condition_channels")
         self.perceive = make_perception(config.perception, seen, config.padding_mode, config.perception_options)
-        in_features = seen * self.perceive.features_per_channel
+        in_features = self.perceive_features = feature_count(self.perceive, seen)
         self.update = make_update(
             config.update, in_features, config.channels, config.hidden, config.depth, config.update_options
         )

@@ -14,6 +14,7 @@ and the active engine computes them at the active cells alone), ``page`` (the in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,11 +76,20 @@ def stack_kernels(kernels: list[list[list[float]]]) -> torch.Tensor:
 class Taps:
     """A group of a perception's features that is linear in a cell's neighbours: gather the state's rows at
     ``offsets`` (``(dy, dx)`` pairs, rows running down the grid) into ``(N, T·C)``, tap-major, then multiply by
-    ``blocks`` ``(T·C, F)`` and add ``bias`` ``(F,)``. ``blocks=None``: the gathered rows are the features."""
+    ``blocks`` ``(T·C, F)``, add ``bias`` ``(F,)`` and apply ``activation`` (elementwise) when there is one.
+    ``blocks=None``: the gathered rows are the features."""
 
     offsets: tuple[tuple[int, int], ...]
     blocks: torch.Tensor | None
     bias: torch.Tensor | None = None
+    activation: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+def feature_count(perceive: nn.Module, seen: int) -> int:
+    """How many features the perception gives a cell that has ``seen`` channels: its ``out_features`` when it
+    says (a perception whose features are not grouped per channel), else ``seen × features_per_channel``."""
+    total = getattr(perceive, "out_features", None)
+    return int(total) if total is not None else seen * int(perceive.features_per_channel)
 
 
 def depthwise_taps(weight: torch.Tensor, channels: int, dilation: int = 1, bias: torch.Tensor | None = None) -> Taps:

@@ -18,11 +18,15 @@ def linear(conv: nn.Conv2d, rows: torch.Tensor) -> torch.Tensor:
     return F.linear(rows, conv.weight.flatten(1), conv.bias)
 
 
+ACTIVATIONS = ("relu", "leaky_relu")  # of the hidden layers; leaky_relu: slope 0.2, the NCAtorch review's
+
+
 class MLPUpdate(nn.Module):
     """1×1-convolution MLP: ``in_features → hidden (ReLU) × depth → channels``.
 
     ``depth`` counts the hidden layers (1 in the Distill model: 48→128→16, 8,336 parameters
-    with ``sobel`` on 16 channels). The output layer is zero-initialised.
+    with ``sobel`` on 16 channels). The output layer is zero-initialised. ``activation="leaky_relu"``
+    (slope 0.2) is the NCAtorch review's hidden activation.
     """
 
     # rows: runs on gathered cells (the active engine); page: the page runs it; fused: the fused kernel
@@ -34,12 +38,20 @@ class MLPUpdate(nn.Module):
         if ("forward" in cls.__dict__ or "rows" in cls.__dict__) and "capabilities" not in cls.__dict__:
             cls.capabilities = frozenset()
 
-    def __init__(self, in_features: int, channels: int, hidden: int = 128, depth: int = 1) -> None:
+    def __init__(
+        self, in_features: int, channels: int, hidden: int = 128, depth: int = 1, activation: str = "relu"
+    ) -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}")
+        if activation != "relu":  # the page and the fused kernel run ReLU
+            self.capabilities = frozenset(self.capabilities) - {"page", "fused"}
+        self.activation = activation
         layers: list[nn.Module] = []
         width = in_features
         for _ in range(depth):
-            layers += [nn.Conv2d(width, hidden, 1), nn.ReLU(inplace=True)]
+            act = nn.ReLU(inplace=True) if activation == "relu" else nn.LeakyReLU(0.2, inplace=True)
+            layers += [nn.Conv2d(width, hidden, 1), act]
             width = hidden
         out = nn.Conv2d(width, channels, 1)
         nn.init.zeros_(out.weight)
@@ -55,7 +67,10 @@ class MLPUpdate(nn.Module):
         """The same update on one row per cell: ``(N, F)`` → ``(N, C)``."""
         h = features
         for layer in self.net:
-            h = linear(layer, h) if isinstance(layer, nn.Conv2d) else torch.relu(h)
+            if isinstance(layer, nn.Conv2d):
+                h = linear(layer, h)
+            else:
+                h = torch.relu(h) if self.activation == "relu" else F.leaky_relu(h, 0.2)
         return h
 
 

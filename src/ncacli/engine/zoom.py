@@ -150,8 +150,7 @@ def peak_bytes(nca, batch: int, grid: tuple[int, int]) -> int:
     update (3·C floats), the perception ((C + K)·features) and the hidden layers (hidden·depth), times
     :data:`PEAK_MARGIN`."""
     cfg = nca.config
-    seen = cfg.channels + cfg.condition_channels
-    floats = 3 * cfg.channels + seen * nca.perceive.features_per_channel + cfg.hidden * cfg.depth
+    floats = 3 * cfg.channels + nca.perceive_features + cfg.hidden * cfg.depth
     return int(PEAK_MARGIN * 4 * floats * batch * grid[0] * grid[1])
 
 

@@ -1,0 +1,138 @@
+"""The NCAtorch review's Table 1 beside ours: LPIPS at its three stages and the recovery %, after damage and after a
+mutation (a switch of class), for conditional models at the review's sizes (the `table1*` presets).
+
+    python benchmarks/table1.py runs/table1/model.safetensors runs/table1-combined/model.safetensors --out DIR
+    python benchmarks/table1.py --train --iters 8000 --device cuda --out runs/table1   # train the rows, then measure
+
+Each model is measured with `nca evaluate MODEL --metric lpips,mse --trials N` (a circle of radius 0.2 cut at step
+150) and with `--perturb mutation` (each trial switched to another class at step 150); its row of Table 1 is found
+from the preset it was trained with (`nca info`), and a model of another preset is laid beside no row. With
+`--train`, each row's preset is trained into OUT/PRESET first (resumed where a run stopped, measured again where a
+model exists). LPIPS needs AlexNet's weights (torchvision's cache or $NCA_ALEXNET_WEIGHTS). Writes table.md and
+table.json into --out and prints the Markdown on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from perception_table import nca, percent
+
+# Table 1 of the review (5 emoji, one conditional model each): LPIPS stages 1 / 2 / 3 and recovery %, after damage
+# and after mutation; parameters. Keyed by the preset that builds the row at the review's size.
+REVIEW = {
+    "table1": ("Sobel", (0.152, 0.124, 0.144, 84.92), (0.151, 0.124, 0.138, 93.64), "8k"),
+    "table1-conv3": ("Conv 3x3", (0.065, 0.060, 0.128, 58.74), (0.068, 0.060, 0.070, 95.75), "23k"),
+    "table1-conv5": ("Conv 5x5", (0.032, 0.025, 0.042, 89.58), (0.032, 0.025, 0.029, 98.34), "51k"),
+    "table1-combined": ("Comb. 3x3+5x5D", (0.003, 0.001, 0.005, 98.32), (0.003, 0.001, 0.003, 99.64), "71k"),
+}
+# rows of Table 1 that no preset builds at the review's size here (our modules differ; see docs/evaluation.md)
+UNMATCHED = {
+    "Deformable 3x3": ((0.040, 0.035, 0.041, 96.17), (0.040, 0.035, 0.039, 98.33), "27k"),
+    "Attention 3x3": ((0.009, 0.010, 0.026, 85.78), (0.009, 0.010, 0.012, 95.05), "80k"),
+}
+
+
+def train(preset: str, run: Path, opts: argparse.Namespace) -> Path:
+    """The row's model, trained into ``run`` (or resumed there) unless it is already there."""
+    model = run / "model.safetensors"
+    if model.exists() and not (run / "resume.safetensors").exists():
+        return model
+    if (run / "resume.safetensors").exists():
+        args = ["train", "--resume", str(run), "--quiet"]
+    else:
+        args = ["train", "--preset", preset, "--iters", str(opts.iters), "--seed", str(opts.seed), "--quiet"]
+        args += ["--device", opts.device, "--out", str(run)]
+    proc = nca(*args)
+    if proc.returncode != 0:
+        raise SystemExit(f"{preset}: training failed: {proc.stderr.strip().splitlines()[-1]}")
+    return model
+
+
+def measured(model: str, perturb: str, opts: argparse.Namespace) -> dict:
+    args = ["evaluate", model, "--metric", "lpips,mse", "--trials", str(opts.trials), "--seed", str(opts.seed)]
+    proc = nca(*args, "--perturb", perturb, "--device", opts.device, "--json")
+    if proc.returncode != 0:
+        raise SystemExit(f"{model}: nca evaluate failed: {proc.stderr.strip().splitlines()[-1]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def row(model: str, opts: argparse.Namespace) -> dict:
+    info = json.loads(nca("info", model, "--json").stdout)
+    preset = info.get("provenance", {}).get("preset")
+    out = {"model": model, "preset": preset, "parameters": info["parameters"]}
+    out["iterations"] = info.get("provenance", {}).get("iterations")
+    for perturb in ("damage", "mutation"):
+        lpips = measured(model, perturb, opts)["metrics"]["lpips"]
+        stages = [lpips[s]["mean"] for s in ("stage1", "stage2", "stage3")]
+        out[perturb] = {"stages": stages, "recovery": lpips["recovery"]}
+    return out
+
+
+def _stages(values) -> str:
+    return " / ".join(f"{v:.3f}" for v in values)
+
+
+def markdown(rows: list[dict], trials: int) -> str:
+    lines = [
+        f"LPIPS (AlexNet) at stages 1 (64–96) / 2 (149) / 3 (449) and recovery %, {trials} trials each; the review's "
+        "figures in the rows marked *review*.",
+        "",
+        "| perception | damage: LPIPS 1 / 2 / 3 | recovery % | mutation: LPIPS 1 / 2 / 3 | recovery % | parameters "
+        "| iterations |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        name, damage, mutation, size = REVIEW.get(r["preset"], (r["preset"] or "?", None, None, None))
+        lines.append(
+            f"| {name} (`{r['preset']}`) | {_stages(r['damage']['stages'])} | {percent(r['damage']['recovery'])} "
+            f"| {_stages(r['mutation']['stages'])} | {percent(r['mutation']['recovery'])} | {r['parameters']:,} "
+            f"| {r['iterations']:,} |"
+        )
+        if damage is not None:
+            lines.append(
+                f"| *review* {name} | {_stages(damage[:3])} | {damage[3]} | {_stages(mutation[:3])} | {mutation[3]} "
+                f"| {size} | |"
+            )
+    for name, (damage, mutation, size) in UNMATCHED.items():
+        lines.append(
+            f"| *review* {name} | {_stages(damage[:3])} | {damage[3]} | {_stages(mutation[:3])} | {mutation[3]} "
+            f"| {size} | |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", help="model files (or zoo names) to measure")
+    parser.add_argument("--train", action="store_true", help="train the rows' presets into --out first")
+    parser.add_argument("--rows", default=",".join(REVIEW), help="with --train: the presets to train")
+    parser.add_argument("--iters", type=int, default=8000, help="with --train: iterations (the presets' 8,000)")
+    parser.add_argument("--trials", type=int, default=20, help="trials of each measure (4 of each of the 5 classes)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=Path("runs/table1"))
+    opts = parser.parse_args(argv)
+    models = list(opts.models)
+    if opts.train:
+        models += [str(train(preset, opts.out / preset, opts)) for preset in opts.rows.split(",")]
+    if not models:
+        parser.error("name models to measure, or --train")
+    rows = []
+    for model in models:
+        rows.append(row(model, opts))
+        print(f"{model}: measured", file=sys.stderr, flush=True)
+    from ncacli.io.files import atomic_write_bytes
+
+    table = markdown(rows, opts.trials)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(opts.out / "table.md", table.encode("utf-8"))
+    atomic_write_bytes(opts.out / "table.json", json.dumps({"rows": rows, "review": REVIEW}, indent=2).encode())
+    sys.stdout.write(table)
+
+
+if __name__ == "__main__":
+    main()
