@@ -32,6 +32,21 @@ train_cpu                   30     the 200 iterations of train_cuda on the CPU, 
                                    runs completed)
 ==========================  =====  ==========================================================================
 
+One part runs only when ``--parts`` names it, as a run of its own within the same budget:
+
+==========================  =====  ==========================================================================
+table1                      440    the NCAtorch review's Table 1 at its sizes: ``nca train --preset table1``,
+                                   ``table1-conv3``, ``table1-conv5``, ``table1-combined`` on CUDA, each for 8,000
+                                   iterations or 82 s (then SIGINT: the checkpoint is measured), then
+                                   ``benchmarks/table1.py`` (LPIPS, damage and a switch of class, 20 trials)
+==========================  =====  ==========================================================================
+
+    python benchmarks/gpu_check.py --parts table1          # after the default run, into the same --out
+
+LPIPS needs AlexNet's weights on that machine: carry a local file along (``.ci-weights/alexnet-features.pth``,
+10 MB, made by ``.ci/run``) and name it, ``NCA_ALEXNET_WEIGHTS=.ci-weights/alexnet-features.pth``; without it the
+table is measured by MSE, and says so.
+
 A training run cut by its timeout is sent SIGINT first: ``nca train`` then saves a checkpoint, which the verbs
 after it use. Writes ``gpu-check.json`` (the machine, versions, date, command line, each part's status,
 reason, stderr tail, wall time and every figure it produced) and ``gpu-check.md`` (short tables) into
@@ -140,7 +155,10 @@ PARTS: dict[str, str] = {
     "bench_scaling_checkpoint": "nca benchmark, scaling suite, --checkpoint, engine only",
     "bench_latent": "nca benchmark, latent suite (Table 2: latent 256²–1024² beside pixel 256²)",
     "train_cpu": "the same training on the CPU, for the ratio",
+    "table1": "the NCAtorch review's Table 1 at its sizes: the table1 presets trained, then benchmarks/table1.py",
 }
+# Parts that run only when --parts names them: each is a run of its own (`--parts table1`, 7.5 minutes).
+OPT_IN = ("table1",)
 
 
 @dataclass(frozen=True)
@@ -161,6 +179,10 @@ class Plan:
     grow_steps: int
     render_steps: int
     evaluate_args: tuple[str, ...]
+    table1_rows: tuple[str, ...]  # the presets of Table 1's rows, trained for table1_iters or their share of the time
+    table1_iters: int
+    table1_train_args: tuple[str, ...]
+    table1_trials: int
 
 
 GPU_PLAN = Plan(
@@ -180,6 +202,7 @@ GPU_PLAN = Plan(
         "bench_scaling_checkpoint": 25,
         "bench_latent": 25,  # 5 rows × 2 phases × (1 warm-up + 5 timed) runs × engine and reference
         "train_cpu": 30,  # at 0.2–0.6 s an iteration: part of the 200; the ratio compares the same iterations
+        "table1": 440,  # opt-in, a run of its own: 4 trainings of 82 s each (then SIGINT: a checkpoint), the table
     },
     budget=GPU_BUDGET_S,
     train_iters=200,
@@ -194,12 +217,16 @@ GPU_PLAN = Plan(
     grow_steps=200,
     render_steps=200,
     evaluate_args=(),  # the protocol's defaults: 8 trials, stages 64–96 / 149 / 449, a cut at step 150
+    table1_rows=("table1", "table1-conv3", "table1-conv5", "table1-combined"),
+    table1_iters=8000,
+    table1_train_args=(),
+    table1_trials=20,
 )
 
 _TINY_TRAIN = ("--size", "12", "--padding", "4", "--batch", "4", "--set", "steps_min=8", "--set", "steps_max=12")
 DRY_PLAN = Plan(
     device="cpu",
-    timeouts={name: 25.0 for name in PARTS},  # each takes 1–5 s on 2 cores; room for a busy machine
+    timeouts={**{name: 25.0 for name in PARTS}, "table1": 150.0},  # each 1–5 s on 2 cores; table1 about 60 s
     budget=DRY_BUDGET_S,
     train_iters=6,
     train_args=_TINY_TRAIN + ("--set", "pool_size=16", "--set", "damage_count=1"),
@@ -213,6 +240,11 @@ DRY_PLAN = Plan(
     grow_steps=20,
     render_steps=20,
     evaluate_args=("--trials", "2", "--stage1", "8-12", "--stage2", "19", "--perturb-at", "20", "--final", "40"),
+    table1_rows=("table1-conv3",),
+    table1_iters=2,
+    table1_train_args=("--size", "6", "--padding", "2", "--batch", "5", "--set", "pool_size=10")
+    + ("--set", "steps_min=4", "--set", "steps_max=6"),
+    table1_trials=5,
 )
 
 
@@ -749,6 +781,57 @@ def part_bench_latent(c: Check, timeout: float) -> dict[str, Any]:
     return part_bench(c, timeout, "active", c.plan.bench_latent)
 
 
+def _newest_model(run: Path) -> Path | None:
+    """A run's final model, else its newest checkpoint (a run cut short)."""
+    if (run / "model.safetensors").is_file():
+        return run / "model.safetensors"
+    found = sorted((run / "checkpoints").glob("step-*.safetensors"))
+    return found[-1] if found else None
+
+
+def alexnet_at_hand() -> bool:
+    """AlexNet's weights without a download: named by $NCA_ALEXNET_WEIGHTS, or in torchvision's cache."""
+    import torch
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    return bool(os.environ.get("NCA_ALEXNET_WEIGHTS")) or cached.is_file()
+
+
+def part_table1(c: Check, timeout: float) -> dict[str, Any]:
+    """Table 1's rows trained (each for its share of three quarters of the time, then stopped by SIGINT, which
+    keeps a checkpoint), then measured beside the review by benchmarks/table1.py in the time left."""
+    begin = time.perf_counter()
+    rows, models, trained = c.plan.table1_rows, [], {}
+    for preset in rows:
+        run = c.run_dir("table1") / preset
+        shutil.rmtree(run, ignore_errors=True)
+        args = ["train", "--preset", preset, "--iters", str(c.plan.table1_iters), "--seed", str(SEED)]
+        args += ["--device", c.device, "--quiet", "--out", str(run), *c.plan.table1_train_args]
+        proc = c.run(c.nca(*args), 0.75 * timeout / len(rows))
+        figures = training_figures(read_metrics(run / "metrics.jsonl"), min(c.plan.warmup_iters, 1))
+        model = _newest_model(run)
+        trained[preset] = {
+            "iterations": figures["iterations"],
+            "seconds_per_iteration_median": figures["seconds_per_iteration_median"],
+            "cut_by_timeout": proc.timed_out,
+            "model": str(model) if model else None,
+        }
+        if model is not None:
+            models.append(str(model))
+    if not models:
+        return {"status": "failed", "reason": "no row left a model or a checkpoint", "figures": {"trained": trained}}
+    metric = "lpips" if alexnet_at_hand() else "mse"
+    table = c.work / "table1"
+    command = [*PYTHON, str(ROOT / "benchmarks" / "table1.py"), *models, "--metric", metric]
+    command += ["--trials", str(c.plan.table1_trials), "--device", c.device, "--out", str(table)]
+    left = timeout - (time.perf_counter() - begin)
+    record = outcome(c.run(command, max(left, MIN_PART_S)), left, needs_json=False)
+    measured = json.loads((table / "table.json").read_text()) if (table / "table.json").is_file() else {}
+    record["figures"] = {"metric": metric, "trained": trained, "rows": measured.get("rows", [])}
+    record["table_md"] = (table / "table.md").read_text(encoding="utf-8") if (table / "table.md").is_file() else None
+    return record
+
+
 RUNNERS: dict[str, Callable[[Check, float], dict[str, Any]]] = {
     "cuda_checks": part_cuda_checks,
     "bench_active": part_bench_active,
@@ -764,6 +847,7 @@ RUNNERS: dict[str, Callable[[Check, float], dict[str, Any]]] = {
     "bench_scaling_checkpoint": part_bench_scaling_checkpoint,
     "bench_latent": part_bench_latent,
     "train_cpu": part_train_cpu,
+    "table1": part_table1,
 }
 assert list(RUNNERS) == list(PARTS)
 
@@ -1072,6 +1156,19 @@ def _md_verbs(doc: dict[str, Any]) -> list[str]:
     return ["## Verbs on the device", "", *_table(["verb", "status", "s", "result"], rows, "llrl")]
 
 
+def _md_table1(doc: dict[str, Any]) -> list[str]:
+    part = doc["parts"].get("table1") or {}
+    if not part.get("table_md"):
+        return []
+    trained = part["figures"]["trained"]
+    rows = [
+        [preset, t["iterations"], _f(t["seconds_per_iteration_median"], ".3f"), "yes" if t["cut_by_timeout"] else "no"]
+        for preset, t in trained.items()
+    ]
+    lines = ["## Table 1 at the review's sizes", "", *_table(["preset", "iterations", "s/iteration", "cut"], rows)]
+    return [*lines, part["table_md"].rstrip(), ""]
+
+
 def markdown(doc: dict[str, Any]) -> str:
     env = doc["environment"]
     gpu = ", ".join(f"{d['name']} ({d['memory_gb']} GB, sm {d['capability']})" for d in env["devices"]) or "none"
@@ -1084,7 +1181,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"torch threads {env['torch_threads']}",
         f"- started {doc['started']}, finished {doc.get('finished') or '— (still running, or stopped)'}; "
         f"wall {_f(doc.get('wall_s'), '.0f')} s of a {doc['budget_s']:.0f} s budget "
-        f"(planned timeouts {sum(doc['plan']['timeouts'].values()):.0f} s)",
+        f"(planned timeouts {sum(doc['plan']['timeouts'][n] for n in doc['plan']['selected']):.0f} s)",
         f"- command: `{doc['command_line']}`",
         f"- code: {env.get('git_commit') or 'unknown commit'}"
         + (" (with local changes)" if env.get("git_modified") else ""),
@@ -1105,6 +1202,7 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     lines += _table(["part", "status", "s", "timeout s", "reason"], rows, "llrrl")
     lines += _md_cuda_checks(doc) + _md_engines(doc) + _md_scaling(doc) + _md_train(doc) + _md_verbs(doc)
+    lines += _md_table1(doc)
     modules = [
         [m["distribution"], _f(m.get("importable")), m.get("version") or "—", m.get("note") or ""]
         for m in env["modules"].values()
@@ -1247,8 +1345,10 @@ def main(argv: list[str] | None = None) -> int:
     timeouts = {**plan.timeouts, **opts.timeout}
     if opts.list:
         for name, title in PARTS.items():
-            print(f"{name:26} {timeouts[name]:5.0f} s  {title}")
-        print(f"{'total':26} {sum(timeouts.values()):5.0f} s  (budget {opts.budget or plan.budget:.0f} s)")
+            only = f" (only with --parts {name})" if name in OPT_IN else ""
+            print(f"{name:26} {timeouts[name]:5.0f} s  {title}{only}")
+        total = sum(timeouts[name] for name in PARTS if name not in OPT_IN)
+        print(f"{'total':26} {total:5.0f} s  (budget {opts.budget or plan.budget:.0f} s; without the opt-in parts)")
         return 0
     import torch
 
@@ -1270,7 +1370,7 @@ def run_check(opts: argparse.Namespace, plan: Plan, timeouts: dict[str, float], 
     begin = time.perf_counter()
     work = (opts.work or (out / "work" if opts.dry_run else DEFAULT_WORK)).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    selected = opts.parts or list(PARTS)
+    selected = opts.parts or [name for name in PARTS if name not in OPT_IN]
     kept = previous_parts(out, opts.dry_run) if opts.parts else {}
     budget = opts.budget or plan.budget
     env = child_env()
@@ -1317,6 +1417,8 @@ def run_check(opts: argparse.Namespace, plan: Plan, timeouts: dict[str, float], 
             doc["parts"][name] = {"status": PENDING, "reason": None}
         elif name in kept:
             doc["parts"][name] = {**kept[name], "kept_from_earlier_run": True}
+        elif name in OPT_IN:
+            doc["parts"][name] = skipped(f"runs only when named: --parts {name}")
         else:
             doc["parts"][name] = skipped("not in --parts")
     check = Check(plan, out, work, opts.dry_run, doc, tuple(shlex.split(opts.cuda_checks_args)), env)

@@ -8,8 +8,9 @@ Each model is measured with `nca evaluate MODEL --metric lpips,mse --trials N` (
 150) and with `--perturb mutation` (each trial switched to another class at step 150); its row of Table 1 is found
 from the preset it was trained with (`nca info`), and a model of another preset is laid beside no row. With
 `--train`, each row's preset is trained into OUT/PRESET first (resumed where a run stopped, measured again where a
-model exists). LPIPS needs AlexNet's weights (torchvision's cache or $NCA_ALEXNET_WEIGHTS). Writes table.md and
-table.json into --out and prints the Markdown on stdout.
+model exists). LPIPS needs AlexNet's weights (torchvision's cache or $NCA_ALEXNET_WEIGHTS); `--metric mse` measures
+without them, in a table that then does not compare with the review's. Writes table.md and table.json into --out
+and prints the Markdown on stdout.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def train(preset: str, run: Path, opts: argparse.Namespace) -> Path:
 
 
 def measured(model: str, perturb: str, opts: argparse.Namespace) -> dict:
-    args = ["evaluate", model, "--metric", "lpips,mse", "--trials", str(opts.trials), "--seed", str(opts.seed)]
+    args = ["evaluate", model, "--metric", opts.metric, "--trials", str(opts.trials), "--seed", str(opts.seed)]
     proc = nca(*args, "--perturb", perturb, "--device", opts.device, "--json")
     if proc.returncode != 0:
         raise SystemExit(f"{model}: nca evaluate failed: {proc.stderr.strip().splitlines()[-1]}")
@@ -66,9 +67,9 @@ def row(model: str, opts: argparse.Namespace) -> dict:
     out = {"model": model, "preset": preset, "parameters": info["parameters"]}
     out["iterations"] = info.get("provenance", {}).get("iterations")
     for perturb in ("damage", "mutation"):
-        lpips = measured(model, perturb, opts)["metrics"]["lpips"]
-        stages = [lpips[s]["mean"] for s in ("stage1", "stage2", "stage3")]
-        out[perturb] = {"stages": stages, "recovery": lpips["recovery"]}
+        figures = measured(model, perturb, opts)["metrics"][opts.metric]
+        stages = [figures[s]["mean"] for s in ("stage1", "stage2", "stage3")]
+        out[perturb] = {"stages": stages, "recovery": figures["recovery"]}
     return out
 
 
@@ -76,13 +77,16 @@ def _stages(values) -> str:
     return " / ".join(f"{v:.3f}" for v in values)
 
 
-def markdown(rows: list[dict], trials: int) -> str:
+def markdown(rows: list[dict], trials: int, metric: str = "lpips") -> str:
+    measure = (
+        "LPIPS (AlexNet)" if metric == "lpips" else f"{metric.upper()} (not the review's LPIPS: no AlexNet weights)"
+    )
     lines = [
-        f"LPIPS (AlexNet) at stages 1 (64–96) / 2 (149) / 3 (449) and recovery %, {trials} trials each; the review's "
+        f"{measure} at stages 1 (64–96) / 2 (149) / 3 (449) and recovery %, {trials} trials each; the review's LPIPS "
         "figures in the rows marked *review*.",
         "",
-        "| perception | damage: LPIPS 1 / 2 / 3 | recovery % | mutation: LPIPS 1 / 2 / 3 | recovery % | parameters "
-        "| iterations |",
+        f"| perception | damage: {metric.upper()} 1 / 2 / 3 | recovery % | mutation: {metric.upper()} 1 / 2 / 3 "
+        "| recovery % | parameters | iterations |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -90,7 +94,7 @@ def markdown(rows: list[dict], trials: int) -> str:
         lines.append(
             f"| {name} (`{r['preset']}`) | {_stages(r['damage']['stages'])} | {percent(r['damage']['recovery'])} "
             f"| {_stages(r['mutation']['stages'])} | {percent(r['mutation']['recovery'])} | {r['parameters']:,} "
-            f"| {r['iterations']:,} |"
+            f"| {r['iterations'] or 0:,} |"
         )
         if damage is not None:
             lines.append(
@@ -112,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", default=",".join(REVIEW), help="with --train: the presets to train")
     parser.add_argument("--iters", type=int, default=8000, help="with --train: iterations (the presets' 8,000)")
     parser.add_argument("--trials", type=int, default=20, help="trials of each measure (4 of each of the 5 classes)")
+    parser.add_argument("--metric", choices=("lpips", "mse"), default="lpips", help="mse: without AlexNet's weights")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path("runs/table1"))
@@ -127,10 +132,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{model}: measured", file=sys.stderr, flush=True)
     from ncacli.io.files import atomic_write_bytes
 
-    table = markdown(rows, opts.trials)
+    table = markdown(rows, opts.trials, opts.metric)
     opts.out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(opts.out / "table.md", table.encode("utf-8"))
-    atomic_write_bytes(opts.out / "table.json", json.dumps({"rows": rows, "review": REVIEW}, indent=2).encode())
+    document = {"metric": opts.metric, "trials": opts.trials, "rows": rows, "review": REVIEW}
+    atomic_write_bytes(opts.out / "table.json", json.dumps(document, indent=2).encode())
     sys.stdout.write(table)
 
 

@@ -32,6 +32,7 @@ def load_gpu_check() -> ModuleType:
 
 gpu_check = load_gpu_check()
 PARTS = list(gpu_check.PARTS)
+DEFAULT = [name for name in PARTS if name not in gpu_check.OPT_IN]  # what a run without --parts runs
 
 
 def run_check(
@@ -64,14 +65,17 @@ def test_the_dry_run_runs_every_part_a_cpu_can(dry_run):
     assert doc["dry_run"] is True and doc["plan"]["device"] == "cpu" and doc["finished"]
     assert list(doc["parts"]) == PARTS
     for name, part in doc["parts"].items():
+        if name in gpu_check.OPT_IN:
+            assert part == {"status": "skipped", "reason": f"runs only when named: --parts {name}"}
+            continue
         assert part["status"] == ("skipped" if name in CUDA_ONLY else "ok"), (name, part)
         assert part["seconds"] > 0 and part["timeout_s"] > 0
         assert f"| {name} | {part['status']} |" in md
     assert "needs a CUDA device" in doc["parts"]["cuda_checks"]["reason"]
     # stderr: a first line, one line per part with its status and seconds, then the Markdown file
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == len(PARTS) + 2, proc.stderr
-    for name, line in zip(PARTS, lines[1:-1], strict=True):
+    assert len(lines) == len(DEFAULT) + 2, proc.stderr
+    for name, line in zip(DEFAULT, lines[1:-1], strict=True):
         assert line.startswith(f"gpu_check: {name} {doc['parts'][name]['status']} ") and line.split()[3] != "0.0"
     assert lines[-1] == f"gpu_check: {out / 'gpu-check.md'}"
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # written by rename
@@ -163,6 +167,20 @@ def test_a_failing_part_does_not_stop_the_rest(dry_run, tmp_path):
         ["render_mp4", "failed"],
         ["render_gif", "ok"],
     ]
+
+
+def test_table1_trains_the_review_rows_and_lays_them_beside_it(tmp_path):
+    """The opt-in part, shrunk: the Conv 3x3 preset trained for 2 iterations, then measured beside Table 1 (by MSE
+    here: no AlexNet weights are named for it)."""
+    out = tmp_path / "check"
+    proc = run_check("--dry-run", "--parts", "table1", "--out", str(out), env={"NCA_ALEXNET_WEIGHTS": ""})
+    assert proc.returncode == 0, proc.stderr
+    doc, md = read(out)
+    part = doc["parts"]["table1"]
+    assert part["status"] == "ok" and part["figures"]["metric"] == "mse"
+    assert part["figures"]["trained"]["table1-conv3"]["iterations"] == gpu_check.DRY_PLAN.table1_iters
+    assert part["figures"]["rows"][0]["parameters"] == 22976
+    assert "## Table 1 at the review's sizes" in md and "| *review* Conv 3x3 | 0.065 / 0.060 / 0.128 |" in md
 
 
 def test_the_parts_find_the_package_when_it_is_only_on_pythonpath(tmp_path):
