@@ -341,7 +341,8 @@ def test_table1_lays_a_model_beside_the_review(capsys, tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     ours = next(i for i, line in enumerate(lines) if line.startswith("| Conv 3x3 (`table1-conv3`) |"))
-    assert lines[ours + 1] == "| *review* Conv 3x3 | 0.065 / 0.060 / 0.128 | 58.74 | 0.068 / 0.060 / 0.070 | 95.75 | 23k | |"
+    review = "| *review* Conv 3x3 | 0.065 / 0.060 / 0.128 | 58.74 | 0.068 / 0.060 / 0.070 | 95.75 | 23k | |"
+    assert lines[ours + 1] == review
     doc = json.loads((tmp_path / "table" / "table.json").read_text())
     assert doc["rows"][0]["parameters"] == 22976 and len(doc["rows"][0]["mutation"]["stages"]) == 3
 
