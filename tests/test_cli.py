@@ -134,7 +134,8 @@ def test_info_text_and_json(capsys, tiny_model):
     assert data["format"] == "nca-model" and data["config"]["hidden"] == 32
     assert data["provenance"]["iterations"] == 10 and data["provenance"]["preset"] == "growing"
     assert data["parameters"] == 48 * 32 + 32 + 32 * 16 + 16
-    assert data["perception"] == {"name": "sobel", "receptive_field": 3, "parameters": 0, "features_per_channel": 3}
+    perception = {"name": "sobel", "receptive_field": 3, "parameters": 0, "features": 48, "features_per_channel": 3}
+    assert data["perception"] == perception
     code, out, err = run_cli(capsys, "info", tiny_model)
     assert code == 0 and "provenance.target" in err and "│ perception " in err
 

@@ -335,9 +335,14 @@ def test_attention_weights_are_a_distribution_over_the_neighbours():
 
 def test_describe_at_sixteen_channels():
     table = {name: describe(build(name, 16)) for name in NAMES}
-    assert table["sobel5"] == {"receptive_field": 5, "parameters": 0, "features_per_channel": 3}
-    assert table["sobel_diagonal"] == {"receptive_field": 3, "parameters": 0, "features_per_channel": 5}
-    assert table["conv"] == {"receptive_field": 3, "parameters": 16 * 3 * 9 + 48, "features_per_channel": 4}
+    assert table["sobel5"] == {"receptive_field": 5, "parameters": 0, "features": 48, "features_per_channel": 3}
+    assert table["sobel_diagonal"] == {"receptive_field": 3, "parameters": 0, "features": 80, "features_per_channel": 5}
+    conv = {"receptive_field": 3, "parameters": 16 * 3 * 9 + 48, "features": 64, "features_per_channel": 4}
+    assert table["conv"] == conv
+    review = ConvPerception(21, mode="full", out_features=80, activation="leaky_relu", keep_state=False)
+    assert describe(review) == {
+        "receptive_field": 3, "parameters": 21 * 80 * 9 + 80, "features": 80, "features_per_channel": None,
+    }  # fmt: skip
     assert table["combined"]["parameters"] == (16 * 3 * 9 + 48) + (16 * 3 * 25 + 48)
     assert table["combined"]["receptive_field"] == 9
 

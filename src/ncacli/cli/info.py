@@ -7,6 +7,12 @@ import typer
 from ncacli.cli.common import console, emit_json
 
 
+def features_of(perception: dict) -> str:
+    """``7 features per channel``, or ``160 features`` where they are not grouped per channel."""
+    per = perception.get("features_per_channel")
+    return f"{per} features per channel" if per is not None else f"{perception['features']} features"
+
+
 def info(
     model_path: str = typer.Argument(..., metavar="MODEL", help="Model file (or - for stdin)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
@@ -29,7 +35,7 @@ def info(
         per = data["perception"]
         table.add_row(
             "perception",
-            f"{per['name']}: {per['features_per_channel']} features per channel, receptive field "
+            f"{per['name']}: {features_of(per)}, receptive field "
             f"{per['receptive_field']}×{per['receptive_field']}, {per['parameters']:,} parameters",
         )
     for network in data["random_weights"]:

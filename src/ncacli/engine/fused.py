@@ -86,7 +86,8 @@ def fused_supported(model: NCA) -> str | None:
         k = model.perceive.kernel_size
         return f"perception {cfg.perception!r} has a {k}×{k} kernel, not 3×3"
     if "fused" not in capabilities(model.update) or not isinstance(model.update, MLPUpdate):
-        return f"update {cfg.update!r} is not the plain MLP"
+        options = f" with options {cfg.update_options}" if cfg.update_options else ""
+        return f"update {cfg.update!r}{options} is not the plain ReLU MLP"
     convs = [m for m in model.update.net if isinstance(m, nn.Conv2d)]
     if len(convs) != 2:
         return f"update depth {len(convs) - 1}: only one hidden layer is fused"

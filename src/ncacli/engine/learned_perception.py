@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ncacli.engine.perception import Sobel, SobelLaplacian, Taps, depthwise_taps, pad, stack_kernels
+from ncacli.engine.perception import Sobel, SobelLaplacian, Taps, depthwise_taps, feature_count, pad, stack_kernels
 from ncacli.names import PADDING_MODES as PADDINGS  # noqa: E402
 
 
@@ -440,14 +440,19 @@ class CombinedPerception(LearnedPerception):
         return [taps for part in self.parts for taps in part.learned_taps()]
 
 
-def describe(perception: nn.Module) -> dict[str, int]:
-    """``{"receptive_field", "parameters", "features_per_channel"}`` for any perception module.
+def describe(perception: nn.Module, seen: int | None = None) -> dict[str, Any]:
+    """``{"receptive_field", "parameters", "features", "features_per_channel"}`` for any perception module of
+    ``seen`` input channels (default: the channels it was built for); ``features_per_channel`` is None where the
+    features are not grouped per channel.
 
     ``parameters`` counts trainable and frozen ``nn.Parameter`` elements; buffers (the fixed kernels) are not
     parameters, so fixed perceptions report 0.
     """
+    seen = seen or perception.channels
+    features = feature_count(perception, seen)
     return {
         "receptive_field": int(perception.receptive_field),
         "parameters": sum(p.numel() for p in perception.parameters()),
-        "features_per_channel": int(perception.features_per_channel),
+        "features": features,
+        "features_per_channel": features // seen if features % seen == 0 else None,
     }

@@ -124,7 +124,7 @@ def load(name: str, device: str | torch.device = "cpu") -> LoadedModel:
 
 
 def _perception(config: dict[str, Any]) -> dict[str, Any] | None:
-    """The perception's name, receptive field, parameters and features per channel (None if not installed)."""
+    """The perception's name, receptive field, parameters and features (None if not installed)."""
     from ncacli.engine.learned_perception import describe as describe_perception
     from ncacli.engine.perception import make_perception
 
@@ -135,7 +135,7 @@ def _perception(config: dict[str, Any]) -> dict[str, Any] | None:
         )
     except (KeyError, TypeError, ValueError, NcaError):
         return None
-    return {"name": config["perception"], **describe_perception(module)}
+    return {"name": config["perception"], **describe_perception(module, seen)}
 
 
 def describe(name: str) -> dict[str, Any]:

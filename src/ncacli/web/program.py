@@ -228,11 +228,12 @@ class Program:
         return list(range(n)) + [None] * (-n % 4)
 
     def unsupported(self) -> NcaError:
-        name = self.model.config.perception
+        name, options = self.model.config.perception, self.model.config.perception_options
+        which = f"perception {name!r} with options {options}" if options else f"perception {name!r}"
         return NcaError(
-            f"perception {name!r} is not a convolution, so it has no interactive page yet "
-            "(pages run sobel, sobel_laplacian, sobel5, sobel_diagonal, conv, conv_scaled, combined and residual); "
-            "render a .gif or .mp4 instead"
+            f"{which} is not a linear convolution grouped per channel, so it has no interactive page yet "
+            "(pages run sobel, sobel_laplacian, sobel5, sobel_diagonal, conv, conv_scaled, combined and residual, "
+            "keeping the state, without activations); render a .gif or .mp4 instead"
         )
 
     # -- the update --------------------------------------------------------------------------------
@@ -250,7 +251,9 @@ class Program:
         else:
             layers = None
         if layers is None:
-            raise NcaError(f"update {self.model.config.update!r} has no interactive page (pages run mlp and residual)")
+            cfg = self.model.config
+            which = f"update {cfg.update!r}" + (f" with options {cfg.update_options}" if cfg.update_options else "")
+            raise NcaError(f"{which} has no interactive page (pages run mlp and residual, with ReLU)")
         out = []
         inputs = Source("features", self.feature_slots)
         for index, (conv, relu, residual) in enumerate(layers):
