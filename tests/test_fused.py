@@ -178,7 +178,7 @@ def test_the_alive_mask_is_exercised(interpreted):
         ({"perception": "conv"}, "perception 'conv' is not a fixed 3×3 kernel"),
         ({"perception": "sobel5"}, "5×5"),
         ({"depth": 2}, "depth 2"),
-        ({"update": "residual"}, "not the plain MLP"),
+        ({"update": "residual"}, "not the plain ReLU MLP"),
         ({"condition_channels": 3}, "conditional"),
         ({"signal_channels": 2, "signal_steps": 1}, "signal diffusion"),
     ],
