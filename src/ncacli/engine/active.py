@@ -75,6 +75,7 @@ def tap_features(perceive: nn.Module, seen: torch.Tensor, index: torch.Tensor, m
     """
     b, c, h, w = seen.shape
     rows = rows_of(seen)
+    columns = None  # the state channel by channel, (C, B·H·W), for the taps given per channel
     if mode != "circular":
         rows = torch.cat([rows, rows.new_zeros(1, c)])
     sample, cell = (index // (h * w)).view(-1, 1), index % (h * w)
@@ -91,6 +92,15 @@ def tap_features(perceive: nn.Module, seen: torch.Tensor, index: torch.Tensor, m
             else:
                 inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
                 flat = torch.where(inside, (sample * h + y) * w + x, b * h * w)  # outside: the zero row
+            if taps.per_channel is not None:
+                if columns is None:
+                    columns = rows.t().contiguous()
+                gathered = columns.index_select(1, flat.reshape(-1)).view(c, -1, len(taps.offsets))  # (C, N, T)
+                features = torch.bmm(gathered, taps.per_channel.to(gathered.dtype))  # (C, N, K)
+                features = features.permute(1, 0, 2).reshape(features.shape[1], -1)
+                features = features if taps.bias is None else features + taps.bias
+                out.append(features if taps.activation is None else taps.activation(features))
+                continue
             gathered = rows.index_select(0, flat.reshape(-1)).view(-1, len(taps.offsets) * c)
         features = gathered if taps.blocks is None else gathered @ taps.blocks.to(gathered.dtype)
         features = features if taps.bias is None else features + taps.bias
