@@ -323,30 +323,6 @@ def test_perception_table_of_conditional_models_adds_mutation_recovery(tmp_path)
     assert "condition_channels = 2" in (out / "conv" / "config.toml").read_text()
 
 
-def test_table1_lays_a_model_beside_the_review(capsys, tmp_path):
-    """One command writes Table 1 from the models it is given: a shrunk `table1-conv3` model lands in the Conv 3x3
-    row, beside the review's figures (LPIPS through a random AlexNet here: the plumbing, not a measure)."""
-    run = tmp_path / "conv3"
-    tiny = ["--size", "6", "--padding", "2", "--batch", "5", "--set", "pool_size=10", "--set", "steps_min=4"]
-    code, _, err = run_cli(
-        capsys, "train", "--preset", "table1-conv3", "--iters", "2", *tiny, "--set", "steps_max=6",
-        "--out", run, "--quiet", "--device", "cpu",
-    )  # fmt: skip
-    assert code == 0, err
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "table1.py"), str(run / "model.safetensors"), "--trials", "5"]
-        + ["--device", "cpu", "--out", str(tmp_path / "table")],
-        capture_output=True, text=True, env={**os.environ, "NCA_ALEXNET_WEIGHTS": "random"},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    ours = next(i for i, line in enumerate(lines) if line.startswith("| Conv 3x3 (`table1-conv3`) |"))
-    review = "| *review* Conv 3x3 | 0.065 / 0.060 / 0.128 | 58.74 | 0.068 / 0.060 / 0.070 | 95.75 | 23k | |"
-    assert lines[ours + 1] == review
-    doc = json.loads((tmp_path / "table" / "table.json").read_text())
-    assert doc["rows"][0]["parameters"] == 22976 and len(doc["rows"][0]["mutation"]["stages"]) == 3
-
-
 def test_start_states_set_how_much_of_the_grid_is_alive(capsys):
     """The active engine's work follows the living cells, so the report says where rollouts start and how
     much of the grid was alive; the engine agrees with the reference from each start."""

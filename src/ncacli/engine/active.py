@@ -70,39 +70,37 @@ def tap_features(perceive: nn.Module, seen: torch.Tensor, index: torch.Tensor, m
     → ``(N, C · K)``, laid out as its ``forward`` lays them out.
 
     For each of its :class:`~ncacli.engine.perception.Taps`, each cell's neighbours are gathered straight from
-    the state's rows, without padding the grid (``circular`` wraps their coordinates, ``zeros`` points those
-    beyond the edge at an extra zero row), and multiplied by the blocks.
+    the state, without padding the grid (``circular`` wraps their coordinates, ``zeros`` points those beyond the
+    edge at an extra zero cell), and multiplied by the blocks, or channel by channel by the kernels given per
+    channel.
     """
     b, c, h, w = seen.shape
     rows = rows_of(seen)
-    columns = None  # the state channel by channel, (C, B·H·W), for the taps given per channel
     if mode != "circular":
         rows = torch.cat([rows, rows.new_zeros(1, c)])
+    columns = None  # the state channel by channel, (C, B·H·W), made when taps given per channel ask for it
     sample, cell = (index // (h * w)).view(-1, 1), index % (h * w)
     y0, x0 = (cell // w).view(-1, 1), (cell % w).view(-1, 1)
     out = []
     for taps in perceive.taps():
         if taps.offsets == ((0, 0),):
-            gathered = rows.index_select(0, index)
+            flat = index
         else:
             dy, dx = _offsets(taps.offsets, index.device)
             y, x = y0 + dy, x0 + dx  # (N, T)
             if mode == "circular":
-                flat = (sample * h + y % h) * w + x % w
+                flat = ((sample * h + y % h) * w + x % w).reshape(-1)
             else:
                 inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
-                flat = torch.where(inside, (sample * h + y) * w + x, b * h * w)  # outside: the zero row
-            if taps.per_channel is not None:
-                if columns is None:
-                    columns = rows.t().contiguous()
-                gathered = columns.index_select(1, flat.reshape(-1)).view(c, -1, len(taps.offsets))  # (C, N, T)
-                features = torch.bmm(gathered, taps.per_channel.to(gathered.dtype))  # (C, N, K)
-                features = features.permute(1, 0, 2).reshape(features.shape[1], -1)
-                features = features if taps.bias is None else features + taps.bias
-                out.append(features if taps.activation is None else taps.activation(features))
-                continue
-            gathered = rows.index_select(0, flat.reshape(-1)).view(-1, len(taps.offsets) * c)
-        features = gathered if taps.blocks is None else gathered @ taps.blocks.to(gathered.dtype)
+                flat = torch.where(inside, (sample * h + y) * w + x, b * h * w).reshape(-1)  # outside: the zero cell
+        if taps.per_channel is not None:
+            columns = rows.t().contiguous() if columns is None else columns
+            gathered = columns.index_select(1, flat).view(c, -1, len(taps.offsets))  # (C, N, T)
+            features = torch.bmm(gathered, taps.per_channel.to(gathered.dtype))  # (C, N, K)
+            features = features.permute(1, 0, 2).reshape(features.shape[1], -1)
+        else:
+            gathered = rows.index_select(0, flat).view(-1, len(taps.offsets) * c)
+            features = gathered if taps.blocks is None else gathered @ taps.blocks.to(gathered.dtype)
         features = features if taps.bias is None else features + taps.bias
         out.append(features if taps.activation is None else taps.activation(features))
     return out[0] if len(out) == 1 else torch.cat(out, dim=1)
