@@ -40,7 +40,7 @@ def evaluate(
     vgg_weights: Optional[str] = typer.Option(
         None,
         "--vgg-weights",
-        help="The style metric's VGG16: a local torchvision weights file (default: torchvision's cache); "
+        help="The style metric's VGG16: a local weights file (default: $NCA_VGG16_WEIGHTS, else torchvision's cache); "
         "'random': untrained, tests only.",
     ),  # fmt: skip
     style: Optional[str] = typer.Option(
@@ -53,7 +53,8 @@ def evaluate(
     lpips_weights: Optional[str] = typer.Option(
         None,
         "--lpips-weights",
-        help="Local torchvision backbone weights file (default: torchvision's cache); 'random': untrained, tests only.",
+        help="Local backbone weights file, whole or features only (default: $NCA_ALEXNET_WEIGHTS for AlexNet, else "
+        "torchvision's cache); 'random': untrained, tests only.",
     ),
     trials: Optional[int] = typer.Option(
         None, "--trials", min=1, help="Independent trials (default 8; classifiers: up to 512 test images)."

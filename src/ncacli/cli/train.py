@@ -23,7 +23,11 @@ def train(
         None, "--emoji", "-e", help="Target emoji from Twemoji (default 🦎); repeat for a conditional model."
     ),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Text to grow towards through CLIP (--loss clip)."),
-    style: Optional[str] = typer.Option(None, "--style", help="Texture image for the VGG style loss (--loss style)."),
+    style: Optional[str] = typer.Option(
+        None,
+        "--style",
+        help="Texture image for the VGG style loss (--loss style); skimage:NAME for one scikit-image ships.",
+    ),
     loss: Optional[str] = typer.Option(
         None, "--loss", help="Objective: mse, clip, style, or a sum like style+clip (default from the inputs)."
     ),
@@ -46,7 +50,10 @@ def train(
     ),
     style_loss: Optional[str] = typer.Option(None, "--style-loss", help="sot (sliced optimal transport) or gram."),
     vgg_weights: Optional[str] = typer.Option(
-        None, "--vgg-weights", help="Local torchvision VGG16 weights file (default: torchvision's cache)."
+        None,
+        "--vgg-weights",
+        help="Local VGG16 weights file, whole or features only "
+        "(default: $NCA_VGG16_WEIGHTS, else torchvision's cache).",
     ),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset name or TOML path (`nca presets`)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of config keys."),
