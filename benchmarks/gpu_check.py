@@ -559,11 +559,7 @@ class Check:
 
     def model(self) -> Path | None:
         """The model train_cuda left: its final model, else its newest checkpoint (a run cut short)."""
-        run = self.run_dir("train_cuda")
-        if (run / "model.safetensors").is_file():
-            return run / "model.safetensors"
-        found = sorted((run / "checkpoints").glob("step-*.safetensors"))
-        return found[-1] if found else None
+        return _newest_model(self.run_dir("train_cuda"))
 
 
 def skipped(reason: str) -> dict[str, Any]:
