@@ -235,7 +235,7 @@ def test_a_run_stopped_in_stage_one_resumes_with_resume(capsys, tmp_path, monkey
 
 
 def test_read_autoencoder_names_the_file():
-    from ncacli.tasks.latent import read_autoencoder
+    from ncacli.train.autoencoder import read_autoencoder
 
     with pytest.raises(NcaError, match="not found"):
         read_autoencoder("nowhere.safetensors")
@@ -243,8 +243,8 @@ def test_read_autoencoder_names_the_file():
 
 def test_the_latent_suite_has_table_2s_rows_and_runs(tmp_path):
     from ncacli.bench import Settings, run_benchmark
+    from ncacli.bench.case import Case
     from ncacli.bench.latent import latent_cases
-    from ncacli.bench.suites import Case
     from ncacli.engine import NCA, ModelConfig
 
     rows = latent_cases()

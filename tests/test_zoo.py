@@ -107,3 +107,14 @@ def test_a_file_of_the_same_name_wins_over_the_zoo(tmp_path, monkeypatch):
     assert resolve(NAMES[0]) == entries()[NAMES[0]]["path"]
     (tmp_path / NAMES[0]).write_bytes(b"")
     assert resolve(NAMES[0]) == NAMES[0]
+
+
+def test_every_verb_that_takes_a_model_takes_a_zoo_name(capsys, tmp_path):
+    name = NAMES[0]
+    code, out, err = run_cli(capsys, "info", name, "--json")
+    assert code == 0, err
+    assert last_json(out)["file"] == entries()[name]["path"]
+    code, _, err = run_cli(capsys, "grow", name, "-n", "2", "--out", tmp_path / "x.png")
+    assert code == 0 and (tmp_path / "x.png").is_file(), err
+    code, _, err = run_cli(capsys, "info", "no-such-model", "--json")
+    assert code == 1 and "no-such-model: file not found" in err

@@ -205,10 +205,10 @@ def test_bad_zoom_options_are_one_line_and_write_nothing(capsys, tmp_path):
 
 
 def test_a_last_grid_that_cannot_fit_is_refused_before_it_is_made(capsys, tmp_path, monkeypatch):
-    import ncacli.engine.zoom as zoom_module
+    import ncacli.bench.system as system
 
     out = tmp_path / "x.png"
-    monkeypatch.setattr(zoom_module, "available_memory", lambda device: 10**9)
+    monkeypatch.setattr(system, "available_memory", lambda device: 10**9)
     # the lizard's 16 channels, sobel and hidden 128: 1.5 · 4 · 224 bytes a cell; 576² fits in 1 GB, 1152² not
     code, _, err = run_cli(capsys, "grow", LIZARD, "--zoom", "2", "--zoom-every", "1", "--zooms", "30",
                            "-n", "31", "--device", "cpu", "--out", out)  # fmt: skip

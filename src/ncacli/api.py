@@ -82,14 +82,12 @@ class Model:
 def load(path: str | Path, device: str = "cpu", engine: str = "auto") -> Model:
     """A model file (any version this toolkit reads), or the name of a zoo model, → :class:`Model` on ``device``,
     steps on ``engine``."""
-    from ncacli.cli.common import use_engine
+    from ncacli.choices import use_engine
     from ncacli.io.model_file import load as load_file
-    from ncacli.zoo import resolve
 
-    path = resolve(str(path))  # a zoo name (`nca zoo`) when no such file exists
-    loaded: LoadedModel = load_file(path, device)
+    loaded: LoadedModel = load_file(str(path), device)  # a zoo name (`nca zoo`) when no such file exists
     task = task_for(loaded.spec, loaded.tensors, device).to(device)
-    model = Model(loaded.model, loaded.spec, task, loaded.provenance, str(path))
+    model = Model(loaded.model, loaded.spec, task, loaded.provenance, loaded.path)
     model.engine = use_engine(loaded.model, engine)
     return model
 

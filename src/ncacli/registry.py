@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from ncacli.errors import UsageError, did_you_mean
+
 DIST = "ncacli"
 DISABLE_ENV = "NCA_NO_PLUGINS"
 
@@ -130,8 +132,6 @@ def option_fields(obj: Any, skip: int = 0) -> list[OptionField]:
 
 def parse_options(kind: str, name: str, obj: Any, data: dict[str, Any], origin: str, skip: int = 0) -> dict[str, Any]:
     """Check ``data`` against the entry's options → the options to pass (unknown keys and wrong types refused)."""
-    from ncacli.errors import UsageError, did_you_mean
-
     known = {f.name: f for f in option_fields(obj, skip)}
     for key, value in data.items():
         if key not in known:
@@ -253,8 +253,6 @@ class Registry(MutableMapping):
 
 def unknown(kind: str, name: str, known: list[str]):
     """The one did-you-mean: ``unknown perception 'sobl' (did you mean 'sobel'?)``."""
-    from ncacli.errors import UsageError, did_you_mean
-
     hint = did_you_mean(name, known) or f"; known: {', '.join(sorted(known))}"
     return UsageError(f"unknown {kind} '{name}'{hint}")
 
@@ -269,16 +267,14 @@ def _verb(obj: Any) -> str | None:
     return None if isinstance(obj, typer.Typer) or callable(obj) else "neither a Typer app nor a function"
 
 
+def _derives(obj: Any, base: str) -> bool:
+    """Whether the class ``obj`` derives from the class whose dotted path is ``base``: the interface a kind
+    asks for is named, not imported, so that the registry stands below every kind it holds."""
+    return isinstance(obj, type) and any(f"{c.__module__}.{c.__qualname__}" == base for c in inspect.getmro(obj))
+
+
 def _task(obj: Any) -> str | None:
-    from ncacli.tasks.base import Task
-
-    return None if isinstance(obj, type) and issubclass(obj, Task) else "not a subclass of ncacli.tasks.Task"
-
-
-def _metric(obj: Any) -> str | None:
-    from ncacli.evaluation.metrics import Metric
-
-    return None if isinstance(obj, Metric) or callable(obj) else "neither a Metric nor a factory of one"
+    return None if _derives(obj, "ncacli.tasks.base.Task") else "not a subclass of ncacli.tasks.Task"
 
 
 VERBS = Registry("verbs", "a Typer command function or app", _verb, legacy_groups=("ncacli.commands",))
@@ -292,7 +288,7 @@ OBJECTIVES = Registry(
     legacy_groups=("ncacli.losses",), option_skip=2,
 )  # fmt: skip
 TASKS = Registry("tasks", "a subclass of ncacli.tasks.Task", _task, option_skip=-1)
-METRICS = Registry("metrics", "a Metric or a factory f(device, **options) → Metric", _metric, option_skip=1)
+METRICS = Registry("metrics", "a Metric or a factory f(device, **options) → Metric", _callable, option_skip=1)
 SUITES = Registry("suites", "a benchmark suite f(sizes) → list of cases", _callable)
 
 REGISTRIES: dict[str, Registry] = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ncacli.bench.suites import Case
+from ncacli.bench.case import Case
 from ncacli.engine.autoencoder import Autoencoder, AutoencoderConfig
 
 SOURCE = "the NCAtorch review §3.1.5 Table 2: batch 1, steps = W/2 of the grid the NCA runs on"

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ncacli import __version__
+from ncacli.bench.case import Case
 from ncacli.bench.measure import MB, Measurement, free_memory, inference_run, is_oom, measure, timed, train_run
 from ncacli.bench.reference import NoReference, reference_for
 from ncacli.bench.states import Start, alive_fraction
@@ -29,28 +30,6 @@ DEFAULT_SIZES = (64, 128, 256, 512)
 MEMORY_SAFETY = 0.8  # of MemAvailable, on the CPU
 LOAD_WARNING_CORES = 0.25
 PHASES = ("train", "inference")
-
-
-@dataclass(frozen=True)
-class Case:
-    """One configuration: grid, and batch × steps for a training iteration and for an inference rollout."""
-
-    suite: str
-    name: str
-    height: int
-    width: int
-    train_batch: int
-    train_steps: int
-    infer_batch: int
-    infer_steps: int
-    source: str
-    time_limited: bool = False  # skip a measurement estimated to take longer than --max-seconds
-    latent: int = 0  # the NCA runs on a latent grid this many times smaller, decoded at the end (0: pixel space)
-    checkpoint: int | None = None  # the engine's training checkpoints every N steps (None: as --checkpoint says)
-
-    def phase(self, phase: str) -> tuple[int, int]:
-        """``(batch, steps)`` of ``train`` or ``inference``."""
-        return (self.train_batch, self.train_steps) if phase == "train" else (self.infer_batch, self.infer_steps)
 
 
 DISTILL = Case(

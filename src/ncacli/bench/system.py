@@ -48,6 +48,20 @@ def memory_available() -> int | None:
     return int(match.group(1)) * 1024 if match else None
 
 
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free on ``device``: ``torch.cuda.mem_get_info`` on CUDA, else the system's available memory
+    (psutil when installed, else ``/proc/meminfo``); None when it cannot be known."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        return memory_available()
+
+
 def _malloc_trim() -> None:
     """Give the C heap's free pages back to the system (glibc), so the next run's peak is its own."""
     try:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from ncacli.choices import ENGINE_NAMES, check_name, class_index, device, not_conditional, use_engine  # noqa: F401
+from ncacli.console import console
 from ncacli.errors import NcaError, UsageError
-from ncacli.names import BACKGROUNDS, ENGINE_CHOICES
-
-console = Console(stderr=True)
+from ncacli.names import BACKGROUNDS
 
 
 def print_table(table: Any, width: int = 132) -> None:
@@ -29,16 +28,6 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def device(name: str):
-    from ncacli.engine.device import resolve_device
-
-    try:
-        return resolve_device(name)
-    except (ValueError, RuntimeError) as exc:
-        raise UsageError(f"--device {name}: {exc}") from None
-
-
-ENGINE_NAMES = list(ENGINE_CHOICES)
 ENGINE_HELP = (
     "How steps run: auto (active on the CPU, reference on CUDA and MPS), active, reference, "
     "or fused (Triton, CUDA inference)."
@@ -49,27 +38,6 @@ def engine_option():
     import typer
 
     return typer.Option("auto", "--engine", help=ENGINE_HELP)
-
-
-def use_engine(model, name: str) -> str:
-    """Set ``model.engine`` from ``--engine``, ``auto`` resolved for the model's device
-    (:func:`ncacli.engine.device.auto_engine`; the fused kernel is chosen by name only); a fused engine that
-    cannot run this model says why in one line on stderr. Returns the engine set."""
-    from ncacli.engine.device import auto_engine
-
-    check_name("engine", name, ENGINE_NAMES)
-    chosen = auto_engine(next(model.parameters()).device) if name == "auto" else name
-    model.engine = chosen
-    if chosen == "active" and not model.active_ok:
-        chosen = "reference"  # what runs: the model's cells live by its input, or its update has no rows
-    if chosen == "fused":
-        from ncacli.engine.fused import fused_supported
-
-        reason = fused_supported(model)
-        if reason is not None:
-            note = f"--engine fused: {reason}; steps run on the active engine"
-            console.print(note, highlight=False, markup=False, soft_wrap=True)
-    return chosen
 
 
 def parse_pair(text: str, option: str) -> tuple[float, float]:
@@ -90,13 +58,6 @@ def parse_grid(text: str) -> tuple[int, int]:
     if len(parts) > 2 or min(h, w) < 3:
         raise UsageError(f"--grid {text!r}: expected N or HxW with sides of at least 3 cells")
     return h, w
-
-
-def check_name(kind: str, name: str, known: list[str]) -> None:
-    if name not in known:
-        from ncacli.registry import unknown
-
-        raise unknown(kind, name, known)
 
 
 def read_state(name: str, channels: int | None = None):
@@ -154,27 +115,6 @@ def load(path: str, device_name: str = "auto", engine: str = "auto"):
     from ncacli.api import load as load_model
 
     return load_model(path, device(device_name), engine)
-
-
-def class_index(names: list[str], classes: int, text: str, option: str = "--condition") -> int:
-    """A class by its index (0-based) or its name: the emoji, ``emoji 🦋``, or the target's file name."""
-    try:
-        index = int(text)
-    except ValueError:
-        wanted = text.strip()
-        for i, name in enumerate(names):
-            short = name.removeprefix("emoji ")
-            if wanted in (name, short) or (wanted and wanted in (Path(short).name, Path(short).stem)):
-                return i
-        listed = ", ".join(f"{i} = {n}" for i, n in enumerate(names)) or f"0 … {classes - 1}"
-        raise UsageError(f"{option} {text!r}: not a class of this model ({listed})") from None
-    if not 0 <= index < classes:
-        raise UsageError(f"{option} {index}: this model has classes 0 … {classes - 1}")
-    return index
-
-
-def not_conditional(option: str) -> UsageError:
-    return UsageError(f"{option}: this model is not conditional (train one on several --emoji/--target)")
 
 
 def condition_of(model, names: list[str], grid: tuple[int, int], condition: str | None, condition_map: str | None):

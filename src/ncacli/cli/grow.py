@@ -144,7 +144,8 @@ def zoom_plan(m, model_path, state, condition, zoom, steps) -> dict:
     the device's free memory (one line, nothing run); else print one line on stderr with the grids, the
     peak memory and the time expected (steps timed at the first grid and a larger one), and return them for
     the JSON."""
-    from ncacli.engine.zoom import available_memory, peak_bytes, rollout_seconds, step_cost
+    from ncacli.bench.system import available_memory
+    from ncacli.engine.zoom import peak_bytes, rollout_seconds, step_cost
     from ncacli.errors import NcaError
 
     check_zoomable(m, model_path)

@@ -19,16 +19,14 @@ already drawn.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
 from ncacli.engine.perception import FixedKernelPerception, any_neighbour
 from ncacli.registry import capabilities
 
-if TYPE_CHECKING:
-    from ncacli.engine.nca import NCA
+# The model a step runs is an ncacli.engine.nca.NCA, which imports this module: typed by its base class.
+Model = nn.Module
 
 # Above this fraction of active cells the reference step is faster (measured on a 2-core CPU, Distill
 # model, 8 × 72 × 72): gathering neighbourhoods costs more than the update it saves. Backward passes gain
@@ -47,7 +45,7 @@ def from_rows(rows: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
     return rows.view(b, h, w, -1).permute(0, 3, 1, 2)
 
 
-def supports(model: NCA) -> bool:
+def supports(model: Model) -> bool:
     """Whether the active step can run ``model``: its update says it runs on rows (``capabilities``), and its
     cells live by alpha (the cells the step skips are those no living neighbourhood reaches)."""
     cfg = model.config
@@ -118,7 +116,7 @@ def _offsets(offsets: tuple[tuple[int, int], ...], device: torch.device) -> tupl
     return _OFFSETS[key]
 
 
-def active_step(model: NCA, x: torch.Tensor, generator, condition: torch.Tensor | None) -> torch.Tensor:
+def active_step(model: Model, x: torch.Tensor, generator, condition: torch.Tensor | None) -> torch.Tensor:
     """One step of ``model`` from ``x`` ``(B, C, H, W)``, equal to the reference step; see the module text."""
     cfg = model.config
     b, c, h, w = x.shape

@@ -36,7 +36,7 @@ import math
 import os
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,8 +46,8 @@ from ncacli.engine.counter_random import MASK, CounterRandom, mix
 from ncacli.engine.update import MLPUpdate
 from ncacli.registry import capabilities
 
-if TYPE_CHECKING:
-    from ncacli.engine.nca import NCA
+# The model a step runs is an ncacli.engine.nca.NCA, which imports this module: typed by its base class.
+Model = nn.Module
 
 DEFAULT_BLOCK = 64  # cells per program
 NUM_WARPS = 4
@@ -72,7 +72,7 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
 
 
-def fused_supported(model: NCA) -> str | None:
+def fused_supported(model: Model) -> str | None:
     """``None`` when :func:`fused_step` can run ``model``, else a short reason.
 
     Supported: a fixed 3×3-kernel perception (``sobel``, ``sobel_laplacian``, ``sobel_diagonal``), a plain MLP
@@ -137,12 +137,12 @@ class _Prepared:
     threshold: float
 
 
-def _layers(model: NCA) -> tuple[nn.Conv2d, nn.Conv2d]:
+def _layers(model: Model) -> tuple[nn.Conv2d, nn.Conv2d]:
     first, last = [m for m in model.update.net if isinstance(m, nn.Conv2d)]
     return first, last
 
 
-def _prepare(model: NCA, device: torch.device) -> _Prepared:
+def _prepare(model: Model, device: torch.device) -> _Prepared:
     cfg = model.config
     c = cfg.channels
     k = model.perceive.features_per_channel
@@ -186,7 +186,7 @@ def _prepare(model: NCA, device: torch.device) -> _Prepared:
 _CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, _Prepared]] = weakref.WeakKeyDictionary()
 
 
-def _prepared(model: NCA, device: torch.device) -> _Prepared:
+def _prepared(model: Model, device: torch.device) -> _Prepared:
     first, last = _layers(model)
     tensors = (model.perceive.weight, first.weight, first.bias, last.weight, last.bias)
     signature = (str(device), model.config, tuple((t.data_ptr(), t._version) for t in tensors))
@@ -215,7 +215,7 @@ def _signed(key: int) -> int:
     return key - (1 << 32) if key >= 1 << 31 else key
 
 
-def _check(model: NCA, x: torch.Tensor) -> None:
+def _check(model: Model, x: torch.Tensor) -> None:
     reason = fused_supported(model)
     if reason is not None:
         raise ValueError(f"the fused step cannot run this model: {reason}")
@@ -293,7 +293,7 @@ def _buffers(x: torch.Tensor, alive: bool) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def fused_step(
-    model: NCA,
+    model: Model,
     x: torch.Tensor,
     generator: CounterRandom | None,
     *,
@@ -318,7 +318,7 @@ def fused_step(
 
 
 def fused_rollout(
-    model: NCA,
+    model: Model,
     x: torch.Tensor,
     steps: int,
     generator: CounterRandom | None,

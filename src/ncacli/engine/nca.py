@@ -23,8 +23,8 @@ from ncacli.engine import active, fused
 from ncacli.engine.counter_random import CounterRandom
 from ncacli.engine.perception import LAPLACIAN, any_neighbour, feature_count, make_perception, pad
 from ncacli.engine.update import make_update
+from ncacli.engine.visible import ALPHA
 
-ALPHA = 3
 # How a step runs (NCA.engine); every engine gives the same state from the same fire masks.
 #   reference: every cell's update computed, then masked (the Distill formulation)
 #   active:    the update only where it can change the state (ncacli.engine.active); the default

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ncacli.engine.nca import ALPHA
+from ncacli.engine.visible import ALPHA
 from ncacli.names import SEED_KINDS  # noqa: E402
 
 

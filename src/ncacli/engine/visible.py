@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from ncacli.engine.nca import ALPHA
-from ncacli.names import BACKGROUNDS  # noqa: E402
+from ncacli.names import BACKGROUNDS
+
+ALPHA = 3  # the alpha channel of a state: channels 0..2 are RGB (premultiplied), the rest hidden
 
 
 def clamp01(x: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ to the grid by ``nearest``, a one-hot class ``(B, K, 1, 1)`` broadcasts as befor
 working because it is computed from the state.
 
 Memory: :func:`peak_bytes` is a rollout's peak at a grid, from the model's per-cell tensors times a margin
-measured on the CPU; :func:`available_memory` is what the device has free.
+measured on the CPU; :func:`ncacli.bench.system.available_memory` is what the device has free.
 """
 
 from __future__ import annotations
@@ -152,22 +152,6 @@ def peak_bytes(nca, batch: int, grid: tuple[int, int]) -> int:
     cfg = nca.config
     floats = 3 * cfg.channels + nca.perceive_features + cfg.hidden * cfg.depth
     return int(PEAK_MARGIN * 4 * floats * batch * grid[0] * grid[1])
-
-
-def available_memory(device: torch.device) -> int | None:
-    """Bytes free on ``device``: ``torch.cuda.mem_get_info`` on CUDA, else the system's available memory
-    (psutil when installed, else ``/proc/meminfo``); None when it cannot be known."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        from ncacli.bench.system import memory_available
-
-        return memory_available()
 
 
 def step_seconds(nca, x: torch.Tensor, condition: torch.Tensor | None = None, steps: int = 7) -> float:

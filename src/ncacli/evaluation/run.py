@@ -48,7 +48,7 @@ def evaluate_model(
     document = model.task.evaluate(model, **options)
     if document is not None:
         return document
-    from ncacli.cli.common import not_conditional
+    from ncacli.choices import not_conditional
     from ncacli.evaluation.protocol import Protocol, run_protocol
 
     task = model.spec.task.name
@@ -131,7 +131,7 @@ def evaluate_model(
 def check_perturbation(model: Any, perturb: str | None, default: str, shape: str | None) -> tuple[str, str]:
     """``--perturb`` (``default`` when not given) checked against what the model's task can do, and ``--shape``
     (default the task's own, else circle) → ``(perturb, shape)``."""
-    from ncacli.cli.common import check_name
+    from ncacli.choices import check_name
     from ncacli.engine import SHAPES
 
     perturb = perturb or default
@@ -165,7 +165,7 @@ def _classes(names: list[str], classes: int, trials: int, seed: int, perturb: st
     """A conditional model's class per trial and, for a mutation, the class each switches to (c′ ≠ c)."""
     import torch
 
-    from ncacli.cli.common import class_index
+    from ncacli.choices import class_index
     from ncacli.engine import other_labels
 
     if not classes:

@@ -68,8 +68,17 @@ def save_model(model: NCA, spec: Any, path: Any, provenance: Any = None, tensors
     atomic_write_bytes(path, model_bytes(model, spec, provenance or {}, tensors))
 
 
+def model_path(name: str) -> str:
+    """What a ``MODEL`` argument names: a model file (or ``-``, stdin) as given, else the zoo model of that
+    name (``nca zoo``). The one resolution of every verb and of :func:`ncacli.api.load`."""
+    from ncacli.zoo import resolve
+
+    return resolve(str(name))
+
+
 def read_model_file(name: str) -> tuple[dict, dict[str, str]]:
-    """The tensors and metadata of a model file, checked to be an nca model."""
+    """The tensors and metadata of a model file (or zoo model), checked to be an nca model."""
+    name = model_path(name)
     tensors, meta = unpack(read_input(name), name)
     if meta.get("format") != FORMAT:
         found = meta.get("format")
@@ -99,6 +108,7 @@ def task_tensor_names(tensors: dict[str, torch.Tensor]) -> list[str]:
 
 def load(name: str, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model from the file alone."""
+    name = model_path(name)
     tensors, meta = read_model_file(name)
     spec, provenance = read_spec(name, meta)
     extra = {k: tensors.pop(k) for k in task_tensor_names(tensors)}
@@ -140,6 +150,7 @@ def _perception(config: dict[str, Any]) -> dict[str, Any] | None:
 
 def describe(name: str) -> dict[str, Any]:
     """What a model file holds, for ``nca info``."""
+    name = model_path(name)
     tensors, meta = read_model_file(name)
     spec, provenance = read_spec(name, meta)
     config = spec.model.to_dict()

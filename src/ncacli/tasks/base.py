@@ -90,10 +90,9 @@ class Task:
         return dict(self.tensors)
 
     def trainer(self, config: Config, device: torch.device, world: Any = None) -> Any:
-        """The trainer of this task (the NCA trainer unless the task trains something else)."""
-        from ncacli.train.loop import Trainer
-
-        return Trainer(config, self, device, world)
+        """The trainer of a task that trains something other than an NCA; None (the default): the NCA
+        trainer, :class:`ncacli.train.loop.Trainer`, which training builds itself."""
+        return None
 
     # what the NCA trainer asks of a task
     def seeds(self, n: int, generator: torch.Generator) -> torch.Tensor:

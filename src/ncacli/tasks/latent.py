@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ncacli.engine import one_hot
 from ncacli.engine.autoencoder import Autoencoder, AutoencoderConfig
-from ncacli.errors import NcaError, UsageError
+from ncacli.errors import UsageError
 from ncacli.spec import ModelSpec, TaskSpec
 from ncacli.tasks.image import ImageTask, class_names
 
@@ -106,6 +106,7 @@ class LatentTask(ImageTask):
     @classmethod
     def from_config(cls, config: Any, device: Any) -> LatentTask:
         from ncacli.io.images import load_target, load_targets
+        from ncacli.train.autoencoder import read_autoencoder
 
         o = Options(**config.task_options)
         ae_config, reused = autoencoder_config(o), None
@@ -331,27 +332,3 @@ class LatentTask(ImageTask):
 
     def condition(self, labels: torch.Tensor | None) -> torch.Tensor | None:
         return one_hot(labels, self.classes) if labels is not None else None
-
-
-def read_autoencoder(path: str) -> tuple[AutoencoderConfig, Autoencoder]:
-    """A trained autoencoder from ``autoencoder.safetensors`` (stage 1's file) or a latent model file."""
-    import json
-
-    from ncacli.io.files import read_input, unpack
-
-    if not Path(path).is_file():
-        raise NcaError(f"{path}: autoencoder file not found (task_options.autoencoder / --autoencoder)")
-    tensors, meta = unpack(read_input(path), path)
-    text = meta.get("autoencoder")
-    if text is None and "spec" in meta:
-        text = json.dumps(json.loads(meta["spec"]).get("task", {}).get("options", {}).get("autoencoder"))
-    try:
-        config = AutoencoderConfig.from_dict(json.loads(text)) if text and text != "null" else None
-    except (ValueError, TypeError) as exc:
-        raise NcaError(f"{path}: its autoencoder settings do not read ({exc})") from None
-    if config is None:
-        raise NcaError(f"{path}: not an autoencoder file (no autoencoder settings; train one with --task latent)")
-    try:
-        return config, Autoencoder.from_tensors(config, tensors, PREFIX)
-    except ValueError as exc:
-        raise NcaError(f"{path}: {exc}") from None

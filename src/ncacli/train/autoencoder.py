@@ -140,7 +140,7 @@ def train_autoencoder(
             if iteration % CHECKPOINT_EVERY == 0 and iteration < iters:
                 _save_resume(resume, model, optimizer, generator, iteration, seconds)
             if not quiet and (time.perf_counter() - last > 10 or iteration == iters):
-                from ncacli.cli.common import console
+                from ncacli.console import console
 
                 last = time.perf_counter()
                 console.print(
@@ -159,8 +159,6 @@ def train_autoencoder(
 
 
 def load_trained(path: Path, config: AutoencoderConfig) -> Autoencoder:
-    from ncacli.tasks.latent import read_autoencoder
-
     found, model = read_autoencoder(str(path))
     if found != config:
         raise NcaError(f"{path}: trained with other settings ({found.to_dict()}) than this run's ({config.to_dict()})")
@@ -193,3 +191,23 @@ def _truncate(path: Path, iteration: int) -> None:
     kept = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     kept = [ln for ln in kept if json.loads(ln)["iteration"] <= iteration]
     atomic_write_bytes(path, "".join(ln + "\n" for ln in kept).encode())
+
+
+def read_autoencoder(path: str) -> tuple[AutoencoderConfig, Autoencoder]:
+    """A trained autoencoder from ``autoencoder.safetensors`` (stage 1's file) or a latent model file."""
+    if not Path(path).is_file():
+        raise NcaError(f"{path}: autoencoder file not found (task_options.autoencoder / --autoencoder)")
+    tensors, meta = unpack(read_input(path), path)
+    text = meta.get("autoencoder")
+    if text is None and "spec" in meta:
+        text = json.dumps(json.loads(meta["spec"]).get("task", {}).get("options", {}).get("autoencoder"))
+    try:
+        config = AutoencoderConfig.from_dict(json.loads(text)) if text and text != "null" else None
+    except (ValueError, TypeError) as exc:
+        raise NcaError(f"{path}: its autoencoder settings do not read ({exc})") from None
+    if config is None:
+        raise NcaError(f"{path}: not an autoencoder file (no autoencoder settings; train one with --task latent)")
+    try:
+        return config, Autoencoder.from_tensors(config, tensors, PREFIX)
+    except ValueError as exc:
+        raise NcaError(f"{path}: {exc}") from None

@@ -109,9 +109,10 @@ def open_session(
     """Build the task, the trainer and the run directory: a new one at ``out`` (default ``runs/<time>-…``),
     or ``resume``'s, with the trainer restored from its resume file."""
     from ncacli import config as cfgmod
-    from ncacli.cli.common import device, use_engine
+    from ncacli.choices import device, use_engine
     from ncacli.registry import TASKS
     from ncacli.train import distributed
+    from ncacli.train.loop import Trainer
     from ncacli.train.run_dir import RESUME, DistributedRunDir, RunDir, default_run_dir
 
     task_class = TASKS.get(config.task_name(), "task")
@@ -148,7 +149,7 @@ def open_session(
     if world is not None:  # torchrun: join the process group; rank 0 alone writes and prints
         dev = world.init(dev)
         run_dir = DistributedRunDir(run_dir.path, world)
-    trainer = task.to(dev).trainer(config, dev, world)
+    trainer = task.to(dev).trainer(config, dev, world) or Trainer(config, task, dev, world)
     chosen = use_engine(trainer.model, engine)
     if resume is not None:
         from ncacli.io.files import atomic_write_bytes
