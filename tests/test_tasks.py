@@ -80,3 +80,35 @@ def test_a_shrunk_run_round_trips(capsys, tmp_path, target_png, tiny_clip, style
         options["emoji"] = None
     doc = nca.evaluate(model, perturb=perturb, trials=2, stage1=(2, 3), stage2=4, perturb_at=5, final=8, **options)
     assert doc["task"] == name and doc["metrics"]
+
+
+def test_a_task_of_its_own_evaluation_is_shown_by_the_verb(capsys, tmp_path, target_png):
+    """A task whose ``evaluate`` returns just its document (a dict): ``nca evaluate`` shows its figures, prints
+    it with ``--json``, and refuses ``--plot`` in one line (it draws none)."""
+    from conftest import last_json
+    from ncacli.tasks.image import ImageTask
+
+    class Counted(ImageTask):
+        name = "counted-cells"
+        summary = "an image task that reports how many cells live"
+
+        def evaluate(self, model, **options):
+            grown = model.grow(8, model.seed(1))
+            return {"model": model.path, "alive": int((grown[:, 3] > 0.1).sum()), "grown": {"steps": 8}}
+
+    TASKS.register(Counted.name, Counted)
+    try:
+        out = tmp_path / "run"
+        code, _, err = run_cli(capsys, "train", "--task", Counted.name, "--iters", "2", "--out", out, *TINY,
+                               "--target", target_png)  # fmt: skip
+        assert code == 0, err
+        code, stdout, err = run_cli(capsys, "evaluate", out, "--json")
+        assert code == 0, err
+        document = last_json(stdout)
+        assert set(document) == {"model", "alive", "grown"} and document["grown"] == {"steps": 8}
+        assert "alive" in err and f"{document['alive']}" in err and "grown.steps" in err
+        code, _, err = run_cli(capsys, "evaluate", out, "--plot", tmp_path / "p.png")
+        assert code == 2 and "--plot: 'counted-cells' models draw no plot" in err
+        assert not (tmp_path / "p.png").exists()
+    finally:
+        del TASKS[Counted.name]

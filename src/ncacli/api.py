@@ -143,7 +143,7 @@ def evaluate(model: Model, **options: Any) -> dict[str, Any]:
     growing model, accuracy for a classifier. ``options`` are ``nca evaluate``'s, in Python spelling."""
     from ncacli.evaluation.run import evaluate_model
 
-    return evaluate_model(model, **options)
+    return evaluate_model(model, **options).document
 
 
 def config(preset: str | None = None, sets: list[str] | None = None, **keys: Any):

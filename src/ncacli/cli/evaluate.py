@@ -97,7 +97,7 @@ def evaluate(
         window = (int(parts[0]), int(parts[1]))
     path = _model_file(model_path)
     model = load(path, device_name, engine)
-    document = evaluate_model(
+    report = evaluate_model(
         model,
         perturb=perturb,
         shape=shape,
@@ -122,30 +122,15 @@ def evaluate(
         damage_space=damage_space,
         frames=frames,
     )
-    protocol = document.pop("_protocol")
-    if "per_frame" in document:  # a video model: measured frame by frame
-        return _report_frames(document, plot, json_out, f"{Path(path).name}: {document['target']}")
+    document = report.document
     if plot is not None:
-        from ncacli.evaluation.plot import plot_png
+        if report.plot is None:
+            raise UsageError(f"--plot: {model.spec.task.name!r} models draw no plot; their figures are in --json")
         from ncacli.io.files import atomic_write_bytes
 
-        atomic_write_bytes(plot, plot_png(document, protocol, f"{Path(path).name}: {document['target']}"))
+        atomic_write_bytes(plot, report.plot(f"{Path(path).name}: {document.get('target', '')}"))
         document["plot"] = str(plot)
-    _print_table(document, protocol)
-    if json_out:
-        emit_json(document)
-
-
-def _report_frames(document: dict, plot: Path | None, json_out: bool, title: str) -> None:
-    """A video model's evaluation: the curve per predicted frame (``--plot``), the table, the JSON."""
-    from ncacli.evaluation.video import frames_table, plot_frames_png
-
-    if plot is not None:
-        from ncacli.io.files import atomic_write_bytes
-
-        atomic_write_bytes(plot, plot_frames_png(document, title))
-        document["plot"] = str(plot)
-    print_table(frames_table(document))
+    print_table(rich_table(report.table))
     if json_out:
         emit_json(document)
 
@@ -164,50 +149,13 @@ def _model_file(name: str | None) -> str:
     return name
 
 
-def _fmt(stats: dict | None, digits: int) -> str:
-    if not stats or stats["mean"] is None:
-        return "—"
-    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
-
-
-def _print_table(doc: dict, protocol) -> None:
+def rich_table(table):
+    """A report's plain table drawn by Rich."""
     from rich.table import Table
 
-    p = protocol
-    what = {
-        "damage": f"damage {p.shape} (r={p.radius:g})" if p.shape in ("circle", "square") else f"damage {p.shape} cut",
-        "none": "no perturbation",
-        "mutation": "input switched" if doc.get("task") == "classify" else "class switched",
-    }[p.perturb]
-    table = Table(
-        title=f"{doc['model']}\n{doc['target']} · {what} at step {p.perturb_at} · {p.trials} trials",
-        title_justify="left",
-    )
-    table.add_column("metric", style="bold")
-    table.add_column(f"stage 1 ({p.stage1[0]}–{p.stage1[1]})", justify="right")
-    table.add_column(f"stage 2 ({p.stage2})", justify="right")
-    table.add_column(f"perturbed ({p.perturb_at})", justify="right")
-    table.add_column(f"stage 3 ({p.final})", justify="right")
-    table.add_column("recovery %", justify="right")
-    for name, m in doc["metrics"].items():
-        digits = 2 if name == "psnr" else 4
-        arrow = "↑" if m["higher_is_better"] else "↓"
-        rec = m["recovery"]
-        table.add_row(
-            f"{name} {arrow}",
-            _fmt(m["stage1"], digits),
-            _fmt(m["stage2"], digits),
-            _fmt(m["perturbed"], digits),
-            _fmt(m["stage3"], digits),
-            "—" if rec is None else f"{rec:.1f}",
-        )
-    captions = []
-    if p.perturb != "none" and any(m["recovery"] is None for m in doc["metrics"].values()):
-        what = "damage" if p.perturb == "damage" else "switch of class"
-        captions.append(f"recovery —: the {what} did not make that metric worse, so there was nothing to recover")
-    if "lpips" in doc["metrics"] and doc["protocol"]["lpips_weights"] == "random":
-        captions.append("lpips with a random backbone (--lpips-weights random): a test of the pipeline, not a measure")
-    if "style" in doc["metrics"] and doc["protocol"].get("vgg_weights") == "random":
-        captions.append("style with a random VGG16 (--vgg-weights random): a test of the pipeline, not a measure")
-    table.caption = "\n".join(captions) or None
-    print_table(table)
+    drawn = Table(title=table.title, title_justify="left", caption=table.caption)
+    for i, (header, justify) in enumerate(table.columns):
+        drawn.add_column(header, justify=justify, style="bold" if i == 0 else None)
+    for i, row in enumerate(table.rows):
+        drawn.add_row(*row, style="bold" if i in table.bold_rows else None)
+    return drawn

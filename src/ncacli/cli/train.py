@@ -174,7 +174,6 @@ def _evaluate(session) -> dict[str, float]:
             highlight=False,
         )
     document = api.evaluate(model, metrics=metrics)  # a classifier's evaluation reads no metrics
-    document.pop("_protocol", None)
     path = session.run_dir.path / "evaluate.json"
     atomic_write_bytes(path, json.dumps(document, indent=1, default=str).encode())
     figures = headline(document)

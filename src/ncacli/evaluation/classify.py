@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ncacli.evaluation.protocol import Protocol, _nan_to_none, _stats, recovery
+from ncacli.evaluation.report import Report, stages_report
 
 METRICS = ("pixel_accuracy", "image_accuracy")
 
@@ -29,7 +30,7 @@ def evaluate_classifier(
     perturb_at: int,
     final: int,
     curve_every: int = 0,
-) -> dict[str, Any]:
+) -> Report:
     from ncacli.errors import UsageError
 
     task, dev = model.task, model.device
@@ -97,7 +98,7 @@ def evaluate_classifier(
         spread = curve.std(1, unbiased=False).tolist()
         out["curve"][name] = {"steps": ordered, "mean": curve.mean(1).tolist(), "std": spread}
     classes = model.spec.task.classes
-    return {
+    document = {
         "model": model.path,
         "task": "classify",
         "config": model.nca.config.to_dict(),
@@ -109,9 +110,13 @@ def evaluate_classifier(
         "protocol": {**protocol.to_dict(), "metrics": list(METRICS), "classes": classes},
         **out,
         "trials": [
-            {"trial": i, "image": int(images[i]), "class": classes[int(data.labels[images[i]])],
-             **({"mutated_to": classes[int(data.labels[swapped[i]])]} if perturb == "mutation" else {})}
+            {
+                "trial": i,
+                "image": int(images[i]),
+                "class": classes[int(data.labels[images[i]])],
+                **({"mutated_to": classes[int(data.labels[swapped[i]])]} if perturb == "mutation" else {}),
+            }
             for i in range(n)
-        ],  # fmt: skip
-        "_protocol": protocol,
+        ],
     }
+    return stages_report(document, protocol, "input switched")

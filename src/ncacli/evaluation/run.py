@@ -1,8 +1,7 @@
 """``nca evaluate`` as a function: each task's evaluation of a loaded model.
 
-A growing model (``image``, ``text``, ``texture``): the NCAtorch review's regeneration protocol
-(:mod:`ncacli.evaluation.protocol`) against its target. A classifier: accuracy on its test split
-(:mod:`ncacli.evaluation.classify`).
+A growing model: the NCAtorch review's regeneration protocol (:mod:`ncacli.evaluation.protocol`) against its
+target. A task with an evaluation of its own (:meth:`ncacli.tasks.Task.evaluate`) runs that instead.
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ncacli.errors import NcaError, UsageError
+from ncacli.evaluation.report import Report, report_of, stages_report
 from ncacli.io.weights import LPIPS_BACKBONES, source_of
 from ncacli.names import PERTURBATIONS
 
@@ -39,15 +39,16 @@ def evaluate_model(
     style: str | None = None,
     frames: int | None = None,
     damage_space: str | None = None,
-) -> dict[str, Any]:
-    """The evaluation document (what ``nca evaluate --json`` prints); ``_protocol`` holds the protocol.
+) -> Report:
+    """The evaluation as :class:`~ncacli.evaluation.report.Report`: its document (what ``nca evaluate --json``
+    prints), its table and its plot.
 
     The model's task evaluates it first (:meth:`ncacli.tasks.Task.evaluate`: a classifier's accuracy, a video
     model's predicted frames); when it has no evaluation of its own, the growing protocol runs."""
     options = {k: v for k, v in locals().items() if k != "model"}  # every keyword above, as given
-    document = model.task.evaluate(model, **options)
-    if document is not None:
-        return document
+    own = model.task.evaluate(model, **options)
+    if own is not None:
+        return report_of(own, f"task {model.spec.task.name!r}")
     from ncacli.choices import not_conditional
     from ncacli.evaluation.protocol import Protocol, run_protocol
 
@@ -104,7 +105,7 @@ def evaluate_model(
     state = model.seed(1, seed_grid)
     space = _damage_space(model, damage_space, perturb)
     result = run_protocol(nca, state, goal, made, protocol, labels, mutated, model.task)
-    return {
+    document = {
         "model": path,
         "task": task,
         "config": nca.config.to_dict(),
@@ -124,8 +125,8 @@ def evaluate_model(
             "damage_space": space,
         },
         **result,
-        "_protocol": protocol,
     }
+    return stages_report(document, protocol)
 
 
 def check_perturbation(model: Any, perturb: str | None, default: str, shape: str | None) -> tuple[str, str]:

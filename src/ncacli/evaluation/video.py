@@ -13,13 +13,13 @@ beside the copy-last-frame baseline, which predicts every later frame to be the 
 from __future__ import annotations
 
 import io
-import math
 from typing import Any
 
 import torch
 
 from ncacli.errors import UsageError
 from ncacli.evaluation.protocol import _stats
+from ncacli.evaluation.report import Report, Table, stats_text, text_of
 
 # what a predicted frame is compared by (grey frames, see frame_metric)
 FRAME_METRICS = ("mse", "psnr", "ssim")
@@ -46,7 +46,7 @@ def evaluate_video(
     perturb: str | None = None,
     metrics: list[str] | None = None,
     **_: Any,
-) -> dict[str, Any]:
+) -> Report:
     """``frames`` predicted frames (default up to 20) of ``trials`` held-out sequences (default up to 64), fire
     masks from ``seed`` → the document ``nca evaluate --json`` prints. The growing protocol's options (stages,
     damage, targets) do not apply and are ignored."""
@@ -92,7 +92,7 @@ def evaluate_video(
         for name in names
     }
     source = model.spec.task.options.get("source", "?")
-    return {
+    document = {
         "model": model.path,
         "task": task.name,
         "config": model.nca.config.to_dict(),
@@ -117,8 +117,8 @@ def evaluate_video(
         "metrics": summary,
         "per_frame": rows,
         "trials": [{"trial": i, "sequence": int(video[i])} for i in range(n)],
-        "_protocol": None,
     }
+    return Report(document, frames_table(document), lambda title: plot_frames_png(document, title))
 
 
 def _names(metrics: list[str] | None, grid: tuple[int, int]) -> tuple[list[str], dict[str, str]]:
@@ -151,49 +151,35 @@ def _mean_of(rows: list[dict[str, Any]], key: str) -> float | None:
 LABELS = {"mse": "MSE ↓", "psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑"}
 
 
-def frames_table(doc: dict[str, Any]):
-    """The per-frame table ``nca evaluate`` prints for a video model (a rich Table)."""
-    from rich.table import Table
-
+def frames_table(doc: dict[str, Any]) -> Table:
+    """The per-frame table ``nca evaluate`` prints for a video model."""
     p = doc["protocol"]
-    table = Table(
-        title=f"{doc['model']}\n{doc['target']} · {p['steps_per_frame']} steps a frame · {p['trials']} trials",
-        title_justify="left",
-    )
-    table.add_column("frame", justify="right", style="bold")
+    title = f"{doc['model']}\n{doc['target']} · {p['steps_per_frame']} steps a frame · {p['trials']} trials"
+    columns = [("frame", "right")]
     for name in p["metrics"]:
         arrow = LABELS.get(name, name)
-        table.add_column(f"NCA {arrow}", justify="right")
-        table.add_column(f"copy-last {arrow}", justify="right")
+        columns += [(f"NCA {arrow}", "right"), (f"copy-last {arrow}", "right")]
+    table = Table(title, columns)
     for row in doc["per_frame"]:
         cells = [f"{row['frame']} (+{row['ahead']})"]
         for name in p["metrics"]:
             digits = 2 if name == "psnr" else 4
-            cells += [_fmt(row[name], digits), _fmt(row[f"baseline_{name}"], digits)]
-        table.add_row(*cells)
+            cells += [stats_text(row[name], digits), stats_text(row[f"baseline_{name}"], digits)]
+        table.rows.append(cells)
     mean = ["mean"]
     for name in p["metrics"]:
         digits = 2 if name == "psnr" else 4
         m = doc["metrics"][name]
-        mean += [_number(m["nca"], digits), _number(m["baseline"], digits)]
-    table.add_row(*mean, style="bold")
+        mean += [text_of(m["nca"], digits), text_of(m["baseline"], digits)]
+    table.bold_rows.add(len(table.rows))
+    table.rows.append(mean)
     captions = ["copy-last: every later frame predicted to be the last input frame"]
-    black = [f"{name} {_number(doc['metrics'][name]['black_frame'], 4)}" for name in p["metrics"] if name != "psnr"]
+    black = [f"{name} {text_of(doc['metrics'][name]['black_frame'], 4)}" for name in p["metrics"] if name != "psnr"]
     if black:
         captions.append("an all-black frame scores " + ", ".join(black))
     captions += [f"{name}: not measured ({why})" for name, why in p["not_measured"].items()]
     table.caption = "\n".join(captions)
     return table
-
-
-def _fmt(stats: dict[str, Any], digits: int) -> str:
-    if stats["mean"] is None:
-        return "—"
-    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
-
-
-def _number(value: float | None, digits: int) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
 def plot_frames_png(doc: dict[str, Any], title: str) -> bytes:

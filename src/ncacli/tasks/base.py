@@ -167,10 +167,11 @@ class Task:
 
     # -- evaluating ----------------------------------------------------------------------------------------
 
-    def evaluate(self, model: Any, **options: Any) -> dict[str, Any] | None:
-        """``nca evaluate`` of this task: the document ``--json`` prints (``_protocol`` beside it), or None for the
-        growing protocol (:mod:`ncacli.evaluation.protocol`). ``options`` are the keywords of
-        :func:`ncacli.evaluation.run.evaluate_model`; a task ignores those it has no use for."""
+    def evaluate(self, model: Any, **options: Any) -> Any:
+        """``nca evaluate`` of this task: a :class:`ncacli.evaluation.report.Report` (the document ``--json``
+        prints, the table the terminal shows, a plot), or just the document (a dict of figures, shown as a
+        table of them), or None for the growing protocol (:mod:`ncacli.evaluation.protocol`). ``options`` are
+        the keywords of :func:`ncacli.evaluation.run.evaluate_model`; a task ignores those it has no use for."""
         return None
 
 

@@ -280,7 +280,7 @@ class ClassifyTask(DatasetTask):
     # -- evaluating ----------------------------------------------------------------------------------------
 
     def evaluate(self, model: Any, perturb=None, shape=None, trials=None, seed=0, stage1=None, stage2=149,
-                 perturb_at=150, final=449, curve_every=0, frames=None, **_: Any) -> dict[str, Any]:  # fmt: skip
+                 perturb_at=150, final=449, curve_every=0, frames=None, **_: Any) -> Any:  # fmt: skip
         """Accuracy on the test split over time, perturbed by a swap of input (default) or not
         (:mod:`ncacli.evaluation.classify`); the options of the growing protocol it has no use for are ignored."""
         from ncacli.evaluation.classify import evaluate_classifier

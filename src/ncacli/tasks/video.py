@@ -267,7 +267,7 @@ class VideoTask(DatasetTask):
 
     # -- evaluating ----------------------------------------------------------------------------------------
 
-    def evaluate(self, model: Any, **options: Any) -> dict[str, Any]:
+    def evaluate(self, model: Any, **options: Any) -> Any:
         from ncacli.evaluation.video import evaluate_video
 
         return evaluate_video(model, **options)
