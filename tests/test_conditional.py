@@ -408,5 +408,37 @@ def test_evaluate_mutation_reports_recovery_per_class(capsys, conditional_model)
 def test_benchmark_refuses_a_conditional_model_in_one_line(capsys, conditional_model):
     code, _, err = run_cli(capsys, "benchmark", conditional_model, "--size", "12", "--batch", "1", "--steps", "2")
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 1 and lines == [f"nca: error: {conditional_model}: a conditional model; "
-                                   "nca benchmark times models without a condition"], err
+    assert code == 1 and lines == [
+        f"nca: error: {conditional_model}: a conditional model; nca benchmark times models without a condition"
+    ], err
+
+
+def test_grow_and_render_ask_the_task_what_the_cells_read(capsys, conditional_model, tmp_path, monkeypatch):
+    """The verbs take the condition from the model's task: a task that reads a condition and does not say what
+    to grow it with is refused in one line, not grown from a class made up for it; a task that says is obeyed."""
+    import torch
+
+    from ncacli.tasks.base import Schedule, Task
+    from ncacli.tasks.image import ImageTask
+
+    code, _, err = run_cli(capsys, "grow", conditional_model, "-n", "12", "-o", tmp_path / "first.safetensors")
+    assert code == 0, err
+    monkeypatch.setattr(ImageTask, "schedule", Task.schedule)
+    for verb in (
+        ["grow", conditional_model, "-o", tmp_path / "no.png"],
+        ["render", conditional_model, tmp_path / "no.gif"],
+    ):
+        code, _, err = run_cli(capsys, *verb)
+        assert code == 1 and not list(tmp_path.glob("no.*"))
+        one_error_line(err, "its task 'image' reads 2 condition channels and does not say what to grow them with")
+    second = lambda task, asked, grid, steps, every=1: Schedule(torch.tensor([[[[0.0]], [[1.0]]]]))  # noqa: E731
+    monkeypatch.setattr(ImageTask, "schedule", second)
+    code, _, err = run_cli(capsys, "grow", conditional_model, "-n", "12", "-o", tmp_path / "second.safetensors")
+    assert code == 0, err
+    monkeypatch.undo()
+    code, _, err = run_cli(capsys, "grow", conditional_model, "-n", "12", "-c", "1", "-o", tmp_path / "one.safetensors")
+    assert code == 0, err
+    from ncacli.cli.common import read_state
+
+    first, second, one = (read_state(str(tmp_path / f"{n}.safetensors"))[0] for n in ("first", "second", "one"))
+    assert torch.equal(second, one) and not torch.equal(first, second)  # the task's condition is the one grown with

@@ -115,29 +115,3 @@ def load(path: str, device_name: str = "auto", engine: str = "auto"):
     from ncacli.api import load as load_model
 
     return load_model(path, device(device_name), engine)
-
-
-def condition_of(model, names: list[str], grid: tuple[int, int], condition: str | None, condition_map: str | None):
-    """The condition to grow with ``(1, K, H|1, W|1)``, or None for a model that is not conditional.
-
-    ``condition``: a class (index or name; default the first); ``condition_map``: an image whose
-    brightness picks the class of each cell (black the first class, white the last, greys blend).
-    """
-    import torch
-
-    from ncacli.engine import one_hot, ramp
-
-    k = model.config.condition_channels
-    if not k:
-        for name, value in (("--condition", condition), ("--condition-map", condition_map)):
-            if value is not None:
-                raise not_conditional(name)
-        return None
-    if condition is not None and condition_map is not None:
-        raise UsageError("--condition and --condition-map both name the condition; give one")
-    if condition_map is not None:
-        from ncacli.io.images import brightness_map
-
-        return ramp(brightness_map(condition_map, grid), k)[None]
-    index = class_index(names, k, condition) if condition is not None else 0
-    return one_hot(torch.tensor([index]), k)

@@ -47,39 +47,28 @@ def grow(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (not with --out -)."),
 ) -> None:
     """Grow a pattern: from the model's seed, or on from a state (`--from`)."""
-    from ncacli.cli.common import condition_of, parse_grid
+    from ncacli.cli.common import parse_grid
+    from ncacli.errors import UsageError
+    from ncacli.tasks.base import Asked
 
     as_state = wants_state(out, fmt)
     fractal = zoom_of(zoom, zoom_every, zooms, zoom_mode, steps)
     if model_path == "-" and from_state == "-":
-        from ncacli.errors import UsageError
-
         raise UsageError("only one of MODEL and --from can be read from stdin")
     m = load(model_path, device_name, engine)
-    if m.spec.task.name == "classify":
-        from ncacli.errors import UsageError
-
-        raise UsageError(f"{model_path}: a classifier runs on an input; show it with `nca render MODEL out.gif`")
-    if m.spec.task.name == "video":
-        from ncacli.errors import UsageError
-
-        raise UsageError(
-            f"{model_path}: a video model predicts frames from a sequence; show it with `nca render MODEL out.gif "
-            "--frames N`, measure it with `nca evaluate MODEL --frames N`"
-        )
+    if m.task.not_grown:
+        raise UsageError(f"{model_path}: {m.task.not_grown}")
     cfg = m.nca.config
     if from_state is not None:
         state, start = read_state(from_state, cfg.channels)
     else:
         grid = None if size is None else parse_grid(size)
         state, start = m.seed(batch, grid, seed), 0
-    cond = condition_of(m.nca, m.spec.task.classes, tuple(state.shape[2:]), condition, condition_map)
-    cond = None if cond is None else cond.to(m.device)
+    asked = Asked(condition=condition, condition_map=condition_map, model=model_path)
+    cond = m.task.schedule(asked, tuple(state.shape[2:]), steps).condition
     plan = zoom_plan(m, model_path, state, cond, fractal, steps) if fractal is not None else None
     state = m.grow(steps, state, seed, cond, zoom=fractal).cpu()
     if latent and m.task.scale == 1:
-        from ncacli.errors import UsageError
-
         raise UsageError(f"--latent: {model_path} grows in pixel space; its state is its picture (--format state)")
     as_state = as_state or latent
     import torch

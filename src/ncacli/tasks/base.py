@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+
+from ncacli.errors import NcaError, UsageError
 
 if TYPE_CHECKING:
     from ncacli.config import Config
@@ -20,6 +22,60 @@ class Batch:
     index: torch.Tensor | None
     states: torch.Tensor
     labels: torch.Tensor | None = None
+
+
+# flags of the options a verb passes to a task's showing facet
+FLAGS = {
+    "condition": "--condition",
+    "condition_map": "--condition-map",
+    "switch_at": "--switch-at",
+    "condition_to": "--condition-to",
+    "condition_video": "--condition-video",
+    "input": "--input",
+    "input_to": "--input-to",
+    "frames": "--frames",
+}
+
+
+@dataclass
+class Asked:
+    """What a verb's options ask of a model beyond its steps, each None where not given: the condition of a
+    growing model (a class, a map of classes, a switch, a video of maps), the input of a model that reads one,
+    the frames of a model that predicts them. ``growth``: the flags given that shape a growth (``--damage-at``,
+    ``--from``, ``--grid``), for a task that shows something other than a growth to refuse; ``model``: the
+    model as the user named it, for messages."""
+
+    condition: str | None = None
+    condition_map: str | None = None
+    switch_at: int | None = None
+    condition_to: str | None = None
+    condition_video: str | None = None
+    input: str | None = None
+    input_to: str | None = None
+    frames: int | None = None
+    growth: tuple[str, ...] = ()
+    model: str = "the model"
+
+    def given(self, *names: str) -> list[str]:
+        """The flags given among the fields ``names`` (default: all of them)."""
+        return [FLAGS[n] for n in names or FLAGS if getattr(self, n) is not None]
+
+    def only(self, reads: tuple[str, ...], why: str, task: str) -> None:
+        """Refuse, in one line, the first option given among those the task does not read (``reads``: the
+        fields it does); ``why`` says what its models take instead, ``task`` is its name."""
+        for flag in self.given(*(n for n in FLAGS if n not in reads)):
+            if flag == "--frames":
+                raise UsageError(f"--frames counts the frames a video model predicts; {self.model} is a {task} model")
+            raise UsageError(f"{flag}: {why}")
+
+
+@dataclass
+class Schedule:
+    """The condition of each step of a growth a verb shows: None, one tensor ``(1, K, H|1, W|1)``, or a function
+    ``step → tensor`` (steps from 1); ``about``: what it is, for the verb's summary."""
+
+    condition: Any = None
+    about: dict[str, Any] = field(default_factory=dict)
 
 
 class Task:
@@ -164,6 +220,39 @@ class Task:
 
         pixels = max(1, round(scale / self.scale))  # ``scale`` display pixels per cell, at least 1 per pixel
         return to_pixels(self.rgba(states[:1])[0], scale=pixels, background=self.spec.task.background)
+
+    # what ``nca grow``, ``nca render`` and the page ask of a task: nothing of them names a task
+
+    not_grown: ClassVar[str] = ""  # why ``nca grow`` does not show the task's models, and what does ("": it does)
+
+    def schedule(self, asked: Asked, grid: tuple[int, int], steps: int, every: int = 1) -> Schedule:
+        """What the update reads at each step of the growth ``nca grow`` and ``nca render`` show, from the verb's
+        options (``grid``: the grid grown on; ``every``: steps per shown frame). By default nothing: a task whose
+        models read a condition says here what to grow them with; until it does, they are refused rather than
+        grown from an input made up for them."""
+        asked.only((), "this model reads no condition", self.name)
+        k = self.spec.model.condition_channels
+        if k:
+            raise NcaError(
+                f"{asked.model}: its task {self.name!r} reads {k} condition channels and does not say what to grow "
+                "them with (Task.schedule)"
+            )
+        return Schedule()
+
+    def video(self, model: Any, asked: Asked, scale: int, seed: int) -> tuple[list, dict[str, Any]] | None:
+        """The frames ``nca render`` writes and their summary, for a task that shows something other than a
+        growth (a video model: its truth beside its prediction); None (default): the growth."""
+        return None
+
+    def page_start(self, grid: tuple[int, int], asked: Asked) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What the page starts from, as its data (default: ``{"condition": 0}``), and what the verb's summary
+        says of it."""
+        asked.only((), "this model reads no condition", self.name)
+        return {"condition": 0}, {}
+
+    def page_name(self) -> str:
+        """What the page's title calls the model ("": the verb names it by its target or file)."""
+        return ", ".join(self.spec.task.classes)
 
     # -- evaluating ----------------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ncacli.engine import SamplePool
 from ncacli.errors import UsageError
 from ncacli.spec import ModelSpec, TaskSpec
-from ncacli.tasks.base import Batch, DatasetTask
+from ncacli.tasks.base import Asked, Batch, DatasetTask, Schedule
 
 # the class colours of the pictures and the page (ten well-separated hues, then they repeat)
 PALETTE = [
@@ -272,6 +272,57 @@ class ClassifyTask(DatasetTask):
             draw.rectangle([x + 1, y, x + cell - 2, y + cell - 2], fill=colour)
             draw.text((x + cell, y - 1), name[:3], fill="black")
         return np.concatenate([big, np.asarray(strip)], axis=0)
+
+    not_grown = "a classifier runs on an input; show it with `nca render MODEL out.gif`"
+
+    def schedule(self, asked: Asked, grid: tuple[int, int], steps: int, every: int = 1) -> Schedule:
+        """The input image the cells read (``--input``: a class, its first test image, or ``#N``; default class
+        0), switched to ``--input-to`` after ``--switch-at`` (the Distill self-classifying figures)."""
+        asked.only(("input", "input_to", "switch_at"), "a classifier takes --input and --input-to", self.name)
+        if (asked.switch_at is None) != (asked.input_to is None):
+            raise UsageError("--switch-at and --input-to go together: switch the input after step N to another")
+        if tuple(grid) != tuple(self.spec.task.grid):
+            h, w = self.spec.task.grid
+            raise UsageError(f"--grid: a classifier's video grows on its images' grid, {h}x{w}")
+        first = self.image_of(asked.input or "0")
+        after = self.image_of(asked.input_to) if asked.input_to is not None else first
+        inputs = self.condition(torch.tensor([first, after], device=self.device))
+        switch = asked.switch_at
+        about = {"input": self.about(first)}
+        if switch is not None:
+            about.update(switch_at=switch, input_to=self.about(after))
+        return Schedule(lambda step: inputs[:1] if switch is None or step <= switch else inputs[1:], about)
+
+    def page_start(self, grid: tuple[int, int], asked: Asked) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The page's data: the class colours, the input it starts from (``--input`` or ``--condition``: a class,
+        its first test image, or ``#N``, test image N; default class 0) and the first test image of each class,
+        to load from the page. Images are lists of their channels' ``H×W`` planes (float32 values, exactly),
+        centred in ``grid`` when it is larger than the images."""
+        asked.only(("input", "condition"), "a classifier's page takes --input", self.name)
+        first = self.image_of(asked.input or asked.condition or "0")
+        examples = [int(i) for i in self.examples()]
+        labels = self.load_data().labels
+        images = self.condition(torch.tensor([first, *examples], device=self.device)).float().cpu()
+        n, c, ih, iw = images.shape
+        h, w = grid
+        if h < ih or w < iw:
+            raise UsageError(f"--grid {h}x{w}: a classifier's page needs at least its images' {ih}x{iw} cells")
+        placed = torch.zeros(n, c, h, w)
+        top, left = (h - ih) // 2, (w - iw) // 2
+        placed[:, :, top : top + ih, left : left + iw] = images
+        planes = placed.tolist()  # float32 values as Python floats: JSON carries them exactly
+        names = self.spec.task.classes
+        data = {
+            "palette": [list(PALETTE[i % len(PALETTE)]) for i in range(len(names))],
+            "input": {"channels": c, "image": planes[0], "about": self.about(first)},
+            "examples": [
+                {"class": names[int(labels[i])], "index": i, "image": planes[j + 1]} for j, i in enumerate(examples)
+            ],
+        }
+        return data, {"input": self.about(first)}
+
+    def page_name(self) -> str:
+        return self.describe()
 
     def about(self, index: int) -> dict[str, Any]:
         """An input image for a summary: its index in the data set and its class."""

@@ -18,12 +18,16 @@ from ncacli.engine import (
     make_seed,
     one_hot,
     other_labels,
+    ramp,
     random_circles,
     seed_position_for,
 )
+from ncacli.errors import UsageError
 from ncacli.io.weights import source_of
 from ncacli.spec import ModelSpec, TaskSpec, image_channels
-from ncacli.tasks.base import Batch, Task
+from ncacli.tasks.base import Asked, Batch, Schedule, Task
+
+NOT_CONDITIONAL = "this model is not conditional (train one on several --emoji/--target)"
 
 
 class ImageTask(Task):
@@ -211,6 +215,61 @@ class ImageTask(Task):
         columns = grown.shape[1]
         return grid_png(grown.flatten(0, 1), scale=max(1, 2 // self.scale), background=self.spec.task.background,
                         columns=columns)  # fmt: skip
+
+    # -- showing -------------------------------------------------------------------------------------------
+
+    def schedule(self, asked: Asked, grid: tuple[int, int], steps: int, every: int = 1) -> Schedule:
+        """A conditional model grows the class ``--condition`` names (default the first), or each cell's class
+        from the brightness of ``--condition-map`` (black the first, white the last, greys blend), switched to
+        ``--condition-to`` after ``--switch-at``, or the frames of ``--condition-video`` one per shown frame."""
+        from ncacli.choices import class_index
+
+        names, k = self.spec.task.classes, self.classes
+        conditions = ("condition", "condition_map", "switch_at", "condition_to", "condition_video")
+        asked.only(conditions if k else (), "a growing model takes --condition" if k else NOT_CONDITIONAL, self.name)
+        if not k:
+            return Schedule()
+        if (asked.switch_at is None) != (asked.condition_to is None):
+            raise UsageError("--switch-at and --condition-to go together: switch after step N to class M")
+        if asked.condition_video is not None:
+            if asked.given("condition", "condition_map", "switch_at"):
+                raise UsageError(
+                    "--condition-video gives the condition of every step; drop --condition/--condition-map/--switch-at"
+                )
+            from ncacli.io.video import read_brightness_frames
+
+            maps = ramp(read_brightness_frames(asked.condition_video, grid, -(-steps // every)), k).to(self.device)
+            at = lambda step: maps[min((step - 1) // every, len(maps) - 1)][None]  # noqa: E731
+            return Schedule(at, {"condition_video": asked.condition_video})
+        if asked.condition is not None and asked.condition_map is not None:
+            raise UsageError("--condition and --condition-map both name the condition; give one")
+        if asked.condition_map is not None:
+            from ncacli.io.images import brightness_map
+
+            start = ramp(brightness_map(asked.condition_map, grid), k)[None].to(self.device)
+        else:
+            index = class_index(names, k, asked.condition) if asked.condition is not None else 0
+            start = one_hot(torch.tensor([index]), k).to(self.device)
+        about = {"condition": asked.condition, "switch_at": asked.switch_at, "condition_to": asked.condition_to}
+        about.update(condition_map=asked.condition_map)
+        about = {key: value for key, value in about.items() if value is not None} or {"condition": "0"}
+        if asked.switch_at is None:
+            return Schedule(start, about)
+        after = one_hot(torch.tensor([class_index(names, k, asked.condition_to, "--condition-to")]), k).to(self.device)
+        return Schedule(lambda step: start if step <= asked.switch_at else after, about)
+
+    def page_start(self, grid: tuple[int, int], asked: Asked) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The class the page starts with (``--condition``; default the first)."""
+        from ncacli.choices import class_index
+
+        why = "a growing model's page takes --condition" if self.classes else NOT_CONDITIONAL
+        asked.only(("condition",) if self.classes else (), why, self.name)
+        if asked.condition is None:
+            return {"condition": 0}, {}
+        return {"condition": class_index(self.spec.task.classes, self.classes, asked.condition)}, {}
+
+    def page_name(self) -> str:
+        return ", ".join(self.spec.task.classes)
 
 
 PREVIEW_STEPS = (96, 200)

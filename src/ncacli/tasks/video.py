@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ncacli.engine import SamplePool
 from ncacli.errors import UsageError
 from ncacli.spec import ModelSpec, TaskSpec
-from ncacli.tasks.base import Batch, DatasetTask
+from ncacli.tasks.base import FLAGS, Asked, Batch, DatasetTask
 
 
 @dataclass(frozen=True)
@@ -264,6 +264,21 @@ class VideoTask(DatasetTask):
     def about(self, sequence: int) -> dict[str, Any]:
         """A held-out sequence for a summary: its place in the test split and in the data set."""
         return {"test": sequence, "index": int(self.test_index()[sequence])}
+
+    not_grown = (
+        "a video model predicts frames from a sequence; show it with `nca render MODEL out.gif --frames N`, "
+        "measure it with `nca evaluate MODEL --frames N`"
+    )
+
+    def video(self, model: Any, asked: Asked, scale: int, seed: int) -> tuple[list, dict[str, Any]]:
+        """A held-out sequence (``--input #N``, default the first), its true frames beside the model's
+        autoregressive prediction, from the last input frame on (the NCAtorch review, Figure 16b)."""
+        given = [*asked.growth, *asked.given(*(n for n in FLAGS if n not in ("input", "frames")))]
+        if given:
+            raise UsageError(f"{given[0]} is for growing models; a video model's video takes --frames and --input #N")
+        index = self.sequence_of(asked.input or "#0")
+        shown = self.comparison_frames(model, index, asked.frames, scale, seed)
+        return shown, {"frames": len(shown), "predicted": len(shown) - 1, "sequence": self.about(index)}
 
     # -- evaluating ----------------------------------------------------------------------------------------
 
