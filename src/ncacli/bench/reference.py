@@ -14,7 +14,6 @@ from torch import nn
 
 from ncacli.engine.active import fixed_kernel
 from ncacli.engine.nca import NCA
-from ncacli.engine.update import MLPUpdate
 from ncacli.registry import capabilities
 
 
@@ -31,7 +30,7 @@ class ReferenceNCA(nn.Module):
         perceive, update = model.perceive, model.update
         if not fixed_kernel(perceive):
             raise NoReference(f"no reference for perception {cfg.perception!r}")
-        if "fused" not in capabilities(update) or not isinstance(update, MLPUpdate):
+        if "fused" not in capabilities(update) or not callable(getattr(update, "layers", None)):
             raise NoReference(f"no reference for update {cfg.update!r}")
         if cfg.signal_channels and cfg.signal_steps:
             raise NoReference("no reference for signal channels")
@@ -43,7 +42,7 @@ class ReferenceNCA(nn.Module):
         self.circular = cfg.padding_mode == "circular"
         # (C * K, 1, 3, 3): K kernels per channel, grouped per channel
         self.register_buffer("kernel", perceive.weight.detach().clone().contiguous())
-        convs = [m for m in update.net if isinstance(m, nn.Conv2d)]
+        convs = [conv for conv, _, _ in update.layers()]
         self.weights = nn.ParameterList([nn.Parameter(c.weight.detach().clone().contiguous()) for c in convs])
         self.biases = nn.ParameterList([nn.Parameter(c.bias.detach().clone().contiguous()) for c in convs])
 

@@ -43,7 +43,6 @@ from torch import nn
 
 from ncacli.engine import active
 from ncacli.engine.counter_random import MASK, CounterRandom, mix
-from ncacli.engine.update import MLPUpdate
 from ncacli.registry import capabilities
 
 # The model a step runs is an ncacli.engine.nca.NCA, which imports this module: typed by its base class.
@@ -85,10 +84,11 @@ def fused_supported(model: Model) -> str | None:
     if model.perceive.kernel_size != 3:
         k = model.perceive.kernel_size
         return f"perception {cfg.perception!r} has a {k}×{k} kernel, not 3×3"
-    if "fused" not in capabilities(model.update) or not isinstance(model.update, MLPUpdate):
+    layers = getattr(model.update, "layers", None)
+    if "fused" not in capabilities(model.update) or not callable(layers):
         options = f" with options {cfg.update_options}" if cfg.update_options else ""
         return f"update {cfg.update!r}{options} is not the plain ReLU MLP"
-    convs = [m for m in model.update.net if isinstance(m, nn.Conv2d)]
+    convs = [conv for conv, _, _ in layers()]
     if len(convs) != 2:
         return f"update depth {len(convs) - 1}: only one hidden layer is fused"
     if cfg.signal_channels and cfg.signal_steps:
@@ -138,7 +138,7 @@ class _Prepared:
 
 
 def _layers(model: Model) -> tuple[nn.Conv2d, nn.Conv2d]:
-    first, last = [m for m in model.update.net if isinstance(m, nn.Conv2d)]
+    first, last = [conv for conv, _, _ in model.update.layers()]
     return first, last
 
 

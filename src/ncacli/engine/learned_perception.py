@@ -110,6 +110,21 @@ class LearnedPerception(nn.Module):
         """The features as :class:`Taps`: the cell's own state (when kept), then :meth:`learned_taps`."""
         return [Taps(((0, 0),), None)] * self.keep_state + self.learned_taps()
 
+    def page(self, program: Any) -> None:
+        """Its blocks on the page (:mod:`ncacli.web.program`): the state kept, then each learned part's."""
+        program.keep_state()
+        base = program.seen
+        for part in self.page_parts():
+            hook = getattr(part, "page_part", None)
+            if not callable(hook):
+                raise program.unsupported()
+            hook(program, base)
+            base += program.seen * part.features
+
+    def page_parts(self) -> list[nn.Module]:
+        """The parts whose features follow the state, in order (a combination's parts; else itself)."""
+        return [self]
+
     def drop_page_unless_per_channel(self) -> None:
         """The page runs learned features grouped per channel after the state, linear: anything else is not
         for it (an instance's capabilities narrow its class's)."""
@@ -164,6 +179,24 @@ class ConvPerception(LearnedPerception):
         if self.act is not None:
             self.capabilities = frozenset(self.capabilities) - {"page"}
 
+    def page_part(self, program: Any, base: int) -> None:
+        """Its features ``base + o`` on the page: depthwise per channel, full as one block, separable with the
+        1×1 mix folded into one full convolution."""
+        conv, d = self.conv, self.conv.dilation[0]
+        if self.mode == "depthwise":
+            program.per_channel(conv.weight, self.features, base, d, conv.bias)
+        elif self.mode == "full":
+            program.conv(conv, base)
+        else:
+            dw = conv.weight.detach()[:, 0]  # (C·f, k, k), output m = c·f + kk reads channel c
+            f, c = self.features, self.channels
+            full = torch.zeros(dw.shape[0], c, *dw.shape[1:])
+            for m in range(dw.shape[0]):
+                full[:, m // f] += self.mix.weight.detach()[:, m, 0, 0, None, None] * dw[m]
+            folded = nn.Conv2d(c, dw.shape[0], dw.shape[-1], dilation=d)
+            folded.weight.data, folded.bias.data = full, self.mix.bias.detach().clone()
+            program.conv(folded, base)
+
     def learned(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → ``(B, learned_count, H, W)``."""
         y = conv_same(x, self.conv, self.padding)
@@ -205,6 +238,10 @@ class ScaledConvPerception(nn.Module):
         super().__init_subclass__(**kwargs)
         if "forward" in cls.__dict__ and "capabilities" not in cls.__dict__:
             cls.capabilities = frozenset()
+
+    def page(self, program: Any) -> None:
+        """Its blocks on the page: the scaled kernels, one block per kernel over every channel."""
+        program.per_channel(self.scaled_weight().detach(), self.features_per_channel, 0)
 
     def __init__(
         self, channels: int, padding: str = "zeros", per_feature: bool = False, scale_identity: bool = True
@@ -384,6 +421,16 @@ class ResidualPerception(LearnedPerception):
         self.conv2 = nn.Conv2d(hidden, channels * features, kernel_size)
         self.skip = nn.Conv2d(channels, channels * features, 1) if features != 1 else nn.Identity()
 
+    def page_part(self, program: Any, base: int) -> None:
+        """Its features on the page: the first convolution and its ReLU computed first, then the second with
+        the skip connection added."""
+        source = program.prepass(self.conv1)
+        skip = self.skip.weight if isinstance(self.skip, nn.Conv2d) else torch.eye(self.channels)[:, :, None, None]
+        extra = [program.dense(program.x, skip)]
+        if isinstance(self.skip, nn.Conv2d):
+            extra.append(program.bias_term(self.skip.bias, self.skip.out_channels))
+        program.conv(self.conv2, base, source, extra)
+
     def learned(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → ``(B, C * features, H, W)``."""
         h = F.relu(conv_same(x, self.conv1, self.padding))
@@ -434,6 +481,9 @@ class CombinedPerception(LearnedPerception):
     def learned(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → ``(B, C * Σ features, H, W)``."""
         return torch.cat([part.learned(x) for part in self.parts], dim=1)
+
+    def page_parts(self) -> list[nn.Module]:
+        return list(self.parts)
 
     def learned_taps(self) -> list[Taps]:
         """Every part's :class:`Taps`, in order."""

@@ -131,6 +131,10 @@ class FixedKernelPerception(nn.Module):
     receptive_field = 3
     capabilities = frozenset({"kernels", "taps", "page"})
 
+    def page(self, program: Any) -> None:
+        """Its blocks on the page (:mod:`ncacli.web.program`): one per kernel, over every channel."""
+        program.per_channel(self.weight, self.features_per_channel, 0)
+
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if "kernels" in cls.__dict__ and "receptive_field" not in cls.__dict__ and cls.kernels:

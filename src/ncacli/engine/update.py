@@ -63,6 +63,12 @@ class MLPUpdate(nn.Module):
         """``(B, F, H, W)`` → ``(B, C, H, W)``."""
         return self.net(features)
 
+    def layers(self) -> list[tuple[nn.Conv2d, bool, bool]]:
+        """Its 1×1 layers as ``(layer, ReLU after it, residual)``: what the page (:mod:`ncacli.web.program`),
+        the fused kernel and the benchmark's reference run."""
+        convs = [m for m in self.net if isinstance(m, nn.Conv2d)]
+        return [(c, i < len(convs) - 1, False) for i, c in enumerate(convs)]
+
     def rows(self, features: torch.Tensor) -> torch.Tensor:
         """The same update on one row per cell: ``(N, F)`` → ``(N, C)``."""
         h = features
@@ -101,6 +107,11 @@ class ResidualMLPUpdate(nn.Module):
         for block in self.blocks:
             h = h + block(h)
         return self.out(h)
+
+    def layers(self) -> list[tuple[nn.Conv2d, bool, bool]]:
+        """Its 1×1 layers: the stem, each residual block, the output layer (see :meth:`MLPUpdate.layers`)."""
+        blocks = [(block[0], True, True) for block in self.blocks]
+        return [(self.stem[0], True, False), *blocks, (self.out, False, False)]
 
     def rows(self, features: torch.Tensor) -> torch.Tensor:
         """The same update on one row per cell: ``(N, F)`` → ``(N, C)``."""

@@ -28,16 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ncacli.engine.learned_perception import (
-    CombinedPerception,
-    ConvPerception,
-    LearnedPerception,
-    ResidualPerception,
-    ScaledConvPerception,
-)
 from ncacli.engine.nca import NCA
-from ncacli.engine.perception import FixedKernelPerception
-from ncacli.engine.update import MLPUpdate, ResidualMLPUpdate
 from ncacli.errors import NcaError
 from ncacli.registry import capabilities
 
@@ -172,56 +163,40 @@ class Program:
         b = self.bias(conv.bias, list(range(out)) + [None] * (-out % 4)) if conv.bias is not None else None
         self.block([term, *(extra or [])], slots, b)
 
-    # -- perceptions -------------------------------------------------------------------------------
+    # -- what the hooks ask for ---------------------------------------------------------------------
+
+    @property
+    def seen(self) -> int:
+        """The channels the perception sees: the state's and the condition's."""
+        return len([s for s in self.x.slots if s is not None])
+
+    def keep_state(self) -> None:
+        """The state as the first features (a learned perception that keeps it)."""
+        self.block([self.identity(self.x)], list(self.x.slots))
+
+    def prepass(self, conv: nn.Conv2d) -> Source:
+        """``conv`` over ``x`` and a ReLU, computed into a texture array of its own first → what it is read as."""
+        hidden = conv.out_channels
+        name = f"p{len(self.prepasses)}"
+        bias = self.bias(conv.bias, self.padded(hidden))
+        term = self.dense(self.x, conv.weight, conv.dilation[0])
+        self.prepasses.append({"name": name, "groups": groups(hidden), "terms": [term], "bias": bias, "relu": True})
+        source = self.sources[name] = Source(name, list(range(hidden)))
+        return source
+
+    def bias_term(self, values: torch.Tensor, n: int) -> dict[str, Any]:
+        """A bias of ``n`` outputs as a term of a block (a skip connection's)."""
+        return {"kind": "bias", "bias": self.bias(values, self.padded(n))}
+
+    # -- the perception and the update: each says how it runs on the page ------------------------
 
     def perception(self, p: nn.Module) -> None:
-        seen = len([s for s in self.x.slots if s is not None])
-        if "page" not in capabilities(p):
+        """The perception's blocks, from its own hook ``page(program)``: the fixed kernels, the learned
+        convolutions and their combinations declare one (capability ``page``); others have no page."""
+        hook = getattr(p, "page", None)
+        if "page" not in capabilities(p) or not callable(hook):
             raise self.unsupported()
-        if isinstance(p, FixedKernelPerception):
-            self.per_channel(p.weight, p.features_per_channel, 0)
-        elif isinstance(p, ScaledConvPerception):
-            self.per_channel(p.scaled_weight().detach(), p.features_per_channel, 0)
-        elif isinstance(p, LearnedPerception):
-            self.block([self.identity(self.x)], [None if c is None else c for c in self.x.slots])
-            parts = list(p.parts) if isinstance(p, CombinedPerception) else [p]
-            base = seen
-            for part in parts:
-                self.learned(part, base)
-                base += seen * part.features
-        else:
-            raise self.unsupported()
-
-    def learned(self, part: nn.Module, base: int) -> None:
-        if isinstance(part, ConvPerception):
-            conv, d = part.conv, part.conv.dilation[0]
-            if part.mode == "depthwise":
-                self.per_channel(conv.weight, part.features, base, d, conv.bias)
-            elif part.mode == "full":
-                self.conv(conv, base)
-            else:  # separable: fold the 1×1 mix into the depthwise kernels → one full convolution
-                dw = conv.weight.detach()[:, 0]  # (C·f, k, k), output m = c·f + kk reads channel c
-                f, c = part.features, part.channels
-                full = torch.zeros(dw.shape[0], c, *dw.shape[1:])
-                for m in range(dw.shape[0]):
-                    full[:, m // f] += part.mix.weight.detach()[:, m, 0, 0, None, None] * dw[m]
-                folded = nn.Conv2d(c, dw.shape[0], dw.shape[-1], dilation=d)
-                folded.weight.data, folded.bias.data = full, part.mix.bias.detach().clone()
-                self.conv(folded, base)
-        elif isinstance(part, ResidualPerception):
-            hidden = part.conv1.out_channels
-            name = f"p{len(self.prepasses)}"
-            b = self.bias(part.conv1.bias, list(range(hidden)) + [None] * (-hidden % 4))
-            term = self.dense(self.x, part.conv1.weight, part.conv1.dilation[0])
-            self.prepasses.append({"name": name, "groups": groups(hidden), "terms": [term], "bias": b, "relu": True})
-            source = self.sources[name] = Source(name, list(range(hidden)))
-            skip = part.skip.weight if isinstance(part.skip, nn.Conv2d) else torch.eye(part.channels)[:, :, None, None]
-            extra = [self.dense(self.x, skip)]
-            if isinstance(part.skip, nn.Conv2d):
-                extra.append({"kind": "bias", "bias": self.bias(part.skip.bias, self.padded(part.skip.out_channels))})
-            self.conv(part.conv2, base, source, extra)
-        else:
-            raise self.unsupported()
+        hook(self)
 
     @staticmethod
     def padded(n: int) -> list[int | None]:
@@ -239,17 +214,9 @@ class Program:
     # -- the update --------------------------------------------------------------------------------
 
     def mlp(self, update: nn.Module) -> list[dict[str, Any]]:
-        if "page" not in capabilities(update):
-            layers = None
-        elif isinstance(update, MLPUpdate):
-            convs = [m for m in update.net if isinstance(m, nn.Conv2d)]
-            layers = [(c, i < len(convs) - 1, False) for i, c in enumerate(convs)]
-        elif isinstance(update, ResidualMLPUpdate):
-            layers = [(update.stem[0], True, False)]
-            layers += [(block[0], True, True) for block in update.blocks]
-            layers.append((update.out, False, False))
-        else:
-            layers = None
+        """The update's 1×1 layers, from its own hook ``layers()`` → ``[(conv, relu, residual)]``."""
+        hook = getattr(update, "layers", None)
+        layers = hook() if "page" in capabilities(update) and callable(hook) else None
         if layers is None:
             cfg = self.model.config
             which = f"update {cfg.update!r}" + (f" with options {cfg.update_options}" if cfg.update_options else "")
