@@ -126,8 +126,10 @@ def train(
         if implied:
             why = f"--task {task}" if task is not None else f"--loss {config.loss}"
             notes.append(f"preset: {implied} (for {why}; name another with --preset)")
-    if evaluate_after and config.task_name() == "pixels":
-        raise UsageError("--evaluate: a pixels run writes a picture, not a model, so there is nothing to evaluate")
+    from ncacli.registry import TASKS
+
+    if evaluate_after and not TASKS.get(config.task_name(), "task").writes_model:
+        raise UsageError(f"--evaluate: a {config.task_name()} run writes no model, so there is nothing to evaluate")
     if autoencoder is not None:
         config = cfgmod.apply(config, {"task_options": {"autoencoder": autoencoder}}, "--autoencoder")
     try:
@@ -296,7 +298,7 @@ def _fit(trainer, run_dir, saver, quiet: bool, trackers) -> None:
         saver.final(trainer)
         trackers.picture(trainer.iteration, run_dir.preview_path)
     except WriteError as exc:  # the files written before are whole: say where the run stands
-        can_resume = (run_dir.path / RESUME).exists() and trainer.config.task_name() != "pixels"
+        can_resume = (run_dir.path / RESUME).exists()  # a run that writes no model keeps no resume file
         hint = saver.resume_hint if can_resume else "nothing was saved to resume from"
         raise WriteError(f"{exc} (training stopped at iteration {trainer.iteration}; {hint})") from None
     console.print(saver.done, highlight=False)

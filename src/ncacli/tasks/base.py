@@ -150,6 +150,14 @@ class Task:
         trainer, :class:`ncacli.train.loop.Trainer`, which training builds itself."""
         return None
 
+    # False: the run's result is not a model file (a picture): nothing to resume, evaluate or load, and the
+    # task's own trainer comes with its own saver
+    writes_model: ClassVar[bool] = True
+
+    def saver(self, config: Config, run_dir: Any) -> Any:
+        """How a run of a task that writes no model keeps its work (a :class:`ncacli.train.session.Saver`)."""
+        raise NotImplementedError(f"the {self.name!r} task writes no model and keeps nothing (Task.saver)")
+
     # what the NCA trainer asks of a task
     def seeds(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` starting states ``(n, C, H, W)``."""

@@ -15,6 +15,7 @@ class PixelsTask(ImageTask):
     summary = "optimise the picture's pixels directly (nca-clip's baseline; no NCA, writes pixels.png)"
     perturbations = ()
     capabilities = frozenset()
+    writes_model = False
 
     def trainer(self, config: Any, device: Any, world: Any = None) -> Any:
         from ncacli.errors import NcaError
@@ -23,3 +24,8 @@ class PixelsTask(ImageTask):
         if world is not None:
             raise NcaError("--task pixels trains in one process: run it without torchrun")
         return PixelTrainer(config, self.target, device)
+
+    def saver(self, config: Any, run_dir: Any) -> Any:
+        from ncacli.train.pixels import pixel_saver
+
+        return pixel_saver(config, run_dir)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from ncacli.config import Config
 from ncacli.losses.objective import make_objective
 from ncacli.train.loop import NonFiniteLoss, Record, grid_of, lr_factor
+from ncacli.train.session import Saver
 
 
 class PixelTrainer:
@@ -60,3 +63,25 @@ class PixelTrainer:
         self.iteration += 1
         self.seconds += time.perf_counter() - start
         return Record(self.iteration, value, lr, 0, self.seconds, dict(self.loss_fn.last))
+
+
+def pixel_saver(config: Any, run_dir: Any) -> Saver:
+    """nca-clip's baseline writes pictures: a checkpoint PNG every ``checkpoint_every``, then pixels.png."""
+    from ncacli.io.files import atomic_write_bytes
+    from ncacli.io.images import grid_png
+
+    image = run_dir.path / "pixels.png"
+
+    def write(path: Path, tr) -> Path:
+        with torch.no_grad():
+            atomic_write_bytes(path, grid_png(tr.state(), scale=1, background=config.background))
+        return path
+
+    return Saver(
+        checkpoint=lambda tr: write(run_dir.path / "checkpoints" / f"step-{tr.iteration:06d}.png", tr),
+        final=lambda tr: write(image, tr),
+        kept=lambda: sorted((run_dir.path / "checkpoints").glob("step-*.png")),
+        done=f"picture: {image}",
+        resume_hint="pixels runs cannot be resumed",
+        outputs={"image": str(image)},
+    )

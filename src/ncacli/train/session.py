@@ -23,6 +23,7 @@ class Saver:
     kept: Callable[[], list[Path]]
     done: str
     resume_hint: str
+    outputs: dict[str, str] = field(default_factory=dict)  # what the run's summary names: its files
 
 
 @dataclass
@@ -49,13 +50,9 @@ class Session:
 
     def summary(self) -> dict[str, Any]:
         """What ``nca train`` prints last, as JSON."""
-        out: dict[str, Any] = {"run_dir": str(self.run_dir.path)}
-        if self.config.task_name() == "pixels":
-            out.update(image=str(self.run_dir.path / "pixels.png"), iterations=self.trainer.iteration)
-            out["loss"] = self.last_loss()
-        else:
-            out.update(model=str(self.run_dir.model_path), preview=str(self.run_dir.preview_path))
-            out.update(iterations=self.trainer.iteration, loss=self.last_loss())
+        out: dict[str, Any] = {"run_dir": str(self.run_dir.path), **self.saver.outputs}
+        out.update(iterations=self.trainer.iteration, loss=self.last_loss())
+        if self.task.writes_model:
             out.update(device=str(self.trainer.device), engine=self.engine)
         if self.untrained:
             out["random_weights"] = self.untrained
@@ -81,8 +78,10 @@ def resumed_config(path: Path, overrides: dict[str, Any]):
         raise NcaError(f"{path}: not a run directory (no config.toml)")
     config = cfgmod.apply(cfgmod.Config(), legacy(cfgmod.read_toml(path / "config.toml", "config")), str(path))
     config = cfgmod.apply(config, {k: v for k, v in overrides.items() if v is not None}, "option")
-    if config.task_name() == "pixels":
-        raise NcaError(f"{path}: a pixels run cannot be resumed; start it again")
+    from ncacli.registry import TASKS
+
+    if not TASKS.get(config.task_name(), "task").writes_model:
+        raise NcaError(f"{path}: a {config.task_name()} run writes no model and cannot be resumed; start it again")
     return config
 
 
@@ -139,12 +138,12 @@ def open_session(
     untrained = random_weights(config)  # refused here outside the tests
     notes = list(notes or [])
     notes += [f"{net}: random weights (a test of the pipeline; the model learns nothing real)" for net in untrained]
-    if config.task_name() == "pixels":
+    if not task.writes_model:
         if world is not None:
-            raise UsageError("--task pixels trains in one process: run it without torchrun")
+            raise UsageError(f"--task {config.task_name()} trains in one process: run it without torchrun")
         trainer = task.trainer(config, device(config.device))
         run_dir.create(config)
-        return Session(config, task, run_dir, trainer, _pixel_saver(config, run_dir), None, notes, untrained)
+        return Session(config, task, run_dir, trainer, task.saver(config, run_dir), None, notes, untrained)
     dev = device(config.device)
     if world is not None:  # torchrun: join the process group; rank 0 alone writes and prints
         dev = world.init(dev)
@@ -168,31 +167,9 @@ def open_session(
         kept=run_dir.checkpoints,
         done=f"model: {run_dir.model_path}\npreview: {run_dir.preview_path}",
         resume_hint=f"continue with `{distributed.train_command(world)} --resume {run_dir.path}`",
+        outputs={"model": str(run_dir.model_path), "preview": str(run_dir.preview_path)},
     )
     return Session(config, task, run_dir, trainer, saver, chosen, notes, untrained, world)
-
-
-def _pixel_saver(config: Any, run_dir: Any) -> Saver:
-    """nca-clip's baseline writes pictures: a checkpoint PNG every ``checkpoint_every``, then pixels.png."""
-    import torch
-
-    from ncacli.io.files import atomic_write_bytes
-    from ncacli.io.images import grid_png
-
-    image = run_dir.path / "pixels.png"
-
-    def write(path: Path, tr) -> Path:
-        with torch.no_grad():
-            atomic_write_bytes(path, grid_png(tr.state(), scale=1, background=config.background))
-        return path
-
-    return Saver(
-        checkpoint=lambda tr: write(run_dir.path / "checkpoints" / f"step-{tr.iteration:06d}.png", tr),
-        final=lambda tr: write(image, tr),
-        kept=lambda: sorted((run_dir.path / "checkpoints").glob("step-*.png")),
-        done=f"picture: {image}",
-        resume_hint="pixels runs cannot be resumed",
-    )
 
 
 def train_run(config: Any, out: Path, quiet: bool = True, engine: str = "auto", log: tuple = ()) -> dict[str, Any]:
