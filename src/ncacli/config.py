@@ -28,6 +28,8 @@ from ncacli.names import (  # noqa: F401  (GROWTH_LOSSES is read from here by th
     STYLE_LOSSES,
 )
 
+DEFAULT_TASK = "image"  # what a config trains that names no task and no objective that implies one
+
 # keys of 0.1.0 run directories that are now spelled otherwise (read by --resume): old → new value
 LEGACY_KEYS = {"model": lambda v: {"task": "pixels"} if v == "pixels" else {}}
 
@@ -98,11 +100,8 @@ class Config(ModelConfig):
         return [("target", t) for t in self.targets] + [("emoji", e) for e in self.emojis]
 
     def task_name(self) -> str:
-        """The task: as named, else what the objective implies."""
-        if self.task:
-            return self.task
-        names = loss_names(self.loss)
-        return "text" if "clip" in names else "texture" if "style" in names else "image"
+        """The task: as named, else the one the objective implies (:func:`implied_task`)."""
+        return self.task or implied_task(self.loss)
 
     def model_config(self) -> ModelConfig:
         names = {f.name for f in fields(ModelConfig)}
@@ -373,6 +372,15 @@ def _validate_damage(config: Config) -> None:
         )
     if config.damage_center not in DAMAGE_CENTERS:
         raise UsageError(f"damage_center must be one of {', '.join(DAMAGE_CENTERS)}, not {config.damage_center!r}")
+
+
+def implied_task(loss: str) -> str:
+    """The task a config that names none trains: the first, in the registry's order, that says it is implied
+    by one of the objectives in ``loss`` (``Task.implied_by``), else :data:`DEFAULT_TASK`."""
+    from ncacli.registry import TASKS
+
+    names = set(loss_names(loss))
+    return next((name for name in TASKS if names & set(getattr(TASKS[name], "implied_by", ()))), DEFAULT_TASK)
 
 
 def check_entries(config: Config, origin: str = "config") -> None:

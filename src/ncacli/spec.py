@@ -78,10 +78,10 @@ class ModelSpec:
         """A 0.1.0 file: the architecture in ``config``; grid, seed, background, classes in ``provenance``."""
         model = ModelConfig.from_dict(config)
         loss = str(provenance.get("loss", "mse"))
-        names = loss.split("+")
-        name = "text" if "clip" in names else "texture" if "style" in names else "image"
+        from ncacli.config import implied_task
+
         task = TaskSpec(
-            name=name,
+            name=implied_task(loss),
             grid=list(provenance.get("grid", [72, 72])),
             seed_kind=provenance.get("seed_kind", "distill"),
             seed_positions=[list(p) for p in provenance.get("seed_positions") or [[0.5, 0.5]]],

@@ -23,9 +23,8 @@ def subject(model_path: str | None, device: torch.device, seed: int, start: str)
     from ncacli.errors import NcaError
 
     loaded = load(model_path, device, "reference")
-    if loaded.nca.config.condition_channels:
-        what = "a classifier" if loaded.spec.task.name == "classify" else "a conditional model"
-        raise NcaError(f"{model_path}: {what}; nca benchmark times models without a condition")
+    if loaded.nca.config.condition_channels:  # a class, an input image: what the model reads beside its state
+        raise NcaError(f"{model_path}: a conditional model; nca benchmark times models without a condition")
     starts = start_for(start, loaded.nca, lambda b, h, w: loaded.seed(b, (h, w)).cpu(), trained=True)
     return loaded.nca, model_path, starts
 

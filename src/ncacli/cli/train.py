@@ -205,17 +205,15 @@ def _loss_from_inputs(prompt: str | None, style: str | None) -> str | None:
 
 
 def _implied_preset(loss: str | None, task: str | None, data: str | None) -> str | None:
-    """The preset the inputs imply when none is named: texture for style, clip for clip (nca-clip's recipe);
-    for --task classify, the preset of its data (classify-mnist, classify-cifar10; else classify-digits); for
-    any other task with a preset of its name (video, latent, texture), that preset."""
-    from ncacli.config import list_presets
+    """The preset the inputs imply when none is named: the named task's, or that of the task the loss implies
+    (``Task.preset_for``: texture for style, clip for clip, the data set's for a classifier, else the preset of
+    the task's name where there is one)."""
+    from ncacli.config import implied_task
+    from ncacli.registry import TASKS
 
-    if task not in (None, "classify") and task in list_presets():
-        return task
-    if task == "classify":
-        return {"mnist": "classify-mnist", "cifar10": "classify-cifar10"}.get(data or "", "classify-digits")
-    names = (loss or "").split("+")
-    return "texture" if "style" in names else "clip" if "clip" in names else None
+    if task is None and not loss:
+        return None
+    return TASKS.get(task or implied_task(loss), "task").preset_for(data)
 
 
 def _parse_weights(text: str) -> dict[str, float]:

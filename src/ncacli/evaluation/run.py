@@ -234,9 +234,10 @@ def _style_image(path: str, model: Any, style: str | None):
     stored = model.task.tensors.get(STYLE)
     if stored is not None:
         return stored, model.provenance.get("target") or "the model's style image"
-    task = model.spec.task.name
-    what = "saved before texture models kept theirs" if task == "texture" else f"a model of the {task} task"
-    raise NcaError(f"{path}: no style image in the model ({what}); name one with --style FILE")
+    raise NcaError(
+        f"{path}: no style image in the model (a model of the {model.spec.task.name} task, or one saved before "
+        "texture models kept theirs); name one with --style FILE"
+    )
 
 
 def _run_config(path: str) -> dict:

@@ -113,6 +113,18 @@ class Task:
 
     # -- training ------------------------------------------------------------------------------------------
 
+    # objectives that name this task when a config names none: the first task, in the registry's order, one of
+    # whose objectives is in ``loss`` (else the config's default task)
+    implied_by: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def preset_for(cls, data: str | None = None) -> str | None:
+        """The preset a run of this task starts from when none is named (``data``: ``--data``); by default the
+        preset of the task's own name, where there is one."""
+        from ncacli.config import list_presets
+
+        return cls.name if cls.name in list_presets() else None
+
     @staticmethod
     def check_config(config: Config) -> None:
         """Refuse a config the task cannot train (its ``task_options`` are already checked against ``Options``)."""

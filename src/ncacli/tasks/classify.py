@@ -56,6 +56,11 @@ class ClassifyTask(DatasetTask):
         self.k = len(spec.task.classes)  # self.data: LabelledImages
         self.grid = tuple(spec.task.grid)
 
+    @classmethod
+    def preset_for(cls, data: str | None = None) -> str | None:
+        """The preset of the data set: classify-mnist, classify-cifar10, else classify-digits."""
+        return {"mnist": "classify-mnist", "cifar10": "classify-cifar10"}.get(data or "", "classify-digits")
+
     @staticmethod
     def check_config(config: Any) -> None:
         o = Options(**config.task_options)

@@ -278,6 +278,12 @@ PREVIEW_STEPS = (96, 200)
 class TextTask(ImageTask):
     name = "text"
     summary = "grow towards a text prompt through CLIP (nca-clip)"
+    implied_by = ("clip",)
+
+    @classmethod
+    def preset_for(cls, data: str | None = None) -> str | None:
+        return "clip"  # nca-clip's recipe
+
     perturbations = ("damage", "none")
 
 
@@ -291,6 +297,7 @@ class TextureTask(ImageTask):
 
     name = "texture"
     summary = "grow a texture under a VGG style loss"
+    implied_by = ("style",)
     perturbations = ("damage", "none")
     evaluation_metrics = ("style",)  # nca evaluate's default: there is no target picture
     damage_shape = "top"  # the NCAtorch review's 50% horizontal removal (Figure 11): the upper half
