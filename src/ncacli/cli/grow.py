@@ -32,6 +32,9 @@ def grow(
     condition_map: Optional[str] = typer.Option(
         None, "--condition-map", help="Conditional models: an image whose brightness picks each cell's class."
     ),
+    input_image: Optional[str] = typer.Option(
+        None, "--input", help="Models that read an input: what to grow from (see the model's task)."
+    ),
     fmt: Optional[str] = typer.Option(None, "--format", help="png or state (default from --out)."),
     transparent: bool = typer.Option(False, "--transparent", help="Keep alpha in the PNG instead of white."),
     scale: int = typer.Option(1, "--scale", min=1, help="Upscale the PNG by this factor (nearest)."),
@@ -64,7 +67,7 @@ def grow(
     else:
         grid = None if size is None else parse_grid(size)
         state, start = m.seed(batch, grid, seed), 0
-    asked = Asked(condition=condition, condition_map=condition_map, model=model_path)
+    asked = Asked(condition=condition, condition_map=condition_map, input=input_image, model=model_path)
     cond = m.task.schedule(asked, tuple(state.shape[2:]), steps).condition
     plan = zoom_plan(m, model_path, state, cond, fractal, steps) if fractal is not None else None
     state = m.grow(steps, state, seed, cond, zoom=fractal).cpu()

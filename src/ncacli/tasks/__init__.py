@@ -9,6 +9,6 @@ objective and the evaluation), what a perturbation is, and how a state is shown.
 autoencoder's latent space). See ``docs/plugins.md`` for adding one.
 """
 
-from ncacli.tasks.base import Batch, DatasetTask, Task, task_for
+from ncacli.tasks.base import Asked, Batch, DatasetTask, Schedule, Task, task_for
 
-__all__ = ["Batch", "DatasetTask", "Task", "task_for"]
+__all__ = ["Asked", "Batch", "DatasetTask", "Schedule", "Task", "task_for"]
