@@ -78,6 +78,12 @@ class Model:
         """How ``state`` looks, as the task shows it: RGB ``(B, 3, H, W)`` in [0, 1]."""
         return self.task.picture(state, condition)
 
+    def rgba(self, state: torch.Tensor) -> torch.Tensor:
+        """The picture ``state`` stands for, premultiplied RGBA ``(B, 4, H·scale, W·scale)`` on the CPU (a latent
+        model's decoded)."""
+        with torch.no_grad():
+            return self.task.rgba(state.to(self.device)).cpu()
+
 
 def load(path: str | Path, device: str = "cpu", engine: str = "auto") -> Model:
     """A model file (any version this toolkit reads), or the name of a zoo model, → :class:`Model` on ``device``,

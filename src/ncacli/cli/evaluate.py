@@ -89,39 +89,10 @@ def evaluate(
     from ncacli.cli.common import load
     from ncacli.evaluation.run import evaluate_model
 
-    window = None
-    if stage1 is not None:
-        parts = [v.strip() for v in stage1.split("-")]
-        if len(parts) != 2 or not all(v.isdigit() for v in parts):
-            raise UsageError(f"--stage1 {stage1!r}: expected two steps like 64-96")
-        window = (int(parts[0]), int(parts[1]))
+    options = _options(dict(locals()))
     path = _model_file(model_path)
     model = load(path, device_name, engine)
-    report = evaluate_model(
-        model,
-        perturb=perturb,
-        shape=shape,
-        radius=radius,
-        center=parse_pair(center, "--center") if center is not None else None,
-        metrics=[m.strip() for m in metric.split(",") if m.strip()] if metric is not None else None,
-        lpips_net=lpips_net,
-        lpips_weights=lpips_weights,
-        trials=trials,
-        seed=seed,
-        stage1=window,
-        stage2=stage2,
-        perturb_at=perturb_at,
-        final=final,
-        target=target,
-        emoji=emoji,
-        condition=condition,
-        condition_to=condition_to,
-        curve_every=every or (1 if plot is not None else 0),
-        vgg_weights=vgg_weights,
-        style=style,
-        damage_space=damage_space,
-        frames=frames,
-    )
+    report = evaluate_model(model, **options)
     document = report.document
     if plot is not None:
         if report.plot is None:
@@ -133,6 +104,30 @@ def evaluate(
     print_table(rich_table(report.table))
     if json_out:
         emit_json(document)
+
+
+def _options(given: dict) -> dict:
+    """The verb's options as :func:`ncacli.evaluation.run.evaluate_model` takes them: ``--stage1 64-96`` a
+    pair of steps, ``--center`` a pair, ``--metric`` a list, ``--every`` the curve's spacing (1 for ``--plot``)."""
+    import inspect
+
+    from ncacli.evaluation.run import evaluate_model
+
+    window = None
+    if given["stage1"] is not None:
+        parts = [v.strip() for v in given["stage1"].split("-")]
+        if len(parts) != 2 or not all(v.isdigit() for v in parts):
+            raise UsageError(f"--stage1 {given['stage1']!r}: expected two steps like 64-96")
+        window = (int(parts[0]), int(parts[1]))
+    metric, center = given["metric"], given["center"]
+    parsed = {
+        "stage1": window,
+        "center": parse_pair(center, "--center") if center is not None else None,
+        "metrics": [m.strip() for m in metric.split(",") if m.strip()] if metric is not None else None,
+        "curve_every": given["every"] or (1 if given["plot"] is not None else 0),
+    }
+    names = [n for n in inspect.signature(evaluate_model).parameters if n != "model"]
+    return {name: parsed[name] if name in parsed else given[name] for name in names}
 
 
 def _model_file(name: str | None) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -16,6 +16,9 @@ from ncacli.cli.common import (
     wants_state,
     write_picture_or_state,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 
 def grow(
@@ -50,54 +53,53 @@ def grow(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (not with --out -)."),
 ) -> None:
     """Grow a pattern: from the model's seed, or on from a state (`--from`)."""
-    from ncacli.cli.common import parse_grid
     from ncacli.errors import UsageError
     from ncacli.tasks.base import Asked
 
-    as_state = wants_state(out, fmt)
+    as_state = wants_state(out, fmt) or latent
     fractal = zoom_of(zoom, zoom_every, zooms, zoom_mode, steps)
     if model_path == "-" and from_state == "-":
         raise UsageError("only one of MODEL and --from can be read from stdin")
     m = load(model_path, device_name, engine)
     if m.task.not_grown:
         raise UsageError(f"{model_path}: {m.task.not_grown}")
-    cfg = m.nca.config
-    if from_state is not None:
-        state, start = read_state(from_state, cfg.channels)
-    else:
-        grid = None if size is None else parse_grid(size)
-        state, start = m.seed(batch, grid, seed), 0
+    if latent and m.task.scale == 1:
+        raise UsageError(f"--latent: {model_path} grows in pixel space; its state is its picture (--format state)")
+    state, start = _start(m, from_state, size, batch, seed)
     asked = Asked(condition=condition, condition_map=condition_map, input=input_image, model=model_path)
     cond = m.task.schedule(asked, tuple(state.shape[2:]), steps).condition
     plan = zoom_plan(m, model_path, state, cond, fractal, steps) if fractal is not None else None
     state = m.grow(steps, state, seed, cond, zoom=fractal).cpu()
-    if latent and m.task.scale == 1:
-        raise UsageError(f"--latent: {model_path} grows in pixel space; its state is its picture (--format state)")
-    as_state = as_state or latent
-    import torch
-
-    with torch.no_grad():  # a latent model's picture is decoded
-        shown = state if as_state else m.task.rgba(state[:1].to(m.device)).cpu()
+    shown = state if as_state else m.rgba(state[:1])  # a latent model's picture is decoded
     kind = write_picture_or_state(out, shown, start + steps, transparent, scale, as_state, background_of(m.spec))
+    _report(m, out, kind, state, start, steps, plan, json_out and out != "-")
+
+
+def _start(m, from_state: str | None, size: str | None, batch: int, seed: int) -> tuple[torch.Tensor, int]:
+    """The state to grow from and its step: ``--from``'s, else ``batch`` seeds on ``--grid``."""
+    from ncacli.cli.common import parse_grid
+
+    if from_state is not None:
+        return read_state(from_state, m.nca.config.channels)
+    return m.seed(batch, None if size is None else parse_grid(size), seed), 0
+
+
+def _report(m, out: str, kind: str, state: torch.Tensor, start: int, steps: int, plan, as_json: bool) -> None:
+    """The summary of a growth: JSON on stdout, or one line on stderr."""
+    cfg = m.nca.config
     # without alive masking (textures) alpha is one more hidden channel: no cell is "dead"
     alive = int((state[:, 3] > cfg.alive_threshold).sum()) if cfg.alive_masking else None
-    summary = {
-        "out": out,
-        "kind": kind,
-        "steps": steps,
-        "step": start + steps,
-        "shape": list(state.shape),
-        "alive_cells": alive,
-    }
+    summary = {"out": out, "kind": kind, "steps": steps, "step": start + steps, "shape": list(state.shape)}
+    summary["alive_cells"] = alive
     if plan is not None:
         summary["zoom"] = plan
-    if json_out and out != "-":
+    if as_json:
         emit_json(summary)
-    else:
-        cells = f", {alive} alive cells" if alive is not None else ""
-        if plan is not None:
-            cells += f", grid {state.shape[2]}×{state.shape[3]}"
-        console.print(f"grew {steps} steps → {out} ({kind}{cells})", highlight=False)
+        return
+    cells = f", {alive} alive cells" if alive is not None else ""
+    if plan is not None:
+        cells += f", grid {state.shape[2]}×{state.shape[3]}"
+    console.print(f"grew {steps} steps → {out} ({kind}{cells})", highlight=False)
 
 
 ZOOM_FLAGS = {"factor": "--zoom", "every": "--zoom-every", "times": "--zooms", "mode": "--zoom-mode"}

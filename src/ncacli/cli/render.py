@@ -63,10 +63,9 @@ def render(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Write a video of the NCA growing (and regrowing after `--damage-at`), or an interactive page."""
-    from ncacli import api
-    from ncacli.cli.common import check_name, parse_grid, read_state
-    from ncacli.cli.grow import check_zoomable, zoom_of, zoom_plan
-    from ncacli.engine import SHAPES, damage_mask
+    from ncacli.cli.common import check_name, parse_grid
+    from ncacli.cli.grow import check_zoomable, zoom_of
+    from ncacli.engine import SHAPES
     from ncacli.errors import UsageError
     from ncacli.io.video import FORMATS, write_video
     from ncacli.tasks.base import Asked
@@ -79,7 +78,6 @@ def render(
         return _page(model_path, out, size, scale, steps_per_frame, title, asked, json_out)
     if steps_per_frame is not None or title is not None:
         raise UsageError("--steps-per-frame and --title are for pages (out.html)")
-    scale = scale or 4
     if out.suffix.lower() not in FORMATS:
         raise UsageError(f"{out}: unsupported output {out.suffix!r}; use .gif, .mp4 or .html")
     check_name("damage shape", shape, list(SHAPES))
@@ -87,29 +85,38 @@ def render(
     m = load(model_path, device_name, engine)
     if fractal is not None:
         check_zoomable(m, model_path)
-    own = m.task.video(m, asked, scale, seed)  # a task that shows something other than a growth
-    if own is not None:
-        shown, summary = own
-    else:
-        model, dev = m.nca, m.device
-        state = read_state(from_state, model.config.channels)[0][:1].to(dev) if from_state is not None else None
-        if state is None:
-            state = m.seed(grid=size, seed=seed)
-        _, _, h, w = state.shape
-        s = m.task.scale  # a latent model's damage is cut in its picture's pixels
-        mask = damage_mask(h * s, w * s, shape, parse_pair(center, "--center"), radius, device=dev)
-        schedule = m.task.schedule(asked, (h, w), steps, every)
-        plan = zoom_plan(m, model_path, state, schedule.condition, fractal, steps) if fractal is not None else None
-        shown = api.frames(m, steps, every, scale, seed, state, schedule.condition, damage_at, mask, zoom=fractal)
-        summary = {"frames": len(shown), "steps": steps, "damage_at": damage_at, **schedule.about}
-        if plan is not None:
-            summary["zoom"] = plan
+    damage = (damage_at, shape, parse_pair(center, "--center"), radius)
+    own = m.task.video(m, asked, scale or 4, seed)  # a task that shows something other than a growth
+    shown, summary = own or _growth(m, asked, from_state, size, steps, every, scale or 4, seed, damage, fractal)
     write_video(out, shown, fps)
     summary = {"out": str(out), **summary, "fps": fps}
     if json_out:
         emit_json(summary)
     else:
         console.print(f"rendered {len(shown)} frames → {out}", highlight=False)
+
+
+def _growth(m, asked, from_state, size, steps, every, scale, seed, damage, fractal) -> tuple[list, dict]:
+    """The frames of the growth from the seed (or ``--from``), the pattern damaged at ``--damage-at``, the
+    condition of each step from the task → ``(frames, summary)``."""
+    from ncacli import api
+    from ncacli.cli.common import read_state
+    from ncacli.cli.grow import zoom_plan
+    from ncacli.engine import damage_mask
+
+    damage_at, shape, center, radius = damage
+    if from_state is not None:
+        state = read_state(from_state, m.nca.config.channels)[0][:1].to(m.device)
+    else:
+        state = m.seed(grid=size, seed=seed)
+    _, _, h, w = state.shape
+    s = m.task.scale  # a latent model's damage is cut in its picture's pixels
+    mask = damage_mask(h * s, w * s, shape, center, radius, device=m.device)
+    schedule = m.task.schedule(asked, (h, w), steps, every)
+    plan = zoom_plan(m, asked.model, state, schedule.condition, fractal, steps) if fractal is not None else None
+    shown = api.frames(m, steps, every, scale, seed, state, schedule.condition, damage_at, mask, zoom=fractal)
+    summary = {"frames": len(shown), "steps": steps, "damage_at": damage_at, **schedule.about}
+    return shown, summary if plan is None else {**summary, "zoom": plan}
 
 
 def _page(model_path, out, grid, scale, steps_per_frame, title, asked, json_out) -> None:
