@@ -205,15 +205,19 @@ def _loss_from_inputs(prompt: str | None, style: str | None) -> str | None:
 
 
 def _implied_preset(loss: str | None, task: str | None, data: str | None) -> str | None:
-    """The preset the inputs imply when none is named: the named task's, or that of the task the loss implies
-    (``Task.preset_for``: texture for style, clip for clip, the data set's for a classifier, else the preset of
-    the task's name where there is one)."""
-    from ncacli.config import implied_task
+    """The preset the inputs imply when none is named: the named task's, else that of the task the loss's first
+    objective implies (``Task.preset_for``: texture for style, clip for clip, the data set's for a classifier,
+    else the preset of the task's name where there is one)."""
+    from ncacli.config import loss_names
     from ncacli.registry import TASKS
 
-    if task is None and not loss:
-        return None
-    return TASKS.get(task or implied_task(loss), "task").preset_for(data)
+    if task is not None:
+        return TASKS.get(task, "task").preset_for(data)
+    for objective in loss_names(loss) if loss else []:  # the first objective that implies a task (style+clip: texture)
+        implied = [TASKS[name] for name in TASKS if objective in getattr(TASKS[name], "implied_by", ())]
+        if implied:
+            return implied[0].preset_for(data)
+    return None
 
 
 def _parse_weights(text: str) -> dict[str, float]:
