@@ -90,9 +90,7 @@ def train(
 
     loggers = check_loggers(log or [])
     if data is not None and task is None:
-        from ncacli.io.video_data import SOURCES as VIDEO_SOURCES
-
-        task = "video" if data in VIDEO_SOURCES else "classify"  # the tasks that read --data
+        task = _task_of_data(data)
     if model_kind is not None and task is None:
         task = {"pixels": "pixels", "nca": None}.get(model_kind, model_kind)  # 0.1.0's --model pixels
     if autoencoder is not None and task is None:
@@ -196,6 +194,16 @@ def _target_flags(targets: list[str], emojis: list[str]) -> dict[str, Any]:
     if targets or emojis:
         return {"targets": targets, "emojis": emojis}
     return {}
+
+
+def _task_of_data(data: str) -> str:
+    """The task ``--data`` means: the first, in the registry's order, that says it reads it."""
+    from ncacli.registry import TASKS
+
+    found = next((name for name in TASKS if getattr(TASKS[name], "reads_data", lambda d: False)(data)), None)
+    if found is None:
+        raise UsageError(f"--data {data}: no installed task reads it (not a data set a task names, nor a folder)")
+    return found
 
 
 def _loss_from_inputs(prompt: str | None, style: str | None) -> str | None:

@@ -125,6 +125,12 @@ class Task:
 
         return cls.name if cls.name in list_presets() else None
 
+    @classmethod
+    def reads_data(cls, data: str) -> bool:
+        """Whether ``nca train --data DATA`` without ``--task`` means this task: a data set it names, or a folder
+        it reads (the first task, in the registry's order, that says so)."""
+        return False
+
     @staticmethod
     def check_config(config: Config) -> None:
         """Refuse a config the task cannot train (its ``task_options`` are already checked against ``Options``)."""

@@ -57,6 +57,15 @@ class ClassifyTask(DatasetTask):
         self.grid = tuple(spec.task.grid)
 
     @classmethod
+    def reads_data(cls, data: str) -> bool:
+        """digits, mnist, cifar10, or a folder (of class folders, or a torchvision root)."""
+        from pathlib import Path
+
+        from ncacli.io.datasets import SOURCES
+
+        return data in SOURCES or Path(data).is_dir()
+
+    @classmethod
     def preset_for(cls, data: str | None = None) -> str | None:
         """The preset of the data set: classify-mnist, classify-cifar10, else classify-digits."""
         return {"mnist": "classify-mnist", "cifar10": "classify-cifar10"}.get(data or "", "classify-digits")

@@ -53,6 +53,13 @@ class VideoTask(DatasetTask):
     perturbations = ("none",)
     Options = Options
 
+    @classmethod
+    def reads_data(cls, data: str) -> bool:
+        """moving-digits or moving-mnist (a folder of .npy videos: with --task video)."""
+        from ncacli.io.video_data import SOURCES
+
+        return data in SOURCES
+
     def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
         super().__init__(spec, tensors, device)
         self.options = Options(**spec.task.options.get("settings", {}))
