@@ -81,55 +81,15 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train an NCA for a task (default from the preset); the last stdout line is JSON naming the run."""
-    from ncacli import config as cfgmod
+    given = dict(locals())
     from ncacli.train.autoencoder import Interrupted
-    from ncacli.train.session import open_session, resumed_config
-
-    check_name("engine", engine, ENGINE_NAMES)
+    from ncacli.train.session import open_session
     from ncacli.train.tracking import Trackers, check_loggers
 
+    check_name("engine", engine, ENGINE_NAMES)
     loggers = check_loggers(log or [])
-    if data is not None and task is None:
-        task = _task_of_data(data)
-    if model_kind is not None and task is None:
-        task = {"pixels": "pixels", "nca": None}.get(model_kind, model_kind)  # 0.1.0's --model pixels
-    if autoencoder is not None and task is None:
-        task = "latent"  # the task that reads --autoencoder
     world = distributed.World.from_env()  # None unless started by torchrun
-    flags = {
-        **_target_flags(target or [], emoji or []),
-        "prompt": prompt,
-        "style": style,
-        "loss": loss or _loss_from_inputs(prompt, style),
-        "loss_weights": _parse_weights(loss_weights) if loss_weights is not None else None,
-        "task": task,
-        "task_options": {"data": data} if data is not None else None,
-        "clip_model": clip_model,
-        "clip_pretrained": clip_pretrained,
-        "style_loss": style_loss,
-        "vgg_weights": vgg_weights,
-        "iters": iters,
-        "batch": batch,
-        "size": size,
-        "padding": padding,
-        "seed": seed,
-        "device": device_name,
-    }
-    notes = []
-    if resume is not None:
-        config = resumed_config(resume, {"iters": iters, "device": device_name})
-    else:
-        implied = _implied_preset(flags["loss"], task, data) if preset is None and config_file is None else None
-        config = cfgmod.resolve(preset or implied, config_file, sets, flags)
-        if implied:
-            why = f"--task {task}" if task is not None else f"--loss {config.loss}"
-            notes.append(f"preset: {implied} (for {why}; name another with --preset)")
-    from ncacli.registry import TASKS
-
-    if evaluate_after and not TASKS.get(config.task_name(), "task").writes_model:
-        raise UsageError(f"--evaluate: a {config.task_name()} run writes no model, so there is nothing to evaluate")
-    if autoencoder is not None:
-        config = cfgmod.apply(config, {"task_options": {"autoencoder": autoencoder}}, "--autoencoder")
+    config, notes = _config(given)
     try:
         session = open_session(config, out, resume, engine, world, notes, quiet)
     except Interrupted as exc:
@@ -153,6 +113,48 @@ def train(
     trackers.finish(figures)
     if session.writes:
         emit_json(summary)
+
+
+def _config(g: dict[str, Any]) -> tuple[Any, list[str]]:
+    """The run's configuration from the verb's options (``g``, by name): read back from ``--resume``'s run, or
+    defaults < preset (named, else the one the inputs imply) < ``--config`` < ``--set`` < flags; and the notes
+    to print first (the preset implied)."""
+    from ncacli import config as cfgmod
+    from ncacli.registry import TASKS
+    from ncacli.train.session import resumed_config
+
+    task, data, prompt, style = g["task"], g["data"], g["prompt"], g["style"]
+    if data is not None and task is None:
+        task = _task_of_data(data)
+    if g["model_kind"] is not None and task is None:
+        task = {"pixels": "pixels", "nca": None}.get(g["model_kind"], g["model_kind"])  # 0.1.0's --model pixels
+    if g["autoencoder"] is not None and task is None:
+        task = "latent"  # the task that reads --autoencoder
+    flags = {
+        **_target_flags(g["target"] or [], g["emoji"] or []),
+        "loss": g["loss"] or _loss_from_inputs(prompt, style),
+        "loss_weights": _parse_weights(g["loss_weights"]) if g["loss_weights"] is not None else None,
+        "task": task,
+        "task_options": {"data": data} if data is not None else None,
+        "device": g["device_name"],
+    }
+    keys = ("prompt", "style", "clip_model", "clip_pretrained", "style_loss", "vgg_weights", "iters", "batch")
+    flags.update({key: g[key] for key in (*keys, "size", "padding", "seed")})
+    notes = []
+    if g["resume"] is not None:
+        config = resumed_config(g["resume"], {"iters": g["iters"], "device": g["device_name"]})
+    else:
+        preset, named = g["preset"], g["preset"] is not None or g["config_file"] is not None
+        implied = None if named else _implied_preset(flags["loss"], task, data)
+        config = cfgmod.resolve(preset or implied, g["config_file"], g["sets"], flags)
+        if implied:
+            why = f"--task {task}" if task is not None else f"--loss {config.loss}"
+            notes.append(f"preset: {implied} (for {why}; name another with --preset)")
+    if g["evaluate_after"] and not TASKS.get(config.task_name(), "task").writes_model:
+        raise UsageError(f"--evaluate: a {config.task_name()} run writes no model, so there is nothing to evaluate")
+    if g["autoencoder"] is not None:
+        config = cfgmod.apply(config, {"task_options": {"autoencoder": g["autoencoder"]}}, "--autoencoder")
+    return config, notes
 
 
 def _evaluate(session) -> dict[str, float]:
