@@ -77,45 +77,26 @@ def benchmark(
     json_out: bool = typer.Option(False, "--json", help="Also print one JSON document on stdout."),
 ) -> None:
     """Time training iterations and inference rollouts, and their peak memory, beside a plain reference."""
-    custom = size is not None or batch is not None or steps is not None
-    if suite is not None:
-        from ncacli.registry import SUITES
-
-        SUITES.get(suite, "suite")
-        if custom:
-            raise UsageError("--size/--batch/--steps make one custom configuration; leave out --suite")
-    scaling_sizes = _sizes(sizes) if sizes is not None else None
-    check_name("start", start, list(STARTS))
-    check_name("engine", engine, list(ENGINES))
-    from ncacli.bench import Settings, cases_for, custom_case, run_benchmark
+    from ncacli.bench import Settings, run_benchmark
     from ncacli.bench.subject import subject, threads_set
-
-    dev = device(device_name)
     from ncacli.engine.device import auto_engine
 
+    cases, suite = _cases(suite, sizes, size, batch, steps, bool(model_paths))
+    check_name("start", start, list(STARTS))
+    check_name("engine", engine, list(ENGINES))
+    dev = device(device_name)
     engine_option, engine = engine, auto_engine(dev) if engine == "auto" else engine
     paths: list[str | None] = list(model_paths) if model_paths else [None]
     subjects = [subject(path, dev, seed, start) for path in paths]  # every file checked before any timing
-    if suite is None and (custom or model_paths):
-        cases, suite = [custom_case(size, batch, steps)], "custom"
-    else:
-        suite = suite or "standard"
-        cases = cases_for(suite, scaling_sizes)
     gpu = dev.type != "cpu"
     reports = []
     for model, source, starts in subjects:
         settings = Settings(
-            device=dev,
-            repeats=repeats or (10 if gpu else 3),
-            warmup=warmup or (2 if gpu else 1),
+            device=dev, repeats=repeats or (10 if gpu else 3), warmup=warmup or (2 if gpu else 1),
             max_seconds=max_seconds or None,
             max_memory=int(max_memory * 1024 * 1024) if max_memory is not None else None,
-            seed=seed,
-            checkpoint=checkpoint,
-            start=starts,
-            start_name=start,
-            engine=engine,
-        )
+            seed=seed, checkpoint=checkpoint, start=starts, start_name=start, engine=engine,
+        )  # fmt: skip
         with console.status("benchmark: starting", spinner="dots") as status, threads_set(threads):
             report = run_benchmark(model, cases, settings, not no_reference, lambda text: status.update(text))
         report = {"suite": suite, "model_source": source, **report, "engine_option": engine_option}
@@ -130,6 +111,25 @@ def benchmark(
         show_between(compared)
     if json_out:
         emit_json(reports[0] if len(reports) == 1 else {"models": reports, "between_models": compared})
+
+
+def _cases(suite: str | None, sizes: str | None, size, batch, steps, models: bool) -> tuple[list, str]:
+    """The configurations to measure and the suite's name: ``--suite``'s (default standard), or one custom
+    configuration from ``--size``/``--batch``/``--steps`` (or a model's, when models are named)."""
+    from ncacli.bench import cases_for, custom_case
+
+    custom = size is not None or batch is not None or steps is not None
+    if suite is not None:
+        from ncacli.registry import SUITES
+
+        SUITES.get(suite, "suite")
+        if custom:
+            raise UsageError("--size/--batch/--steps make one custom configuration; leave out --suite")
+    scaling_sizes = _sizes(sizes) if sizes is not None else None
+    if suite is None and (custom or models):
+        return [custom_case(size, batch, steps)], "custom"
+    suite = suite or "standard"
+    return cases_for(suite, scaling_sizes), suite
 
 
 def between_models(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -14,27 +14,7 @@ def zoo(json_out: bool = typer.Option(False, "--json", help="Print JSON on stdou
     from ncacli.io.model_file import load
     from ncacli.zoo import entries
 
-    rows = []
-    for name, entry in entries().items():
-        loaded = load(entry["path"], "cpu")
-        iterations = f"{entry['iterations']:,}"
-        if entry["iterations"] < entry["budget"]:
-            iterations += f" of {entry['budget']:,}"  # shipped below its preset's budget: said wherever it shows
-        rows.append({
-            "name": name,
-            "task": loaded.spec.task.name,
-            "grid": list(loaded.spec.task.grid),
-            "parameters": sum(t.numel() for t in loaded.model.parameters()),
-            "iterations": entry["iterations"],
-            "budget": entry["budget"],
-            "quality": entry["quality"],
-            "lpips": lpips_of(entry.get("figures", {})),
-            "review": entry.get("review", ""),
-            "summary": entry["summary"],
-            "command": entry["command"],
-            "path": entry["path"],
-            "shown_iterations": iterations,
-        })  # fmt: skip
+    rows = [_row(name, entry, load(entry["path"], "cpu")) for name, entry in entries().items()]
     if json_out:
         emit_json([{k: v for k, v in row.items() if k != "shown_iterations"} for row in rows])
         return
@@ -54,6 +34,28 @@ def zoo(json_out: bool = typer.Option(False, "--json", help="Print JSON on stdou
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _row(name: str, entry: dict, loaded) -> dict:
+    """A zoo model's line: its index entry and what its file says."""
+    iterations = f"{entry['iterations']:,}"
+    if entry["iterations"] < entry["budget"]:
+        iterations += f" of {entry['budget']:,}"  # shipped below its preset's budget: said wherever it shows
+    return {
+        "name": name,
+        "task": loaded.spec.task.name,
+        "grid": list(loaded.spec.task.grid),
+        "parameters": sum(t.numel() for t in loaded.model.parameters()),
+        "iterations": entry["iterations"],
+        "budget": entry["budget"],
+        "quality": entry["quality"],
+        "lpips": lpips_of(entry.get("figures", {})),
+        "review": entry.get("review", ""),
+        "summary": entry["summary"],
+        "command": entry["command"],
+        "path": entry["path"],
+        "shown_iterations": iterations,
+    }
 
 
 def lpips_of(figures: dict) -> dict:
