@@ -293,3 +293,10 @@ def test_a_conditional_latent_model_grows_each_class(capsys, tmp_path):
     code, out_text, err = run_cli(capsys, "evaluate", out, "--perturb", "mutation", "-m", "mse", *short)
     assert code == 0, err
     assert [t["mutated_to"] for t in last_json(out_text)["trials"]] == [1, 0]
+
+
+def test_the_autoencoder_option_names_the_latent_task(capsys, tmp_path):
+    """`--autoencoder` without `--task`: the task that alone reads it (Task.train_options) is taken."""
+    code, _, err = run_cli(capsys, "train", "--autoencoder", tmp_path / "none.safetensors", "--out", tmp_path / "r")
+    assert code == 1
+    one_error_line(err, "none.safetensors", "autoencoder file not found")

@@ -127,9 +127,9 @@ def _config(g: dict[str, Any]) -> tuple[Any, list[str]]:
     if data is not None and task is None:
         task = _task_of_data(data)
     if g["model_kind"] is not None and task is None:
-        task = {"pixels": "pixels", "nca": None}.get(g["model_kind"], g["model_kind"])  # 0.1.0's --model pixels
+        task = None if g["model_kind"] == "nca" else g["model_kind"]  # 0.1.0's --model: a task's name, or nca
     if g["autoencoder"] is not None and task is None:
-        task = "latent"  # the task that reads --autoencoder
+        task = _task_reading("autoencoder")
     flags = {
         **_target_flags(g["target"] or [], g["emoji"] or []),
         "loss": g["loss"] or _loss_from_inputs(prompt, style),
@@ -196,6 +196,13 @@ def _target_flags(targets: list[str], emojis: list[str]) -> dict[str, Any]:
     if targets or emojis:
         return {"targets": targets, "emojis": emojis}
     return {}
+
+
+def _task_reading(option: str) -> str | None:
+    """The task that alone reads ``nca train``'s ``option`` (``Task.train_options``), or None."""
+    from ncacli.registry import TASKS
+
+    return next((name for name in TASKS if option in getattr(TASKS[name], "train_options", ())), None)
 
 
 def _task_of_data(data: str) -> str:

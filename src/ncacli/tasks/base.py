@@ -113,6 +113,9 @@ class Task:
 
     # -- training ------------------------------------------------------------------------------------------
 
+    # options of ``nca train`` that this task alone reads: given without ``--task``, they name it
+    train_options: ClassVar[tuple[str, ...]] = ()
+
     # objectives that name this task when a config names none: the first task, in the registry's order, one of
     # whose objectives is in ``loss`` (else the config's default task)
     implied_by: ClassVar[tuple[str, ...]] = ()

@@ -65,6 +65,7 @@ class LatentTask(ImageTask):
     capabilities = frozenset()  # the page has no decoder: it refuses, naming .gif / .mp4
     Options = Options
     first_stage = True  # trains its autoencoder before the NCA (open_session calls before_training)
+    train_options = ("autoencoder",)  # nca train --autoencoder: reuse a trained one
 
     def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
         super().__init__(spec, tensors, device)
