@@ -226,8 +226,10 @@ class ImageTask(Task):
 
         names, k = self.spec.task.classes, self.classes
         conditions = ("condition", "condition_map", "switch_at", "condition_to", "condition_video")
-        asked.only(conditions if k else (), "a growing model takes --condition" if k else NOT_CONDITIONAL, self.name)
+        why = "a growing model reads no input; it grows from its seed (--condition: a class)"
+        asked.only(conditions, why, self.name)
         if not k:
+            asked.only((), NOT_CONDITIONAL, self.name)
             return Schedule()
         if (asked.switch_at is None) != (asked.condition_to is None):
             raise UsageError("--switch-at and --condition-to go together: switch after step N to class M")
