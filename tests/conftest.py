@@ -157,21 +157,30 @@ def style_png(tmp_path_factory) -> Path:
     return path
 
 
+def preset_config(preset: str):
+    """The configuration a preset and the presets it builds on set, unchecked (no inputs given)."""
+    from ncacli.config import Config, apply, preset_layers
+
+    config = Config()
+    for values, name in preset_layers(preset):
+        config = apply(config, values, name)
+    return config
+
+
 def objective_args(preset: str, tiny_clip: tuple[Path, Path], style_png: Path) -> list[str]:
     """What a shrunk run of ``preset`` needs besides TINY: a prompt and the tiny CLIP, a style and a random VGG."""
-    from ncacli.config import load_preset
-
-    values = load_preset(preset)[0]
-    names = values.get("loss", "mse").split("+")
+    own = preset_config(preset)
+    names = own.loss.split("+")
     args: list[str] = []
-    if values.get("task") == "classify":  # MNIST / CIFAR-10 cannot be downloaded here: the preset on the digits
-        return ["--data", "digits", "--set", "pool_size=16", "--set", "batch=4", "--set", "task_options.fresh=1",
+    if own.task == "classify":  # MNIST / CIFAR-10 cannot be downloaded here: the preset on the digits
+        return ["--data", "digits", "--set", "pool_size=16", "--set", "batch=4", "--set", "task.fresh=1",
                 "--set", "mutation_count=1"]  # fmt: skip
-    if values.get("task") == "latent":  # stage 1 shrunk too: a few iterations of a narrow autoencoder
-        return ["--set", "task_options.ae_iters=3", "--set", "task_options.width=4", "--set", "task_options.ae_batch=2"]
+    if own.task == "latent":  # stage 1 shrunk too: a few iterations of a narrow autoencoder
+        return ["--set", "task.ae_iters=3", "--set", "task.width=4", "--set", "task.ae_batch=2"]
     if "clip" in names:
         args += ["--prompt", "fire", "--clip-model", str(tiny_clip[0]), "--clip-pretrained", str(tiny_clip[1])]
-        args += ["--set", "clip_augmentations=2"]
+        args += ["--set", "objectives.clip.augmentations=2"]
     if "style" in names:
-        args += ["--style", str(style_png), "--set", "vgg_weights=random", "--set", "style_size=24"]
+        args += ["--style", str(style_png), "--set", "objectives.style.vgg_weights=random"]
+        args += ["--set", "objectives.style.size=24"]
     return args

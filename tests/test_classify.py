@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import last_json, one_error_line, run_cli
 
 SHRUNK = ["--iters", "4", "--size", "8", "--padding", "1", "--seed", "1", "--quiet", "--device", "cpu",
-          "--set", "hidden=16", "--set", "pool_size=16", "--set", "batch=4", "--set", "task_options.fresh=1",
+          "--set", "hidden=16", "--set", "pool_size=16", "--set", "batch=4", "--set", "task.fresh=1",
           "--set", "mutation_count=1", "--set", "checkpoint_every=2"]  # fmt: skip
 
 

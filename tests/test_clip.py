@@ -29,14 +29,13 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def config(tiny) -> Config:
     json_path, weights = tiny
-    return replace(
-        Config(),
-        loss="clip",
-        prompt="fire",
-        clip_model=str(json_path),
-        clip_pretrained=str(weights),
-        clip_augmentations=4,
-    )
+    options = {"prompt": "fire", "model": str(json_path), "pretrained": str(weights), "augmentations": 4}
+    return replace(Config(), loss="clip", objectives={"clip": options})
+
+
+def clip_loss(config: Config, **options) -> ClipLoss:
+    """The CLIP loss of ``config``'s ``[objectives.clip]``, with ``options`` changed."""
+    return ClipLoss(None, config, **{**config.objectives["clip"], **options})
 
 
 def _same_weights(model: torch.nn.Module, weights: Path) -> bool:
@@ -226,7 +225,7 @@ def test_hub_reachable_gives_up_quickly():
 
 
 def test_clip_loss_on_a_random_state(config):
-    loss = ClipLoss(None, config)
+    loss = clip_loss(config)
     assert ClipLoss.needs_target is False
     state = _state(3)
     value = loss(state)
@@ -239,7 +238,7 @@ def test_clip_loss_on_a_random_state(config):
 
 
 def test_clip_loss_is_differentiable_in_the_visible_channels(config):
-    loss = ClipLoss(None, config)
+    loss = clip_loss(config)
     state = _state().requires_grad_(True)
     loss(state).sum().backward()
     assert state.grad is not None
@@ -249,8 +248,7 @@ def test_clip_loss_is_differentiable_in_the_visible_channels(config):
 
 @pytest.mark.parametrize("augment", ["crop", "resize"])
 def test_adam_on_the_state_lowers_the_loss(config, augment):
-    cfg = replace(config, clip_augment=augment)
-    loss = ClipLoss(None, cfg)
+    loss = clip_loss(config, augment=augment)
     state = _state(1).requires_grad_(True)
 
     def evaluate() -> float:
@@ -271,25 +269,25 @@ def test_adam_on_the_state_lowers_the_loss(config, augment):
 
 def test_same_generator_seed_same_loss(config):
     state = _state()
-    a, b = ClipLoss(None, config), ClipLoss(None, config)
+    a, b = clip_loss(config), clip_loss(config)
     a.generator = torch.Generator().manual_seed(7)
     b.generator = torch.Generator().manual_seed(7)
     first, second = a(state), b(state)
     assert torch.equal(first, second)
     assert not torch.equal(a(state), first)  # the generator moved on: new views
     b.generator = torch.Generator().manual_seed(8)
-    c = ClipLoss(None, config)
+    c = clip_loss(config)
     c.generator = torch.Generator().manual_seed(8)
     assert torch.equal(b(state), c(state))
     # no generator: a private one seeded with config.seed
-    assert torch.equal(ClipLoss(None, config)(state), ClipLoss(None, config)(state))
-    assert not torch.equal(ClipLoss(None, config)(state), ClipLoss(None, replace(config, seed=5))(state))
+    assert torch.equal(clip_loss(config)(state), clip_loss(config)(state))
+    assert not torch.equal(clip_loss(config)(state), clip_loss(replace(config, seed=5))(state))
 
 
 def test_score_is_the_resize_similarity(config):
     state = _state()
-    crop = ClipLoss(None, config)
-    resize = ClipLoss(None, replace(config, clip_augment="resize"))
+    crop = clip_loss(config)
+    resize = clip_loss(config, augment="resize")
     score = crop.score(state)
     assert score.shape == (2,) and not score.requires_grad
     assert torch.equal(score, crop.score(state))
@@ -332,8 +330,8 @@ def _alive(values: list[float], size: int = 8) -> torch.Tensor:
 
 
 def test_growth_proportional(config):
-    clip = ClipLoss(None, config)
-    growth = GrowthLoss(clip, config)
+    clip = clip_loss(config)
+    growth = GrowthLoss(clip, config.background)
     state = _alive([1.0, 0.0, 0.25])
     clip(state)
     clip.similarity = torch.tensor([0.3, 0.3, 0.3])
@@ -352,18 +350,17 @@ def test_growth_proportional(config):
 
 
 def test_growth_constant_floor(config):
-    clip = ClipLoss(None, config)
-    growth = GrowthLoss(clip, replace(config, growth_loss="constant", growth_floor=0.5))
+    growth = GrowthLoss(clip_loss(config, growth_loss="constant", growth_floor=0.5), config.background)
     value = growth(_alive([0.75, 0.5, 0.25, 0.0]))
     assert torch.allclose(value, torch.tensor([0.0, 0.0, 0.25, 0.5]))
 
 
 def test_growth_gated_by_a_blank_picture(config):
-    clip = ClipLoss(None, config)
-    growth = GrowthLoss(clip, replace(config, growth_loss="gated"))
+    clip = clip_loss(config, growth_loss="gated")
+    growth = GrowthLoss(clip, config.background)
     blank = torch.zeros(1, 8, 10, 10)  # dead cells: white on the white background
     assert growth.baseline == pytest.approx(float(clip.score(blank)[0]), abs=1e-5)
-    black = GrowthLoss(clip, replace(config, growth_loss="gated", background="black"))
+    black = GrowthLoss(clip, "black")
     assert black.baseline != pytest.approx(growth.baseline)
     state = _alive([0.25, 0.25])
     clip(state)
@@ -372,10 +369,10 @@ def test_growth_gated_by_a_blank_picture(config):
 
 
 def test_growth_none_and_batch_mismatch(config):
-    clip = ClipLoss(None, config)
-    none = GrowthLoss(clip, replace(config, growth_loss="none"))
+    clip = clip_loss(config)
+    none = GrowthLoss(clip_loss(config, growth_loss="none"), config.background)
     assert torch.equal(none(_alive([0.0, 1.0])), torch.zeros(2))
-    growth = GrowthLoss(clip, config)
+    growth = GrowthLoss(clip, config.background)
     with pytest.raises(RuntimeError, match="CLIP loss last saw no batch"):
         growth(_alive([0.5]))
     clip(_alive([0.5, 0.5, 0.5]))

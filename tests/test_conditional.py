@@ -142,7 +142,7 @@ def test_config_derives_condition_channels_and_refuses_what_cannot_work():
         ({"emojis": ["🦎"]}, "two or more"),
         ({"condition_channels": 3}, "needs as many targets"),
         ({"emojis": ["🦎", "🦋"], "condition_channels": 3}, "one per class"),
-        ({"emojis": ["🦎", "🦋"], "loss": "clip", "prompt": "fire"}, "mse"),
+        ({"emojis": ["🦎", "🦋"], "loss": "clip", "objectives": {"clip": {"prompt": "fire"}}}, "mse"),
         ({"emojis": ["🦎", "🦋"], "mode": "regenerating", "damage_count": 3, "mutation_count": 5}, "below batch"),
     ):
         with pytest.raises(UsageError, match=message):

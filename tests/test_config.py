@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
-from ncacli.config import Config, list_presets, load_preset, resolve
+from conftest import preset_config
+from ncacli.config import Config, MovedKey, apply, list_presets, load_preset, read_run_config, resolve
 from ncacli.errors import UsageError
 
 
@@ -23,34 +26,47 @@ def test_every_shipped_preset_resolves():
     presets = list_presets()
     assert {"growing", "persistent", "regenerating", "clip", "clip-large", "texture", "conditional"} <= set(presets)
     for name in presets:
-        flags = {"prompt": "fire", "style": "leaves.jpg", "loss": "style+clip", "emojis": []}
-        if load_preset(name)[0].get("task") == "latent":  # trains on its decoded picture's MSE alone
+        flags = {"objectives": {"clip": {"prompt": "fire"}, "style": {"image": "leaves.jpg"}}, "loss": "style+clip"}
+        flags["emojis"] = []
+        own = preset_config(name)
+        if own.task == "latent":  # trains on its decoded picture's MSE alone
             with pytest.raises(UsageError, match="decoded picture's MSE"):
                 resolve(name, flags=flags)
             flags = {"emojis": []}
         config = resolve(name, flags=flags)
         assert config.model_config().channels >= 4
-        loss = load_preset(name)[0].get("loss", "mse").split("+")
-        needed = {"prompt": "fire"} if "clip" in loss else {"style": "leaves.jpg"} if "style" in loss else {}
+        loss = own.loss.split("+")
+        inputs = {"clip": {"prompt": "fire"}, "style": {"image": "leaves.jpg"}}
+        needed = {"objectives": {n: inputs[n] for n in loss if n in inputs}}
         assert resolve(name, flags=needed).loss.split("+") == loss
     assert resolve("regenerating").damage_count == 3 and resolve("growing").iters == 8000
     assert resolve("conditional").condition_channels == 3
 
 
 def test_objective_keys_are_checked():
-    with pytest.raises(UsageError, match="needs a prompt"):
+    with pytest.raises(UsageError, match=r"objective 'clip' needs the option prompt \(--prompt\)"):
         resolve("clip")
-    with pytest.raises(UsageError, match="needs a style image"):
+    with pytest.raises(UsageError, match=r"objective 'style' needs the option image \(--style\)"):
         resolve("texture")
-    with pytest.raises(UsageError, match="prompt is read by the clip loss only"):
-        resolve(flags={"prompt": "fire", "loss": "mse"})
+    with pytest.raises(UsageError, match="objectives.clip.prompt is read by the clip objective only"):
+        resolve(sets=["objectives.clip.prompt=fire", "loss=mse"])
+    with pytest.raises(UsageError, match="the clip objective needs a prompt"):
+        resolve("clip", sets=['objectives.clip.prompt=""'])
+    with pytest.raises(UsageError, match="objectives.clip.augment must be one of crop, resize"):
+        resolve("clip", sets=["objectives.clip.prompt=fire", "objectives.clip.augment=zoom"])
+    with pytest.raises(UsageError, match=r"objective 'style' has no option 'sise' \(did you mean 'size'\?\)"):
+        resolve("texture", sets=["objectives.style.image=a.png", "objectives.style.sise=3"])
+    with pytest.raises(UsageError, match="objective 'style' option size must be an int, not 'big'"):
+        resolve("texture", sets=["objectives.style.image=a.png", "objectives.style.size=big"])
+    with pytest.raises(UsageError, match=r"unknown objective 'clp' \(did you mean 'clip'\?\)"):
+        resolve(sets=["objectives.clp.prompt=fire"])
     with pytest.raises(UsageError, match="loss_weights names 'clip'"):
         resolve(flags={"loss": "mse", "loss_weights": {"clip": 1.0}})
     with pytest.raises(UsageError, match="seed_kind must be one of"):
         resolve(sets=["seed_kind=random"])
     with pytest.raises(UsageError, match="signal_channels"):
         resolve(sets=["signal_channels=13"])
-    config = resolve("clip", sets=["loss_weights={clip = 2.0}"], flags={"prompt": "fire"})
+    config = resolve("clip", sets=["loss_weights={clip = 2.0}"], flags={"objectives": {"clip": {"prompt": "fire"}}})
     assert config.loss_weights == {"clip": 2.0} and config.lr_schedule == "cosine"
     assert "loss_weights = {clip = 2.0}" in config.to_toml()
 
@@ -91,7 +107,11 @@ def test_config_round_trips_through_toml(tmp_path):
     import tomllib
 
     config = resolve("regenerating", None, ["seed_positions=[[0.25, 0.5]]", 'emoji="🦋"'])
-    assert Config(**tomllib.loads(config.to_toml())) == config
+    assert apply(Config(), tomllib.loads(config.to_toml()), "toml") == config
+    assert config.to_toml().startswith("[model]\nchannels = 16\n") and "\n[training]\nmode = " in config.to_toml()
+    texture = resolve("texture", sets=["objectives.style.image=grass.png", "task=texture"])
+    assert apply(Config(), tomllib.loads(texture.to_toml()), "toml") == texture
+    assert '[objectives.style]\nloss = "sot"\nsize = 128\nimage = "grass.png"\n' in texture.to_toml()
 
 
 def test_a_preset_builds_on_another(tmp_path):
@@ -115,3 +135,55 @@ def test_the_review_table1_presets_have_its_sizes():
     assert counts == {"table1": 8096, "table1-conv3": 22976, "table1-conv5": 49856, "table1-combined": 71456}
     review = {"table1": 8e3, "table1-conv3": 23e3, "table1-conv5": 51e3, "table1-combined": 71e3}
     assert all(abs(counts[n] - review[n]) / review[n] < 0.03 for n in counts)
+
+
+def test_sections_and_their_short_form():
+    """A key of the model, target and training sections works in its section and without it; the task's and
+    the objectives' options sit in their own sections; one mechanism names the section in its message."""
+    config = resolve(sets=["model.channels=20", "training.lr=1e-3", "target.size=32", "hidden=64"])
+    assert (config.channels, config.lr, config.size, config.hidden) == (20, 1e-3, 32, 64)
+    assert resolve(sets=["lr=1"]).lr == 1.0 and isinstance(resolve(sets=["lr=1"]).lr, float)
+    with pytest.raises(UsageError, match=r"\[training\] has no key 'channels'"):
+        resolve(sets=["training.channels=20"])
+    with pytest.raises(UsageError, match=r"\[training\] has no key 'lrr' \(did you mean 'lr'\?\)"):
+        resolve(sets=["training.lrr=1"])
+    with pytest.raises(UsageError, match=r"\[model\] option channels must be an int, not 'many'"):
+        resolve(sets=["model.channels=many"])
+    config = resolve(sets=["model.perception.name=conv", "model.perception.kernel_size=5"])
+    assert config.perception == "conv" and config.perception_options == {"kernel_size": 5}
+    config = resolve(flags={"task": {"name": "classify", "data": "digits"}})
+    assert config.task == "classify" and config.task_options["data"] == "digits"
+    with pytest.raises(UsageError, match=r"\[task\]: task 'classify' has no option 'dat' \(did you mean 'data'\?\)"):
+        resolve(sets=["task=classify", "task.dat=digits"])
+
+
+def test_keys_of_earlier_versions_work_with_one_line_each(tmp_path):
+    """The flat keys of before (clip_model, style_size, task_options, loss_options, …) land at their new place,
+    each with one line naming it; a run directory's flat config.toml of then reads back the same; keys an
+    earlier version wrote as they were (every key of a run) say nothing."""
+    with pytest.warns(MovedKey) as caught:
+        config = resolve(sets=["clip_model=ViT-L-14", "prompt=fire", "loss=clip", "task_options={}"])
+    assert config.objectives == {"clip": {"model": "ViT-L-14", "prompt": "fire"}}
+    lines = [str(w.message) for w in caught]
+    assert lines == [
+        "--set clip_model=ViT-L-14: clip_model is now objectives.clip.model",
+        "--set prompt=fire: prompt is now objectives.clip.prompt",
+    ]
+    with pytest.warns(MovedKey, match="style_size is now objectives.style.size"):
+        config = resolve(sets=["style=a.png", "style_size=24", "loss=style"])
+    assert config.objective("style").size == 24 and config.objective("style").image == "a.png"
+    with pytest.warns(MovedKey, match=r"task_options is now \[task\]"):
+        assert resolve(sets=["task=classify", "task_options={fresh = 1}"]).task_options == {"fresh": 1}
+    run = tmp_path / "run"
+    run.mkdir()
+    flat = 'loss = "style"\nstyle = "a.png"\nprompt = ""\nclip_model = "ViT-B-32"\nstyle_loss = "gram"\nmodel = "nca"\n'
+    (run / "config.toml").write_text(flat + "task_options = {}\nloss_options = {}\nlr = 0.01\n", encoding="utf-8")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config = read_run_config(run)
+    assert sorted(str(w.message).split(": ", 1)[1] for w in caught) == [
+        "style is now objectives.style.image",
+        "style_loss is now objectives.style.loss",
+    ]
+    assert config.objectives == {"style": {"image": "a.png", "loss": "gram"}} and config.lr == 0.01
+    assert read_run_config(run, quiet=True) == config

@@ -6,8 +6,8 @@ import re
 from dataclasses import fields
 
 from conftest import ROOT
-from ncacli.config import Config
-from ncacli.docs_table import BEGIN, END, config_table, rows
+from ncacli.config import SECTIONS, Config
+from ncacli.docs_table import BEGIN, END, config_table, rows, sections
 
 CONFIGURATION = ROOT / "docs" / "configuration.md"
 PASTE = "run `python -m ncacli.docs_table` and paste its output between the markers in docs/configuration.md"
@@ -29,7 +29,11 @@ def test_every_config_key_is_in_the_table_with_a_description():
     keys = [re.match(r"\| [^|]* \| `(\w+)` \|", line) for line in documented_table().splitlines()[2:]]
     assert None not in keys, "a row of the key table does not name a key in its second column"
     listed = [m.group(1) for m in keys if m]
-    assert listed == [f.name for f in fields(Config)], f"keys missing or out of order: {PASTE}"
+    own = [f.name for cls in SECTIONS.values() for f in fields(cls) if f.name in cls.__annotations__]
+    assert listed[: len(own)] == own, f"keys of the configuration's sections missing or out of order: {PASTE}"
+    assert {f.name for f in fields(Config)} - set(own) == {"task", "task_options", "objectives"}
+    for group, cls in sections():  # every option of every built-in task and objective
+        assert {r.name for r in rows() if r.group == group} == {f.name for f in fields(cls)}, group
     undocumented = [r.name for r in rows() if not r.description]
     assert not undocumented, (
         f"config keys without a description: {undocumented}; give each a trailing # comment in its class "

@@ -256,7 +256,7 @@ def test_random_weights_are_refused_outside_the_tests(capsys, monkeypatch, tmp_p
 def test_random_weights_are_announced_and_recorded(capsys, tmp_path, style_png):
     run = tmp_path / "style"
     args = ["train", "--style", style_png, "--vgg-weights", "random", "--iters", "2", "--out", run, *TINY]
-    code, out, err = run_cli(capsys, *args, "--set", "style_size=24")
+    code, out, err = run_cli(capsys, *args, "--set", "objectives.style.size=24")
     assert code == 0 and "VGG16: random weights" in err
     assert last_json(out)["random_weights"] == ["VGG16"]
     code, out, _ = run_cli(capsys, "info", run / "model.safetensors", "--json")

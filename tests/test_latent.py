@@ -13,8 +13,8 @@ from conftest import last_json, one_error_line, run_cli
 from ncacli.engine.autoencoder import Autoencoder, AutoencoderConfig
 from ncacli.errors import NcaError
 
-SMALL_AE = ["--set", "task_options.ae_iters=4", "--set", "task_options.width=4", "--set", "task_options.ae_batch=2",
-            "--set", "task_options.codes=16"]  # fmt: skip
+SMALL_AE = ["--set", "task.ae_iters=4", "--set", "task.width=4", "--set", "task.ae_batch=2",
+            "--set", "task.codes=16"]  # fmt: skip
 # a 32×32 picture (size 24 + 2·4), a 4×4 latent grid
 RUN = ["--task", "latent", "--emoji", "🦎", "--size", "24", "--padding", "4", "--iters", "3", "--batch", "2",
        "--set", "steps_min=3", "--set", "steps_max=4", "--set", "pool_size=8", "--set", "hidden=16",

@@ -22,12 +22,14 @@ from ncacli.train.pixels import PixelTrainer
 SMALL = ["size=12", "padding=2", "batch=2", "steps_min=8", "steps_max=10", "hidden=32", "device='cpu'", "lr=0.004"]
 
 
-def clip_flags(tiny_clip, **more):
-    return {"prompt": "fire", "clip_model": str(tiny_clip[0]), "clip_pretrained": str(tiny_clip[1]), **more}
+def clip_options(tiny_clip, **more):
+    """``[objectives.clip]`` of the tiny CLIP."""
+    return {"clip": {"prompt": "fire", "model": str(tiny_clip[0]), "pretrained": str(tiny_clip[1]), **more}}
 
 
-def style_flags(style_png, **more):
-    return {"style": str(style_png), "vgg_weights": "random", "style_size": 24, **more}
+def style_options(style_png, **more):
+    """``[objectives.style]`` of the test picture at 24 pixels, through random VGG16 weights."""
+    return {"style": {"image": str(style_png), "vgg_weights": "random", "size": 24, **more}}
 
 
 def fixed_loss(trainer: Trainer) -> float:
@@ -112,13 +114,13 @@ def test_objective_is_the_weighted_sum_of_its_terms(target_png):
 
 @pytest.mark.parametrize("kind", ["clip", "style", "style+clip"])
 def test_training_lowers_each_objective(tiny_clip, style_png, kind):
-    flags = {}
+    objectives = {}
     if "clip" in kind:
-        flags |= clip_flags(tiny_clip, clip_augmentations=2)
+        objectives |= clip_options(tiny_clip, augmentations=2)
     if "style" in kind:
-        flags |= style_flags(style_png)
+        objectives |= style_options(style_png)
     preset = "texture" if "style" in kind else "clip"
-    config = resolve(preset, None, [*SMALL, "iters=25"], {**flags, "loss": kind})
+    config = resolve(preset, None, [*SMALL, "iters=25"], {"objectives": objectives, "loss": kind})
     trainer = Trainer(config, None, torch.device("cpu"))
     before = fixed_loss(trainer)
     records = [trainer.step() for _ in range(25)]
@@ -131,7 +133,8 @@ def test_training_lowers_each_objective(tiny_clip, style_png, kind):
 
 
 def test_pixels_baseline_lowers_the_loss(tiny_clip):
-    config = resolve("clip", None, [*SMALL, "iters=20", "lr=0.05"], clip_flags(tiny_clip, task="pixels"))
+    flags = {"objectives": clip_options(tiny_clip), "task": "pixels"}
+    config = resolve("clip", None, [*SMALL, "iters=20", "lr=0.05"], flags)
     trainer = PixelTrainer(config, None, torch.device("cpu"))
     losses = [trainer.step().loss for _ in range(20)]
     assert losses[-1] < losses[0] - 0.05
@@ -169,7 +172,7 @@ def test_train_style_and_clip_with_weights(capsys, tmp_path, tiny_clip, style_pn
     out = tmp_path / "moss"
     args = ["--style", style_png, "--prompt", "mossy stones", "--loss", "style+clip"]
     args += ["--loss-weights", "style=1,clip=0.5", "--clip-model", tiny_clip[0], "--clip-pretrained", tiny_clip[1]]
-    args += ["--vgg-weights", "random", "--set", "style_size=24"]
+    args += ["--vgg-weights", "random", "--set", "objectives.style.size=24"]
     code, stdout, err = run_cli(capsys, "train", *args, "--iters", "5", "--out", out, *TINY)
     assert code == 0, err
     prov = describe(last_json(stdout)["model"])["provenance"]
@@ -192,7 +195,7 @@ def test_train_pixels_writes_a_picture(capsys, tmp_path, tiny_clip):
 def test_objective_errors_are_one_line(capsys, tmp_path, tiny_clip):
     code, _, err = run_cli(capsys, "train", "--loss", "clip", "--iters", "1", "--out", tmp_path / "a", *TINY)
     assert code == 2
-    one_error_line(err, "needs a prompt", "--prompt")
+    one_error_line(err, "needs the option prompt", "--prompt")
     code, _, err = run_cli(capsys, "train", "--prompt", "x", "--loss", "clip+mse", "--loss-weights", "clip=a", *TINY)
     assert code == 2
     one_error_line(err, "--loss-weights")
@@ -209,7 +212,7 @@ def test_objective_errors_are_one_line(capsys, tmp_path, tiny_clip):
 
 
 def test_resumed_clip_run_matches_an_uninterrupted_one(tiny_clip):
-    config = resolve("clip", None, [*SMALL, "iters=6"], clip_flags(tiny_clip, clip_augmentations=2))
+    config = resolve("clip", None, [*SMALL, "iters=6"], {"objectives": clip_options(tiny_clip, augmentations=2)})
     straight = Trainer(config, None, torch.device("cpu"))
     for _ in range(6):
         straight.step()

@@ -38,7 +38,7 @@ def classifier(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("classify")
     args = ["train", "--preset", "classify-digits", "--iters", "3", "--size", "10", "--padding", "2"]
-    args += ["--set", "hidden=16", "--set", "pool_size=16", "--set", "batch=4", "--set", "task_options.fresh=1"]
+    args += ["--set", "hidden=16", "--set", "pool_size=16", "--set", "batch=4", "--set", "task.fresh=1"]
     args += ["--set", "mutation_count=1", "--seed", "1", "--device", "cpu", "--quiet", "--out", str(out / "run")]
     assert main(args) == 0
     m = load(out / "run" / "model.safetensors")

@@ -14,7 +14,7 @@ from conftest import ROOT, run_nca
 from test_plugins import install_metadata
 
 EXAMPLE = ROOT / "examples" / "nca-colourise"
-SMALL = ["--batch", "2", "--set", "task_options.size=12", "--set", "hidden=16", "--set", "channels=8",
+SMALL = ["--batch", "2", "--set", "task.size=12", "--set", "hidden=16", "--set", "channels=8",
          "--set", "steps_min=8", "--set", "steps_max=12"]  # fmt: skip
 
 

@@ -58,9 +58,11 @@ def vgg_file(tmp_path_factory, vgg_model) -> Path:
     return path
 
 
-def config(style_png: Path, **changes) -> Config:
-    defaults = {"style": str(style_png), "vgg_weights": "random", "style_size": SIDE}
-    return dataclasses.replace(Config(), **{**defaults, **changes})
+def style_loss(style_png: Path, seed: int = 0, background: str = "white", **options) -> StyleLoss:
+    """The style loss of ``[objectives.style]`` ``options`` (``style_png`` at SIDE pixels, random VGG16 weights
+    unless changed) under a config of ``seed`` and ``background``."""
+    defaults = {"image": str(style_png), "vgg_weights": "random", "size": SIDE}
+    return StyleLoss(None, dataclasses.replace(Config(), seed=seed, background=background), **{**defaults, **options})
 
 
 def as_state(rgb: torch.Tensor) -> torch.Tensor:
@@ -118,7 +120,7 @@ def test_gram_matrices():
 
 @pytest.mark.parametrize("kind", ["sot", "gram"])
 def test_loss_is_finite_per_sample_and_differentiable(style_png, kind):
-    loss = seeded(StyleLoss(None, config(style_png, style_loss=kind)), 0)
+    loss = seeded(style_loss(style_png, loss=kind), 0)
     assert StyleLoss.needs_target is False
     state = noise_state(batch=3).requires_grad_(True)
     value = loss(state)
@@ -131,7 +133,7 @@ def test_loss_is_finite_per_sample_and_differentiable(style_png, kind):
 
 @pytest.mark.parametrize("kind", ["sot", "gram"])
 def test_the_style_image_scores_far_below_noise_and_grey(style_png, kind):
-    loss = seeded(StyleLoss(None, config(style_png, style_loss=kind)), 0)
+    loss = seeded(style_loss(style_png, loss=kind), 0)
     own = loss(style_state()).item()
     noise = loss(noise_state()).min().item()
     grey = loss(grey_state()).min().item()
@@ -143,7 +145,7 @@ def test_the_style_image_scores_far_below_noise_and_grey(style_png, kind):
 
 @pytest.mark.parametrize("kind", ["sot", "gram"])
 def test_adam_steps_lower_the_loss(style_png, kind):
-    loss = StyleLoss(None, config(style_png, style_loss=kind))
+    loss = style_loss(style_png, loss=kind)
     logits = torch.zeros(1, 3, SIDE // 2, SIDE // 2)  # smaller than the style: sot resamples the style projections
     logits += 0.3 * torch.randn(logits.shape, generator=torch.Generator().manual_seed(5))
     logits.requires_grad_(True)
@@ -167,7 +169,7 @@ def test_adam_steps_lower_the_loss(style_png, kind):
 
 
 def test_generator_seeds_the_projections(style_png):
-    loss = StyleLoss(None, config(style_png))
+    loss = style_loss(style_png)
     state = noise_state(batch=1)
     a = seeded(loss, 7)(state)
     b = seeded(loss, 7)(state)
@@ -179,9 +181,9 @@ def test_generator_seeds_the_projections(style_png):
     first, second = loss(state), loss(state)
     assert torch.equal(first, a) and not torch.allclose(first, second)
     # without a generator: a private one seeded with config.seed, the same for every new loss
-    fresh = [StyleLoss(None, config(style_png, seed=3))(state) for _ in range(2)]
+    fresh = [style_loss(style_png, seed=3)(state) for _ in range(2)]
     assert torch.equal(fresh[0], fresh[1])
-    other = StyleLoss(None, config(style_png, seed=4))(state)
+    other = style_loss(style_png, seed=4)(state)
     assert not torch.allclose(fresh[0], other)
 
 
@@ -195,26 +197,26 @@ def test_style_projections_sets_the_number_of_projections(style_png, monkeypatch
 
     monkeypatch.setattr(style_mod, "sliced_ot", spy)
     state = noise_state()
-    default = seeded(StyleLoss(None, config(style_png)), 0)(state)
+    default = seeded(style_loss(style_png), 0)(state)
     assert counts == [64, 128, 256, 512, 512]  # as many as each layer has channels
     counts.clear()
-    few = seeded(StyleLoss(None, config(style_png, style_projections=3)), 0)(state)
+    few = seeded(style_loss(style_png, projections=3), 0)(state)
     assert counts == [3] * 5
     assert not torch.allclose(default, few)
-    with pytest.raises(UsageError, match="style_projections"):
-        StyleLoss(None, config(style_png, style_projections=-1))
+    with pytest.raises(UsageError, match="objectives.style.projections must be 0 or more"):
+        style_loss(style_png, projections=-1)
 
 
 def test_black_and_none_backgrounds_ignore_or_use_alpha(style_png):
     state = style_state()
     state[:, 3] = 0.0  # RGB kept, alpha gone: over white it is a washed-out picture, with "none" it is the texture
-    white = seeded(StyleLoss(None, config(style_png, style_loss="gram")), 0)(state).item()
-    none = seeded(StyleLoss(None, config(style_png, style_loss="gram", background="none")), 0)(state).item()
+    white = seeded(style_loss(style_png, loss="gram"), 0)(state).item()
+    none = seeded(style_loss(style_png, loss="gram", background="none"), 0)(state).item()
     assert none < 1e-6 * white
 
 
 def test_small_grids_and_style_images_are_scaled_up(style_png):
-    loss = seeded(StyleLoss(None, config(style_png, style_size=6)), 0)
+    loss = seeded(style_loss(style_png, size=6), 0)
     assert loss.style_image.shape == (1, 3, 6, 6)
     value = loss(torch.rand(2, CHANNELS, 10, 7, generator=torch.Generator().manual_seed(0)))
     assert value.shape == (2,) and torch.isfinite(value).all()
@@ -223,20 +225,20 @@ def test_small_grids_and_style_images_are_scaled_up(style_png):
 def test_missing_style_image_is_one_line(tmp_path, style_png):
     missing = tmp_path / "nowhere" / "texture.png"
     with pytest.raises(NcaError) as info:
-        StyleLoss(None, config(style_png, style=str(missing)))
+        style_loss(style_png, image=str(missing))
     assert str(missing) in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(UsageError, match="--style IMAGE"):
-        StyleLoss(None, config(style_png, style=""))
+        style_loss(style_png, image="")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_moves_to_the_states_device(style_png):
-    loss = StyleLoss(None, config(style_png, style_loss="gram"))
+    loss = style_loss(style_png, loss="gram")
     cpu = loss(noise_state())
     gpu = loss(noise_state().cuda())
     assert gpu.device.type == "cuda" and torch.allclose(gpu.cpu(), cpu, rtol=5e-2)  # cuDNN may use TF32
     assert torch.allclose(loss(noise_state()), cpu)  # and back
-    sot = StyleLoss(None, config(style_png))
+    sot = style_loss(style_png)
     sot.generator = torch.Generator(device="cuda").manual_seed(0)
     assert torch.isfinite(sot(noise_state().cuda())).all()
     sot.generator = None  # a private generator on the state's device
@@ -303,7 +305,7 @@ def test_bad_vgg_weights_files_are_one_line(tmp_path, style_png):
     assert "\n" not in str(info.value)
     missing = tmp_path / "absent.pth"
     with pytest.raises(NcaError, match="absent.pth: VGG16 weights file not found") as info:
-        StyleLoss(None, config(style_png, vgg_weights=str(missing)))  # fails when the loss is made, before training
+        style_loss(style_png, vgg_weights=str(missing))  # fails when the loss is made, before training
     assert "\n" not in str(info.value)
 
 
@@ -327,7 +329,7 @@ def empty_hub(tmp_path, monkeypatch):
 def test_missing_vgg_weights_offline_say_what_and_where(empty_hub, style_png):
     start = time.monotonic()
     with pytest.raises(NcaError) as info:
-        StyleLoss(None, config(style_png, vgg_weights=""))
+        style_loss(style_png, vgg_weights="")
     assert time.monotonic() - start < 10
     message = str(info.value)
     assert "\n" not in message
@@ -404,7 +406,7 @@ def test_real_vgg16_tells_textures_apart():
     shifted = torch.roll(grass, (37, 53), (2, 3)).flip(3)
     gravel = load_style_image("skimage:gravel", 128)
     noise = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
-    loss = StyleLoss(None, dataclasses.replace(Config(), style="skimage:grass", vgg_weights=weights, style_size=128))
+    loss = StyleLoss(None, Config(), image="skimage:grass", vgg_weights=weights, size=128)
     distances = []
     for rgb in (grass, shifted, gravel, noise):
         with torch.no_grad():

@@ -38,7 +38,8 @@ def texture_run(tmp_path_factory, style_png) -> Path:
     from ncacli.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "texture"
-    flags = ["--style", str(style_png), "--set", "vgg_weights=random", "--set", "style_size=24"]
+    flags = ["--style", str(style_png), "--set", "objectives.style.vgg_weights=random"]
+    flags += ["--set", "objectives.style.size=24"]
     code = main(["train", "--preset", "texture", "--iters", "3", "--out", str(out), *TINY, *flags])
     assert code == 0
     return out

@@ -24,19 +24,19 @@ def recipe(name, target_png, tiny_clip, style_png) -> list[str] | None:
     """The CLI flags of a shrunk run of each task that writes a model (pixels writes a picture)."""
     clip = ["--prompt", "fire", "--clip-model", tiny_clip[0], "--clip-pretrained", tiny_clip[1],
             "--set", "clip_augmentations=2"]  # fmt: skip
-    style = ["--style", style_png, "--set", "vgg_weights=random", "--set", "style_size=24"]
+    style = ["--style", style_png, "--set", "objectives.style.vgg_weights=random", "--set", "objectives.style.size=24"]
     return {
         "image": ["--target", target_png],
         "text": clip,
         "texture": style,
-        "classify": ["--data", "digits", *sets("batch=4", "task_options.fresh=1", "mutation_count=1")],
+        "classify": ["--data", "digits", *sets("batch=4", "task.fresh=1", "mutation_count=1")],
         "pixels": None,
         "latent": [
             "--emoji",
             "🦎",
-            *sets("task_options.ae_iters=2", "task_options.width=4", "task_options.ae_batch=2"),
+            *sets("task.ae_iters=2", "task.width=4", "task.ae_batch=2"),
         ],
-        "video": ["--data", "moving-digits", "--set", "task_options.videos=12", "--set", "task_options.length=8"],
+        "video": ["--data", "moving-digits", "--set", "task.videos=12", "--set", "task.length=8"],
     }[name]
 
 

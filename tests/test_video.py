@@ -14,7 +14,7 @@ from ncacli.io.video_data import bouncing_paths, load_videos, moving_digits, ren
 
 # 16×16 frames (7×7 digits), 24 sequences of 12 frames (2 held out), 4–6 steps a frame
 SHRUNK = ["--size", "16", "--batch", "4", "--set", "steps_min=4", "--set", "steps_max=6", "--set", "pool_size=8",
-          "--set", "hidden=32", "--set", "task_options.videos=24", "--set", "task_options.length=12",
+          "--set", "hidden=32", "--set", "task.videos=24", "--set", "task.length=12",
           "--set", "checkpoint_every=100", "--seed", "1", "--quiet", "--device", "cpu"]  # fmt: skip
 
 
@@ -115,7 +115,7 @@ def test_moving_mnist_offline_and_from_its_file(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("NCA_DATA", str(tmp_path / "empty"))
     code, _, err = run_cli(capsys, "train", "--data", "moving-mnist", "--out", tmp_path / "m", *SHRUNK)
     one_error_line(err, "moving-mnist", str(tmp_path / "empty"), "MovingMNIST/mnist_test_seq.npy", "NCA_DATA",
-                   "task_options.data_root", "--data DIR")  # fmt: skip
+                   "task.data_root", "--data DIR")  # fmt: skip
     assert code == 1 and not (tmp_path / "m").exists()
     # torchvision's file as it keeps it, time first: (T, N, 64, 64)
     (tmp_path / "cache" / "MovingMNIST").mkdir(parents=True)
@@ -131,10 +131,10 @@ def test_moving_mnist_offline_and_from_its_file(capsys, tmp_path, monkeypatch):
 
 def test_bad_options_are_one_line(capsys, tmp_path):
     for flags, needle in (
-        (["--set", "task_options.k=16"], "task_options.k (16)"),
-        (["--set", "task_options.digit_size=16"], "digit_size (16) must be below size (16)"),
-        (["--set", "task_options.length=5"], "length ≥ k + 2 (6)"),
-        (["--set", "task_options.frames=3"], "frames"),
+        (["--set", "task.k=16"], "task.k (16)"),
+        (["--set", "task.digit_size=16"], "digit_size (16) must be below size (16)"),
+        (["--set", "task.length=5"], "length ≥ k + 2 (6)"),
+        (["--set", "task.frames=3"], "frames"),
     ):
         code, _, err = run_cli(capsys, "train", "--data", "moving-digits", "--out", tmp_path / "x", *SHRUNK, *flags)
         one_error_line(err, needle)

@@ -227,7 +227,7 @@ def classifier(tmp_path_factory):
     from ncacli.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "classify"
-    flags = ["--data", "digits", "--set", "batch=4", "--set", "task_options.fresh=1", "--set", "mutation_count=1"]
+    flags = ["--data", "digits", "--set", "batch=4", "--set", "task.fresh=1", "--set", "mutation_count=1"]
     assert main(["train", "--task", "classify", "--iters", "2", "--out", str(out), *TINY, *flags]) == 0
     return out / "model.safetensors"
 

@@ -1,44 +1,42 @@
 """The typed run configuration, presets, and overrides.
 
 Precedence: built-in defaults < preset TOML < ``--config FILE`` < ``--set key=value`` < explicit flags.
-Keys are flat, but for the options of a plugin entry: ``perception`` takes a name or a table
-(``[perception] name = "conv"`` ``kernel_size = 5``; ``--set perception.kernel_size=5``), and so does ``update``;
-``[loss_options.NAME]`` holds an objective's options and ``[task_options]`` the task's. Every option is checked
-against what its entry declares. An unknown key is an error with a "did you mean".
+
+The configuration has sections, each owned by the component that reads it and checked by one mechanism
+(:mod:`ncacli.options`): ``[model]`` (:class:`~ncacli.engine.nca.ModelConfig`, what a model file keeps),
+``[target]`` (:class:`TargetConfig`: what grows, from which seed), ``[training]`` (:class:`TrainingConfig`),
+``[task]`` (``name`` and the task's own ``Options``) and ``[objectives.NAME]`` (each objective's own
+``Options``: ``[objectives.clip] prompt = "…"``). A key of the model, target and training sections may also be
+written without its section (``lr = 1e-3``, ``--set lr=1e-3``): their names do not repeat. ``perception`` and
+``update`` take a name or a table with ``name`` and that entry's options (``--set perception.kernel_size=5``).
+A key that moved (``clip_model``, ``task_options``, …) still works and gets one line naming its new place; an
+unknown key is an error with a "did you mean".
 """
 
 from __future__ import annotations
 
 import tomllib
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ncacli.engine.nca import ModelConfig
 from ncacli.errors import UsageError, did_you_mean
-from ncacli.names import (  # noqa: F401  (GROWTH_LOSSES is read from here by the clip loss)
-    BACKGROUNDS,
-    CLIP_AUGMENTS,
-    DAMAGE_CENTERS,
-    GROWTH_LOSSES,
-    LR_SCHEDULES,
-    MODES,
-    PADDING_MODES,
-    SEED_KINDS,
-    STYLE_LOSSES,
-)
+from ncacli.names import BACKGROUNDS, DAMAGE_CENTERS, LR_SCHEDULES, MODES, PADDING_MODES, SEED_KINDS
+from ncacli.options import check_options, dataclass_fields, option_fields
 
 DEFAULT_TASK = "image"  # what a config trains that names no task and no objective that implies one
 
-# keys of 0.1.0 run directories that are now spelled otherwise (read by --resume): old → new value
-LEGACY_KEYS = {"model": lambda v: {"task": "pixels"} if v == "pixels" else {}}
+
+class MovedKey(UserWarning):
+    """A configuration key of an earlier version, read at its new place."""
 
 
 @dataclass(frozen=True)
-class Config(ModelConfig):
-    """Model keys (inherited from :class:`ModelConfig`), then target, seed and training keys."""
+class TargetConfig:
+    """The ``[target]`` section: what grows, at what size, from which seed."""
 
-    # target and seed
     emoji: str = "🦎"
     target: str = ""
     # a conditional model (the NCAtorch review): one class per target, the files first, then the emoji
@@ -49,30 +47,17 @@ class Config(ModelConfig):
     seed_positions: list = field(default_factory=list)  # [] = auto (see engine.seeds)
     seed_kind: str = "distill"  # distill (alpha and hidden = 1), random_color (random RGB, alpha 1), zeros
     background: str = "white"  # what dead cells look like to a loss and in pictures: white, black, none (RGB only)
-    # objectives without a target image (CLIP, style): the grid is size + 2·padding square
-    prompt: str = ""
-    style: str = ""
-    loss_weights: dict = field(default_factory=dict)  # {"style": 1.0, "clip": 0.5}; missing names weigh 1
-    loss_options: dict = field(default_factory=dict)  # {"myloss": {"k": 1}}: an objective's own options
-    clip_model: str = "ViT-B-32"  # an open_clip name, "local-dir:PATH", or a model config JSON file
-    clip_pretrained: str = "openai"  # an open_clip tag, a weights file, or a folder
-    clip_augmentations: int = 8
-    clip_augment: str = "crop"  # crop (random resized crop, rotation, colour jitter) or resize
-    growth_loss: str = "proportional"  # proportional, constant, gated, none (only with clip)
-    growth_weight: float = 1.0
-    growth_floor: float = 0.5  # alive fraction the constant growth loss asks for
-    tv_weight: float = 0.0
-    overflow_weight: float = 0.0
-    style_loss: str = "sot"  # sot (sliced optimal transport) or gram
-    style_size: int = 128  # the style image is fitted into this many pixels
-    style_projections: int = 0  # sliced-OT projections per layer; 0 = as many as the layer has channels
-    vgg_weights: str = ""  # "" = torchvision's cache, a file, or "random" (tests only)
-    # the task (ncacli.tasks): "" = from the objective (text for clip, texture for style, else image)
-    task: str = ""
-    task_options: dict = field(default_factory=dict)
-    # training
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The ``[training]`` section: the objective's terms and weights, the schedule, the pool and damage."""
+
     mode: str = "growing"
     loss: str = "mse"
+    loss_weights: dict = field(default_factory=dict)  # {"style": 1.0, "clip": 0.5}; missing names weigh 1
+    tv_weight: float = 0.0
+    overflow_weight: float = 0.0
     iters: int = 8000
     batch: int = 8
     steps_min: int = 64
@@ -95,6 +80,21 @@ class Config(ModelConfig):
     device: str = "auto"
     preset: str = ""
 
+
+# the sections whose keys are the configuration's own, in the order a run's config.toml writes them
+SECTIONS: dict[str, type] = {"model": ModelConfig, "target": TargetConfig, "training": TrainingConfig}
+
+
+@dataclass(frozen=True)
+class Config(TrainingConfig, TargetConfig, ModelConfig):
+    """The whole configuration: the keys of the model, target and training sections, then the task's and the
+    objectives' own options (checked against what each declares, through the registry)."""
+
+    # the task (ncacli.tasks): "" = the one the objective implies (text for clip, texture for style, else image)
+    task: str = ""
+    task_options: dict = field(default_factory=dict)  # the [task] section but its name: the task's Options
+    objectives: dict = field(default_factory=dict)  # name → the [objectives.NAME] section: that objective's Options
+
     def classes(self) -> list[tuple[str, str]]:
         """A conditional run's classes, in order: ``("target", path)`` or ``("emoji", emoji)``; [] for one target."""
         return [("target", t) for t in self.targets] + [("emoji", e) for e in self.emojis]
@@ -102,6 +102,14 @@ class Config(ModelConfig):
     def task_name(self) -> str:
         """The task: as named, else the one the objective implies (:func:`implied_task`)."""
         return self.task or implied_task(self.loss)
+
+    def objective(self, name: str) -> Any:
+        """The options of objective ``name`` as it reads them: its ``Options``, defaults filled in (None for an
+        objective that declares none)."""
+        from ncacli.registry import OBJECTIVES
+
+        cls = getattr(OBJECTIVES.get(name, "loss"), "Options", None)
+        return None if cls is None else cls(**self.objectives.get(name, {}))
 
     def model_config(self) -> ModelConfig:
         names = {f.name for f in fields(ModelConfig)}
@@ -111,7 +119,18 @@ class Config(ModelConfig):
         return asdict(self)
 
     def to_toml(self) -> str:
-        return "".join(f"{k} = {_toml_value(v)}\n" for k, v in self.to_dict().items())
+        """The configuration in sections: what a run directory's ``config.toml`` holds."""
+        values = self.to_dict()
+        out = []
+        for name, cls in SECTIONS.items():
+            out.append(f"[{name}]\n" + "".join(f"{f.name} = {_toml_value(values[f.name])}\n" for f in fields(cls)))
+        task = {"name": self.task, **self.task_options} if self.task else dict(self.task_options)
+        if task:
+            out.append("[task]\n" + "".join(f"{_toml_key(k)} = {_toml_value(v)}\n" for k, v in task.items()))
+        for name, options in self.objectives.items():
+            body = "".join(f"{_toml_key(k)} = {_toml_value(v)}\n" for k, v in options.items())
+            out.append(f"[objectives.{_toml_key(name)}]\n{body}")
+        return "\n".join(out)
 
 
 def _toml_value(value: Any) -> str:
@@ -132,28 +151,80 @@ def _toml_key(key: str) -> str:
     return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() else _toml_value(key)
 
 
-FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+SECTION_OF = {f.name: section for section, cls in SECTIONS.items() for f in fields(cls)}  # key → its section
+SECTION_FIELDS = {section: dataclass_fields(cls) for section, cls in SECTIONS.items()}
+TABLES = ("task", "objectives")  # the sections the task and the objectives own
 
 
-def _coerce(key: str, value: Any, origin: str) -> Any:
-    kind = FIELD_TYPES[key]
-    ok = {
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "bool": isinstance(value, bool),
-        "str": isinstance(value, str),
-        "list": isinstance(value, list),
-        "dict": isinstance(value, dict),
-    }[kind]
-    if not ok:
-        raise UsageError(f"{origin}: {key} must be {'an' if kind == 'int' else 'a'} {kind}, not {value!r}")
-    return float(value) if kind == "float" else value
+def moved_keys() -> dict[str, tuple[str, Any]]:
+    """Top-level keys of earlier versions that an objective now owns (its ``moved_keys``): old → (objective,
+    the option's field)."""
+    from ncacli.registry import OBJECTIVES
+
+    out = {}
+    for name in OBJECTIVES:
+        known = {f.name: f for f in option_fields(OBJECTIVES[name], OBJECTIVES.option_skip)}
+        out.update({old: (name, known[new]) for old, new in getattr(OBJECTIVES[name], "moved_keys", {}).items()})
+    return out
 
 
-def check_keys(data: dict[str, Any], origin: str) -> None:
-    for key in data:
-        if key not in FIELD_TYPES:
-            raise UsageError(f"{origin}: unknown config key '{key}'{did_you_mean(key, FIELD_TYPES)}")
+def _moved(origin: str, old: str, new: str) -> None:
+    warnings.warn(f"{origin}: {old} is now {new}", MovedKey, stacklevel=4)
+
+
+def _table(value: Any, origin: str, key: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UsageError(f"{origin}: {key} must be a table, not {value!r}")
+    return value
+
+
+def _flatten(data: dict[str, Any], origin: str) -> dict[str, Any]:
+    """Sections and the keys of earlier versions → the fields of :class:`Config`."""
+    out: dict[str, Any] = {}
+    task_options: dict[str, Any] = {}
+    objectives: dict[str, dict[str, Any]] = {}
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for k, v in value.items():
+                if SECTION_OF.get(k) != key:
+                    known = [f.name for f in SECTION_FIELDS[key]]
+                    raise UsageError(f"{origin}: [{key}] has no key '{k}'{did_you_mean(k, known)}")
+                out[k] = v
+        elif key == "model" and isinstance(value, str):  # 0.1.0's model = "pixels" (or "nca")
+            if value == "pixels":
+                _moved(origin, 'model = "pixels"', 'task = "pixels"')
+                out["task"] = value
+        elif key == "task" and isinstance(value, dict):
+            table = dict(value)
+            if "name" in table:
+                out["task"] = table.pop("name")
+            task_options.update(table)
+        elif key == "task_options":
+            if value:
+                _moved(origin, key, "[task]")
+            task_options.update(_table(value, origin, key))
+        elif key in ("objectives", "loss_options"):
+            if key == "loss_options" and value:
+                _moved(origin, key, "[objectives]")
+            for name, options in _table(value, origin, key).items():
+                objectives.setdefault(name, {}).update(_table(options, origin, f"{key}.{name}"))
+        elif key in SECTION_OF or key == "task":
+            out[key] = value
+        else:
+            moved = moved_keys()
+            if key not in moved:
+                known = [*SECTION_OF, *SECTIONS, *TABLES]
+                raise UsageError(f"{origin}: unknown config key '{key}'{did_you_mean(key, known)}")
+            name, option = moved[key]
+            if value == option.default or (option.required and value == ""):
+                continue  # earlier versions wrote every key to a run's config.toml: one left as it was says nothing
+            _moved(origin, key, f"objectives.{name}.{option.name}")
+            objectives.setdefault(name, {})[option.name] = value
+    if task_options:
+        out["task_options"] = task_options
+    if objectives:
+        out["objectives"] = objectives
+    return out
 
 
 ENTRY_TABLES = {"perception": "perception_options", "update": "update_options"}
@@ -181,20 +252,21 @@ def _entry_tables(config: Config, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply(config: Config, data: dict[str, Any], origin: str) -> Config:
-    """Return ``config`` with ``data`` applied, after checking keys and types."""
-    data = _entry_tables(config, data)
-    check_keys(data, origin)
-    merged = {}
-    for key, value in data.items():
-        value = _coerce(key, value, origin)
-        if key in ("loss_options", "task_options") and isinstance(value, dict):
-            current = getattr(config, key)
-            if key == "loss_options":
-                value = {**current, **{n: {**current.get(n, {}), **o} for n, o in value.items()}}
-            else:
-                value = {**current, **value}
-        merged[key] = value
-    return replace(config, **merged)
+    """Return ``config`` with ``data`` (sections, or keys of the model, target and training sections at the top
+    level) applied, after checking keys and types; the task's and the objectives' options merge with those
+    set before."""
+    data = _entry_tables(config, _flatten(data, origin))
+    for section, known in SECTION_FIELDS.items():
+        part = {key: value for key, value in data.items() if SECTION_OF.get(key) == section}
+        data.update(check_options(known, part, origin, f"[{section}]", required=False, floats=True))
+    if not isinstance(data.get("task", ""), str):
+        raise UsageError(f"{origin}: task must be a name or a table with name, not {data['task']!r}")
+    if "task_options" in data:
+        data["task_options"] = {**config.task_options, **data["task_options"]}
+    if "objectives" in data:
+        current = config.objectives
+        data["objectives"] = {**current, **{n: {**current.get(n, {}), **o} for n, o in data["objectives"].items()}}
+    return replace(config, **data)
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -292,6 +364,16 @@ def resolve(
     return config
 
 
+def read_run_config(directory: Path, quiet: bool = False) -> Config:
+    """The configuration a run directory's ``config.toml`` holds, in sections or in the flat keys of earlier
+    versions (``quiet``: without the lines naming moved keys)."""
+    values = read_toml(directory / "config.toml", "config")
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore", MovedKey)
+        return apply(Config(), values, str(directory))
+
+
 def loss_names(loss: str) -> list[str]:
     """``"style+clip"`` → ``["style", "clip"]``."""
     names = [n.strip() for n in loss.split("+")]
@@ -316,9 +398,6 @@ def validate(config: Config) -> None:
         ("seed_kind", SEED_KINDS),
         ("background", BACKGROUNDS),
         ("lr_schedule", LR_SCHEDULES),
-        ("growth_loss", GROWTH_LOSSES),
-        ("style_loss", STYLE_LOSSES),
-        ("clip_augment", CLIP_AUGMENTS),
     ):
         if getattr(config, key) not in allowed:
             raise UsageError(f"{key} must be one of {', '.join(allowed)}, not {getattr(config, key)!r}")
@@ -332,21 +411,11 @@ def validate(config: Config) -> None:
             f"signal_channels ({config.signal_channels}) exceeds the {config.channels - 4} hidden channels"
         )
     names = loss_names(config.loss)
-    if "clip" in names and not config.prompt:
-        raise UsageError("the clip loss needs a prompt: --prompt TEXT")
-    if "style" in names and not config.style:
-        raise UsageError("the style loss needs a style image: --style IMAGE")
-    if config.prompt and "clip" not in names:
-        raise UsageError(f"a prompt is read by the clip loss only, and loss is {config.loss!r}: add --loss clip")
-    if config.style and "style" not in names:
-        raise UsageError(f"a style image is read by the style loss only, and loss is {config.loss!r}: add --loss style")
     for name, weight in config.loss_weights.items():
         if name not in names:
             raise UsageError(f"loss_weights names '{name}', which is not in loss {config.loss!r}")
         if not isinstance(weight, (int, float)) or isinstance(weight, bool):
             raise UsageError(f"loss_weights: the weight of {name} must be a number, not {weight!r}")
-    if config.clip_augmentations < 1:
-        raise UsageError(f"clip_augmentations must be at least 1, not {config.clip_augmentations}")
     if config.steps_max < config.steps_min:
         raise UsageError(f"steps_max ({config.steps_max}) is below steps_min ({config.steps_min})")
     if config.mode != "growing" and config.pool_size < config.batch:
@@ -394,14 +463,21 @@ def check_entries(config: Config, origin: str = "config") -> None:
     names = loss_names(config.loss)
     for name in names:
         OBJECTIVES.get(name, "loss")
-    for name, options in config.loss_options.items():
-        if name not in names:
-            raise UsageError(f"loss_options names '{name}', which is not in loss {config.loss!r}")
-        if not isinstance(options, dict):
-            raise UsageError(f"loss_options.{name} must be a table of options, not {options!r}")
-        OBJECTIVES.options(name, options, f"{origin}: loss_options")
+    for name in dict.fromkeys([*names, *config.objectives]):
+        options = config.objectives.get(name, {})
+        OBJECTIVES.get(name, "objective")
+        where = f"{origin}: objectives.{name}"
+        OBJECTIVES.options(name, options, where, required=name in names)
+        inputs = [f.name for f in option_fields(OBJECTIVES[name]) if f.required and f.name in options]
+        if name not in names and inputs:  # its input given, the objective left out: a slip, not a default
+            raise UsageError(
+                f"{where}.{inputs[0]} is read by the {name} objective only, and loss is {config.loss!r}: add it to "
+                "the loss (--loss)"
+            )
+        if name in names:
+            config.objective(name)  # the objective's own checks of its values
     task = TASKS.get(config.task_name(), "task")
-    TASKS.options(config.task_name(), config.task_options, f"{origin}: task_options")
+    TASKS.options(config.task_name(), config.task_options, f"{origin}: [task]")
     task.check_config(config)
 
 

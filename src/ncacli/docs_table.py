@@ -1,12 +1,12 @@
 """The table of every configuration key, generated from the source: ``python -m ncacli.docs_table``.
 
-Each row is a field of :class:`ncacli.config.Config` (the model keys it inherits from
-:class:`ncacli.engine.nca.ModelConfig` first): its group, name, type, default and a one-line description.
-The description is the field's trailing ``# comment`` in the class body; a field without one takes its
-entry in :data:`DESCRIPTIONS`, else the comment block written directly above it. A one-line comment of a few
-words without a colon on a line of its own (``# training``) heads a group. ``docs/configuration.md`` holds
-the table between two marker lines, and ``tests/test_docs.py`` checks that it is the one printed here.
-"""
+The tables are those of :func:`sections`: the model (:class:`ncacli.engine.nca.ModelConfig`), target and
+training sections of :class:`ncacli.config.Config`, the task's name, then the ``Options`` of each built-in
+task and objective. Each row is a field: its group, name, type, default and a one-line description. The
+description is the field's trailing ``# comment`` in the class body; a field of the configuration's own
+sections without one takes its entry in :data:`DESCRIPTIONS`, else the comment block written directly above
+it. ``docs/configuration.md`` holds the table between two marker lines, and ``tests/test_docs.py`` checks
+that it is the one printed here."""
 
 from __future__ import annotations
 
@@ -36,22 +36,16 @@ DESCRIPTIONS: dict[str, str] = {
     "alive_threshold": "alpha above which a cell counts as alive",
     "alive_masking": "zero every cell that is not alive before and after the step (off for textures)",
     "padding_mode": "what lies beyond the grid's edge: `zeros`, or `circular` (the grid wraps around)",
-    # target and seed
+    # target
     "emoji": "the target emoji (a Twemoji picture, offline), used when `target` is empty",
     "target": "a target image file (PNG, JPEG, WebP); wins over `emoji`",
     "targets": "a conditional model's target image files, one class each (the NCAtorch review)",
     "emojis": "a conditional model's target emoji, one class each, after `targets`",
     "size": "the target is fitted into `size` × `size` cells, keeping its aspect",
     "padding": "empty cells added on each side of the target: the grid is `size` + 2·`padding`",
-    "prompt": "the text the `clip` loss grows the picture towards",
-    "style": "the style image the `style` loss matches",
-    "clip_augmentations": "random views of each sample the `clip` loss scores per step (1 with `clip_augment = "
-    '"resize"`)',
-    "growth_weight": "weight of the growth loss the `clip` loss brings along (0 = none)",
     "tv_weight": "weight of the total-variation regulariser on the visible picture (0 = off; nca-clip: 0.01)",
     "overflow_weight": "weight of the overflow loss: RGB outside [0, 1], other channels outside [−1, 1] "
     "(NCAtorch eq. 6; 0 = off)",
-    "task_options": "the task's own options, checked by the task (`classify`: `data`, `loss`, `cells`, …)",
     # training
     "mode": "growing (every batch from the seed), persistent (a sample pool) or regenerating (a pool, and "
     "damage): the Distill experiments 1–3",
@@ -77,7 +71,10 @@ DESCRIPTIONS: dict[str, str] = {
     "preset": "the preset the run started from (set by `--preset`; names the run directory)",
 }
 
-DEFAULT_GROUP = {"ModelConfig": "model"}
+TASK_NAME = (
+    "the task: `image`, `text`, `texture`, `pixels`, `classify`, `video`, `latent` or a plugin's; empty: the one "
+    "the objective implies (`text` for `clip`, `texture` for `style`, else `image`)"
+)
 
 
 @dataclass(frozen=True)
@@ -85,7 +82,7 @@ class Row:
     group: str
     name: str
     type: str
-    default: str
+    default: str  # as the table shows it: `value` in backticks, or "required"
     description: str
     source: str  # where the description came from: "comment", "table", "comment above", or "" (none)
 
@@ -117,7 +114,7 @@ def _parse_class(cls: type) -> dict[str, _Parsed]:
     comments = _comments(source)
     node = ast.parse(source).body[0]
     assert isinstance(node, ast.ClassDef)
-    group = DEFAULT_GROUP.get(cls.__name__, "")
+    group = ""
     out: dict[str, _Parsed] = {}
     for stmt in node.body:
         if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
@@ -162,27 +159,52 @@ def _type(annotation: Any) -> str:
     return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
 
 
-def rows() -> list[Row]:
-    """One row per :class:`~ncacli.config.Config` field, in the dataclass's order."""
-    from ncacli.config import Config
+def sections() -> list[tuple[str, type]]:
+    """``(group, dataclass)`` of every table of the configuration: the model, target and training sections,
+    then the options of each built-in task and objective (a plugin's are listed by ``nca plugins``)."""
+    from ncacli.config import SECTIONS
+    from ncacli.registry import OBJECTIVES, TASKS
 
-    parsed: dict[str, _Parsed] = {}
-    for cls in reversed(Config.__mro__):  # a subclass's own line wins over its base's
-        if dataclasses.is_dataclass(cls) and cls is not object:
-            parsed.update(_parse_class(cls))
+    out: list[tuple[str, type]] = [(f"[{name}]", cls) for name, cls in SECTIONS.items()]
+    for registry, group in ((TASKS, '[task] name = "{}"'), (OBJECTIVES, "[objectives.{}]")):
+        for name in registry:
+            options = getattr(registry[name], "Options", None)
+            if options is not None and dataclasses.is_dataclass(options) and _builtin(registry[name]):
+                out.append((group.format(name), options))
+    return out
+
+
+def _builtin(obj: Any) -> bool:
+    return getattr(obj, "__module__", "").split(".")[0] == "ncacli"
+
+
+def rows() -> list[Row]:
+    """One row per key of each table of :func:`sections`, in the dataclass's order (a section's keys are its
+    own fields, not those of the classes it builds on); the task's ``name`` after the three sections."""
+    from ncacli.config import SECTIONS
+
+    own = {f"[{name}]" for name in SECTIONS}
     out = []
-    for f in dataclasses.fields(Config):
-        p = parsed.get(f.name, _Parsed("", "", ""))
-        if p.trailing:
-            description, source = p.trailing, "comment"
-        elif f.name in DESCRIPTIONS:
-            description, source = DESCRIPTIONS[f.name], "table"
-        elif p.above:
-            description, source = p.above, "comment above"
-        else:
-            description, source = "", ""
-        description = description.replace("...", "…")
-        out.append(Row(p.group, f.name, _type(f.type), _toml(_default(f)), description, source))
+    for group, cls in sections():
+        if group not in own and not any(r.group == "[task]" for r in out):
+            out.append(Row("[task]", "name", "str", '""', TASK_NAME, "table"))
+        parsed = _parse_class(cls)
+        for f in dataclasses.fields(cls):
+            if f.name not in parsed:
+                continue  # a field the class inherits
+            p = parsed[f.name]
+            if p.trailing:
+                description, source = p.trailing, "comment"
+            elif f.name in DESCRIPTIONS and group in own:
+                description, source = DESCRIPTIONS[f.name], "table"
+            elif p.above:
+                description, source = p.above, "comment above"
+            else:
+                description, source = "", ""
+            description = description.replace("...", "…")
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            default = "required" if required else f"`{_cell(_toml(_default(f)))}`"
+            out.append(Row(group, f.name, _type(f.type), default, description, source))
     return out
 
 
@@ -197,7 +219,7 @@ def config_table() -> str:
     for row in rows():
         group = row.group if row.group != previous else ""
         previous = row.group
-        default = f"`{_cell(row.default)}`"
+        default = row.default
         description = _cell(row.description) or "**undocumented**"
         lines.append(f"| {group} | `{row.name}` | {row.type} | {default} | {description} |")
     return "\n".join(lines) + "\n"

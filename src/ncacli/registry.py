@@ -28,6 +28,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from ncacli.errors import UsageError, did_you_mean
+from ncacli.options import OptionField, option_fields, parse_options, type_ok  # noqa: F401  (the one mechanism)
 
 DIST = "ncacli"
 DISABLE_ENV = "NCA_NO_PLUGINS"
@@ -59,91 +60,6 @@ def plugins_disabled() -> bool:
 def capabilities(obj: Any) -> frozenset[str]:
     """What an entry (a class, a factory, or an instance) says it supports: ``frozenset`` of words."""
     return frozenset(getattr(obj, "capabilities", ()) or ())
-
-
-# -- options ------------------------------------------------------------------------------------------------
-
-_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (int, float),
-    "bool": (bool,),
-    "str": (str,),
-    "list": (list, tuple),
-    "dict": (dict,),
-    "tuple": (list, tuple),
-}
-
-
-def type_ok(annotation: str, value: Any) -> bool:
-    """Whether ``value`` fits an annotation written as text: ``int``, ``float | None``, ``list[str]``, …"""
-    for part in (p.strip() for p in str(annotation).split("|")):
-        base = part.split("[", 1)[0].strip()
-        if base == "None" and value is None:
-            return True
-        if base in ("Any", "object", "Mapping", "Sequence", "inspect._empty"):
-            return True
-        kinds = _TYPES.get(base)
-        if kinds is None:
-            return True  # a type this check does not know: the constructor decides
-        if isinstance(value, bool) and bool not in kinds:
-            continue
-        if isinstance(value, kinds):
-            return True
-    return False
-
-
-@dataclass(frozen=True)
-class OptionField:
-    name: str
-    annotation: str
-    default: Any
-    required: bool = False
-
-
-def _annotation_text(annotation: Any) -> str:
-    if annotation is inspect.Parameter.empty:
-        return "Any"
-    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-
-
-def option_fields(obj: Any, skip: int = 0) -> list[OptionField]:
-    """The options an entry takes: its ``Options`` dataclass's fields, else its constructor's keyword
-    parameters after the first ``skip`` (the ones the toolkit passes itself, like ``channels``)."""
-    cls = getattr(obj, "Options", None)
-    if cls is not None and dataclasses.is_dataclass(cls):
-        out = []
-        for f in dataclasses.fields(cls):
-            has = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-            default = f.default if f.default is not dataclasses.MISSING else None
-            out.append(OptionField(f.name, _annotation_text(f.type), default, not has))
-        return out
-    if skip < 0 or not (inspect.isclass(obj) or inspect.isroutine(obj)):
-        return []  # an instance (a Metric), or a kind whose options come from ``Options`` only (tasks)
-    try:
-        signature = inspect.signature(obj)
-    except (TypeError, ValueError):
-        return []
-    params = [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    return [
-        OptionField(p.name, _annotation_text(p.annotation), None if p.default is p.empty else p.default)
-        for p in params[skip:]
-    ]
-
-
-def parse_options(kind: str, name: str, obj: Any, data: dict[str, Any], origin: str, skip: int = 0) -> dict[str, Any]:
-    """Check ``data`` against the entry's options → the options to pass (unknown keys and wrong types refused)."""
-    known = {f.name: f for f in option_fields(obj, skip)}
-    for key, value in data.items():
-        if key not in known:
-            takes = f"; it takes {', '.join(sorted(known))}" if known else "; it takes no options"
-            hint = did_you_mean(key, known) or takes
-            raise UsageError(f"{origin}: {kind} '{name}' has no option '{key}'{hint}")
-        if not type_ok(known[key].annotation, value):
-            raise UsageError(f"{origin}: {kind} '{name}' option {key} must be {known[key].annotation}, not {value!r}")
-    missing = [f.name for f in known.values() if f.required and f.name not in data]
-    if missing:
-        raise UsageError(f"{origin}: {kind} '{name}' needs the option {missing[0]}")
-    return dict(data)
 
 
 # -- registries ---------------------------------------------------------------------------------------------
@@ -246,9 +162,10 @@ class Registry(MutableMapping):
             raise unknown(what or self.singular, name, list(self))
         return self._entries[name]
 
-    def options(self, name: str, data: dict[str, Any], origin: str) -> dict[str, Any]:
-        """``data`` checked against the options of entry ``name``."""
-        return parse_options(self.singular, name, self.get(name), data, origin, self.option_skip)
+    def options(self, name: str, data: dict[str, Any], origin: str, required: bool = True) -> dict[str, Any]:
+        """``data`` checked against the options of entry ``name`` (``required=False``: its required options
+        may be missing)."""
+        return parse_options(self.singular, name, self.get(name), data, origin, self.option_skip, required)
 
 
 def unknown(kind: str, name: str, known: list[str]):

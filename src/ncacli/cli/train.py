@@ -134,12 +134,11 @@ def _config(g: dict[str, Any]) -> tuple[Any, list[str]]:
         **_target_flags(g["target"] or [], g["emoji"] or []),
         "loss": g["loss"] or _loss_from_inputs(prompt, style),
         "loss_weights": _parse_weights(g["loss_weights"]) if g["loss_weights"] is not None else None,
-        "task": task,
-        "task_options": {"data": data} if data is not None else None,
+        "task": {k: v for k, v in (("name", task), ("data", data)) if v is not None} or None,
+        "objectives": _objective_flags(g),
         "device": g["device_name"],
     }
-    keys = ("prompt", "style", "clip_model", "clip_pretrained", "style_loss", "vgg_weights", "iters", "batch")
-    flags.update({key: g[key] for key in (*keys, "size", "padding", "seed")})
+    flags.update({key: g[key] for key in ("iters", "batch", "size", "padding", "seed")})
     notes = []
     if g["resume"] is not None:
         config = resumed_config(g["resume"], {"iters": g["iters"], "device": g["device_name"]})
@@ -153,7 +152,7 @@ def _config(g: dict[str, Any]) -> tuple[Any, list[str]]:
     if g["evaluate_after"] and not TASKS.get(config.task_name(), "task").writes_model:
         raise UsageError(f"--evaluate: a {config.task_name()} run writes no model, so there is nothing to evaluate")
     if g["autoencoder"] is not None:
-        config = cfgmod.apply(config, {"task_options": {"autoencoder": g["autoencoder"]}}, "--autoencoder")
+        config = cfgmod.apply(config, {"task": {"autoencoder": g["autoencoder"]}}, "--autoencoder")
     return config, notes
 
 
@@ -196,6 +195,21 @@ def _target_flags(targets: list[str], emojis: list[str]) -> dict[str, Any]:
     if targets or emojis:
         return {"targets": targets, "emojis": emojis}
     return {}
+
+
+def _objective_flags(g: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The verb's options that set an objective's own (``--prompt``, ``--clip-model``, ``--style``, …): each
+    objective's option fields name their flag → ``{objective: {option: value}}``."""
+    from ncacli.options import option_fields
+    from ncacli.registry import OBJECTIVES
+
+    out: dict[str, dict[str, Any]] = {}
+    for name in OBJECTIVES:
+        for f in option_fields(OBJECTIVES[name]):
+            given = g.get(f.flag.lstrip("-").replace("-", "_")) if f.flag else None
+            if given is not None:
+                out.setdefault(name, {})[f.name] = given
+    return out
 
 
 def _task_reading(option: str) -> str | None:

@@ -189,30 +189,26 @@ def _classes(names: list[str], classes: int, trials: int, seed: int, perturb: st
 
 def _target(path: str, stored, spec, provenance: dict, target: str | None, emoji: str | None):
     """The target to compare with → ``((4, H, W), description)``: an option, the model's own, or its run's."""
-    import tomllib
 
     from ncacli.io.images import load_target
 
     grid = list(spec.task.options.get("image") or spec.task.grid)  # a latent model's picture is larger than its grid
     if target or emoji:
         run = _run_config(path)
-        size, padding = run.get("size", 40), run.get("padding", 16)
+        size, padding = (run.size, run.padding) if run is not None else (40, 16)
         goal, desc = load_target(target or "", emoji or "", size, padding)
     elif stored is not None:
         goal, desc = stored, provenance.get("target", "the model's target")
-    elif provenance.get("prompt") or provenance.get("style"):
+    elif not _compares_with_target(provenance):
         raise NcaError(
             f"{path}: trained with the {provenance.get('loss')} loss ({provenance.get('target')}), so it has no "
             "target image to compare with; name one with --target or --emoji"
         )
     else:
         run = _run_config(path)
-        if not run:
+        if run is None:
             raise NcaError(f"{path}: the model carries no target and sits in no run directory; name one with --target")
-        try:
-            goal, desc = load_target(run.get("target", ""), run.get("emoji", "🦎"), run["size"], run["padding"])
-        except (KeyError, tomllib.TOMLDecodeError) as exc:
-            raise NcaError(f"{path}: its run's config.toml lacks {exc}") from None
+        goal, desc = load_target(run.target, run.emoji, run.size, run.padding)
     if grid and list(goal.shape[-2:]) != list(grid):
         raise NcaError(
             f"{path}: the target is {goal.shape[1]}×{goal.shape[2]} but the model grew on {grid[0]}×{grid[1]}; "
@@ -224,12 +220,13 @@ def _target(path: str, stored, spec, provenance: dict, target: str | None, emoji
 def _style_image(path: str, model: Any, style: str | None):
     """The style image the style metric compares with → ``((3 or 4, h, w), description)``: ``--style FILE``,
     fitted as the model's training fitted its own (``style_size``), or the one the model file keeps."""
-    from ncacli.config import Config
-    from ncacli.losses.style import load_style_image
+    from ncacli.losses.style import StyleOptions, load_style_image
     from ncacli.tasks.image import STYLE
 
     if style:
-        size = model.provenance.get("style_size") or _run_config(path).get("style_size") or Config.style_size
+        run = _run_config(path)
+        size = model.provenance.get("style_size") or (run.objectives.get("style", {}).get("size") if run else None)
+        size = size or StyleOptions.__dataclass_fields__["size"].default
         return load_style_image(style, int(size))[0], f"style {style}"
     stored = model.task.tensors.get(STYLE)
     if stored is not None:
@@ -240,15 +237,22 @@ def _style_image(path: str, model: Any, style: str | None):
     )
 
 
-def _run_config(path: str) -> dict:
-    """The ``config.toml`` of the run directory holding ``path`` (itself or a checkpoint), or ``{}``."""
-    import tomllib
+def _compares_with_target(provenance: dict) -> bool:
+    """Whether the model's objective compared with a target image (a plugin's not installed here: assumed)."""
+    from ncacli.config import loss_names
+    from ncacli.losses import needs_target
+    from ncacli.registry import OBJECTIVES
+
+    names = loss_names(str(provenance.get("loss") or "mse"))
+    return not all(name in OBJECTIVES for name in names) or all(needs_target(name) for name in names)
+
+
+def _run_config(path: str):
+    """The configuration of the run directory holding ``path`` (itself or a checkpoint), or None."""
+    from ncacli.config import read_run_config
 
     here = Path(path).resolve().parent
     for d in (here, here.parent):
         if (d / "config.toml").is_file():
-            try:
-                return tomllib.loads((d / "config.toml").read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as exc:
-                raise NcaError(f"{d / 'config.toml'}: not valid TOML ({exc})") from None
-    return {}
+            return read_run_config(d, quiet=True)
+    return None

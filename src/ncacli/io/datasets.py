@@ -97,7 +97,7 @@ def _torchvision(name: str, root: Path, size: int, padding: int) -> LabelledImag
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise NcaError(
                 f"{name}: not in {root} ({files}) and the download failed ({reason}); put the files there, "
-                f"set NCA_DATA or task_options.data_root, or pass --data DIR"
+                f"set NCA_DATA or task.data_root, or pass --data DIR"
             ) from None
     images, labels = [], []
     for ds in parts:

@@ -129,7 +129,7 @@ def digit_images(source: str, side: int, test_fraction: float, seed: int, root: 
     from ncacli.io.datasets import load_labelled
 
     if source not in DIGIT_SOURCES:
-        raise NcaError(f"task_options.digit_source must be one of {', '.join(DIGIT_SOURCES)}, not {source!r}")
+        raise NcaError(f"task.digit_source must be one of {', '.join(DIGIT_SOURCES)}, not {source!r}")
     data = load_labelled(source, side, 0, test_fraction, seed, str(root))
     images = data.images[:, 0].numpy().astype(np.float32)
     return images[data.train.numpy()], images[data.test.numpy()]
@@ -182,7 +182,7 @@ def _moving_mnist(root: Path) -> torch.Tensor:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise NcaError(
             f"moving-mnist: not in {root} ({MOVING_MNIST}) and the download failed ({reason}); put the file there, "
-            "set NCA_DATA or task_options.data_root, or pass --data DIR"
+            "set NCA_DATA or task.data_root, or pass --data DIR"
         ) from None
     return data[:, :, 0]
 

@@ -1,7 +1,7 @@
 """Text-guided objectives: CLIP similarity to a prompt, and the growth loss that goes with it.
 
 The recipe of "Growing Images from Text with NCA": the visible RGB of each state is cut into
-``clip_augmentations`` random views (random resized crop, small rotation, colour jitter), each
+``augmentations`` random views (random resized crop, small rotation, colour jitter), each
 view goes through CLIP's image tower, and the loss is one minus the mean cosine similarity to the
 prompt's text embedding. The growth loss asks for alive cells, in proportion to how well the
 picture already matches the prompt, so that the grid is not flooded with alive but blank cells.
@@ -11,6 +11,7 @@ Which CLIP and which weights: :mod:`ncacli.losses.clip_model`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,6 +20,8 @@ import torch.nn.functional as F
 from ncacli.engine.visible import visible_rgb
 from ncacli.errors import UsageError
 from ncacli.losses.clip_model import load_clip
+from ncacli.names import CLIP_AUGMENTS, GROWTH_LOSSES
+from ncacli.options import option
 
 # crop augmentation: area fraction, aspect ratio, rotation, colour jitter
 CROP_SCALE = (0.5, 1.0)
@@ -80,6 +83,32 @@ def _luma(images: torch.Tensor) -> torch.Tensor:
     return (images * weights).sum(dim=1, keepdim=True)
 
 
+@dataclass(frozen=True)
+class ClipOptions:
+    """The ``[objectives.clip]`` section."""
+
+    prompt: str = option(flag="--prompt")  # the text the picture grows towards
+    model: str = option("ViT-B-32", "--clip-model")  # an open_clip name, "local-dir:PATH", or a model config JSON
+    pretrained: str = option("openai", "--clip-pretrained")  # an open_clip tag, a weights file, or a folder
+    augmentations: int = 8  # random views of each sample scored per step (1 with augment = "resize")
+    augment: str = "crop"  # crop (random resized crop, rotation, colour jitter) or resize
+    growth_loss: str = "proportional"  # the growth loss that comes along: proportional, constant, gated, none
+    growth_weight: float = 1.0  # its weight (0 = none)
+    growth_floor: float = 0.5  # the alive fraction the constant growth loss asks for
+
+    def __post_init__(self) -> None:
+        if not self.prompt:
+            raise UsageError("the clip objective needs a prompt: --prompt TEXT (objectives.clip.prompt)")
+        if self.augment not in CLIP_AUGMENTS:
+            raise UsageError(f"objectives.clip.augment must be one of {', '.join(CLIP_AUGMENTS)}, not {self.augment!r}")
+        if self.augmentations < 1:
+            raise UsageError(f"objectives.clip.augmentations must be at least 1, not {self.augmentations}")
+        if self.growth_loss not in GROWTH_LOSSES:
+            raise UsageError(
+                f"objectives.clip.growth_loss must be one of {', '.join(GROWTH_LOSSES)}, not {self.growth_loss!r}"
+            )
+
+
 class ClipLoss:
     """One minus the mean cosine similarity of CLIP views of each state to the prompt: ``(B, C, H, W)`` → ``(B,)``.
 
@@ -90,25 +119,54 @@ class ClipLoss:
     ``config.seed`` is used.
     """
 
-    def __init__(self, target: torch.Tensor | None, config: Any) -> None:
+    Options = ClipOptions
+    # the top-level keys of earlier versions that are now options of this objective
+    moved_keys = {
+        "prompt": "prompt",
+        "clip_model": "model",
+        "clip_pretrained": "pretrained",
+        "clip_augmentations": "augmentations",
+        "clip_augment": "augment",
+        "growth_loss": "growth_loss",
+        "growth_weight": "growth_weight",
+        "growth_floor": "growth_floor",
+    }
+    needs_target = False
+
+    @staticmethod
+    def describe(o: ClipOptions) -> str:
+        """What it grows towards, in a title or a run directory's name."""
+        return f"prompt {o.prompt!r}"
+
+    @staticmethod
+    def provenance(o: ClipOptions) -> dict[str, Any]:
+        """What a model file's history keeps of it."""
+        return {
+            "prompt": o.prompt,
+            "clip_model": o.model,
+            "clip_pretrained": o.pretrained,
+            "growth_loss": o.growth_loss,
+        }
+
+    def __init__(self, target: torch.Tensor | None, config: Any, **options: Any) -> None:
         self.config = config
-        self.clip = load_clip(config.clip_model, config.clip_pretrained)
-        self.text_cpu = self.clip.encode_text(config.prompt)  # (D,)
-        self.views = 1 if config.clip_augment == "resize" else int(config.clip_augmentations)
+        self.options = o = ClipOptions(**options)
+        self.clip = load_clip(o.model, o.pretrained)
+        self.text_cpu = self.clip.encode_text(o.prompt)  # (D,)
+        self.views = 1 if o.augment == "resize" else int(o.augmentations)
         self.generator: torch.Generator | None = None
         self.last: dict[str, float] = {}
         self.similarity: torch.Tensor | None = None
         self._text: torch.Tensor = self.text_cpu
         self._own: torch.Generator | None = None
 
-    needs_target = False
-
     @staticmethod
     def extra_terms(config: Any, clip: ClipLoss) -> list:
         """The growth loss that goes with it (``growth_loss``, ``growth_weight``)."""
-        if config.growth_loss == "none" or config.growth_weight <= 0:
+        o = clip.options
+        if o.growth_loss == "none" or o.growth_weight <= 0:
             return []
-        return [("growth", config.growth_weight, GrowthLoss(clip, config))]
+        return [("growth", o.growth_weight, GrowthLoss(clip, config.background))]
 
     def text(self, device: torch.device) -> torch.Tensor:
         """The prompt's embedding ``(D,)`` on ``device``."""
@@ -130,7 +188,7 @@ class ClipLoss:
     def similarities(self, images: torch.Tensor) -> torch.Tensor:
         """Pictures ``(B, 3, H, W)`` in [0, 1] → cosine similarity of each view to the prompt ``(B, N)``."""
         batch = images.shape[0]
-        if self.config.clip_augment == "resize":
+        if self.options.augment == "resize":
             views = self.resized(images)
         else:
             views = random_views(images, self.views, self.clip.image_size, self._generator(images.device))
@@ -164,18 +222,14 @@ class GrowthLoss:
 
     needs_target = False
 
-    def __init__(self, clip: ClipLoss, config: Any) -> None:
-        from ncacli.config import GROWTH_LOSSES
-
-        if config.growth_loss not in GROWTH_LOSSES:
-            raise UsageError(f"growth_loss must be one of {', '.join(GROWTH_LOSSES)}, not {config.growth_loss!r}")
+    def __init__(self, clip: ClipLoss, background: str) -> None:
         self.clip = clip
-        self.kind = config.growth_loss
-        self.floor = float(config.growth_floor)
+        self.kind = clip.options.growth_loss
+        self.floor = float(clip.options.growth_floor)
         self.last: dict[str, float] = {}
         self.baseline: float | None = None
         if self.kind == "gated":
-            self.baseline = self.blank_similarity(config.background)
+            self.baseline = self.blank_similarity(background)
 
     @torch.no_grad()
     def blank_similarity(self, background: str) -> float:

@@ -78,3 +78,15 @@ def make_objective(config: Any, target: torch.Tensor | None) -> Objective:
     if config.overflow_weight > 0:
         terms.append(("overflow", config.overflow_weight, OverflowLoss(config)))
     return Objective(terms)
+
+
+def describe_objectives(config: Any) -> str:
+    """What the objectives that need no target grow towards (``style grass.png, prompt 'a cat'``), or ""."""
+    from ncacli.config import loss_names
+
+    parts = []
+    for name in loss_names(config.loss):
+        describe = getattr(OBJECTIVES.get(name, "loss"), "describe", None)
+        if describe is not None:
+            parts.append(describe(config.objective(name)))
+    return ", ".join(parts)

@@ -19,6 +19,7 @@ import io
 import math
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ncacli.errors import NcaError, UsageError, check_random_weights
-from ncacli.io.weights import WeightsFileError, first_line, load_features, read_features, weights_file
+from ncacli.io.weights import WeightsFileError, first_line, load_features, read_features, source_of, weights_file
 from ncacli.names import STYLE_LOSSES
+from ncacli.options import option
 
 # features indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in torchvision's VGG16
 STYLE_LAYERS = (1, 6, 11, 18, 25)
@@ -288,6 +290,27 @@ class StyleReference:
         return total
 
 
+@dataclass(frozen=True)
+class StyleOptions:
+    """The ``[objectives.style]`` section."""
+
+    image: str = option(flag="--style")  # the style image (a file, or skimage:NAME)
+    loss: str = option("sot", "--style-loss")  # sot (sliced optimal transport) or gram
+    size: int = 128  # the style image is fitted into this many pixels
+    projections: int = 0  # sliced-OT projections per layer; 0 = as many as the layer has channels
+    vgg_weights: str = option("", "--vgg-weights")  # "" = $NCA_VGG16_WEIGHTS or torchvision's cache; a file
+
+    def __post_init__(self) -> None:
+        if not self.image:
+            raise UsageError("the style objective needs a style image: --style IMAGE (objectives.style.image)")
+        if self.loss not in STYLE_LOSSES:
+            raise UsageError(f"objectives.style.loss must be one of {', '.join(STYLE_LOSSES)}, not {self.loss!r}")
+        if self.projections < 0:
+            raise UsageError(f"objectives.style.projections must be 0 or more, not {self.projections}")
+        if self.size < 1:
+            raise UsageError(f"objectives.style.size must be at least 1, not {self.size}")
+
+
 class StyleLoss:
     """Per-sample style loss of the state's visible RGB against a style image: ``(B, C, H, W)`` → ``(B,)``.
 
@@ -301,23 +324,48 @@ class StyleLoss:
     ``{"style": mean loss}`` of the last call.
     """
 
+    Options = StyleOptions
+    # the top-level keys of earlier versions that are now options of this objective
+    moved_keys = {
+        "style": "image",
+        "style_loss": "loss",
+        "style_size": "size",
+        "style_projections": "projections",
+        "vgg_weights": "vgg_weights",
+    }
     needs_target = False
 
-    def __init__(self, target: torch.Tensor | None, config: Any) -> None:
-        if config.style_loss not in STYLE_LOSSES:
-            raise UsageError(f"style_loss must be one of sot, gram, not {config.style_loss!r}")
-        if config.style_projections < 0:
-            raise UsageError(f"style_projections must be 0 or more, not {config.style_projections}")
-        if config.style_size < 1:
-            raise UsageError(f"style_size must be at least 1, not {config.style_size}")
-        if not config.style:
-            raise UsageError("the style loss needs a style image: --style IMAGE")
+    @staticmethod
+    def describe(o: StyleOptions) -> str:
+        """What it grows towards, in a title or a run directory's name."""
+        return f"style {o.image}"
+
+    @staticmethod
+    def provenance(o: StyleOptions) -> dict[str, Any]:
+        """What a model file's history keeps of it (``vgg_weights`` as the file it came from)."""
+        return {
+            "style": o.image,
+            "style_loss": o.loss,
+            "style_size": o.size,
+            "vgg_weights": source_of("vgg16", o.vgg_weights),
+        }
+
+    @staticmethod
+    def untrained(o: StyleOptions) -> list[str]:
+        """The networks it would run on random weights (refused outside the test suite)."""
+        if o.vgg_weights != "random":
+            return []
+        check_random_weights("--vgg-weights", "VGG16")
+        return ["VGG16"]
+
+    def __init__(self, target: torch.Tensor | None, config: Any, **options: Any) -> None:
         self.config = config
-        self.kind: str = config.style_loss
-        self.projections: int = config.style_projections
+        self.options = o = StyleOptions(**options)
+        self.kind: str = o.loss
+        self.projections: int = o.projections
         self.background: str = config.background
-        self.style_image = load_style_image(config.style, config.style_size)  # (1, 3, h, w)
-        self.vgg = build_vgg(config.vgg_weights)
+        self.style_image = load_style_image(o.image, o.size)  # (1, 3, h, w)
+        self.vgg = build_vgg(o.vgg_weights)
         self.reference = StyleReference(self.vgg, self.style_image, self.kind)
         self.generator: torch.Generator | None = None
         self.last: dict[str, float] = {}

@@ -39,7 +39,7 @@ class Options:
     loss: str = "mse"  # mse (to the one-hot class) or ce (pixel-wise cross-entropy)
     cells: str = "digit"  # which cells the loss reads: digit (where the input lives) or all
     test_fraction: float = 0.2  # digits and folders: the share held out for nca evaluate
-    split_seed: int = 0
+    split_seed: int = 0  # digits and folders: the seed of the held-out split
     fresh: int = 2  # samples per batch started from zero on a new image
 
 
@@ -77,12 +77,12 @@ class ClassifyTask(DatasetTask):
             if getattr(o, key) not in allowed:
                 raise UsageError(f"task_options.{key} must be one of {', '.join(allowed)}, not {getattr(o, key)!r}")
         if not 0.0 < o.test_fraction < 1.0:
-            raise UsageError(f"task_options.test_fraction must be in (0, 1), not {o.test_fraction}")
+            raise UsageError(f"task.test_fraction must be in (0, 1), not {o.test_fraction}")
         if config.pool_size < config.batch:
             raise UsageError(f"pool_size ({config.pool_size}) is smaller than batch ({config.batch})")
         if o.fresh + config.mutation_count > config.batch:
             raise UsageError(
-                f"task_options.fresh + mutation_count ({o.fresh + config.mutation_count}) exceed batch ({config.batch})"
+                f"task.fresh + mutation_count ({o.fresh + config.mutation_count}) exceed batch ({config.batch})"
             )
 
     # -- data ----------------------------------------------------------------------------------------------

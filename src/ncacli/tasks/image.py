@@ -23,7 +23,6 @@ from ncacli.engine import (
     seed_position_for,
 )
 from ncacli.errors import UsageError
-from ncacli.io.weights import source_of
 from ncacli.spec import ModelSpec, TaskSpec, image_channels
 from ncacli.tasks.base import Asked, Batch, Schedule, Task
 
@@ -294,7 +293,7 @@ STYLE = "task.style"  # a texture model's style image: RGB (3, h, w) in [0, 1], 
 
 class TextureTask(ImageTask):
     """A texture under the VGG style loss. The model file keeps the style image (``task.style``, fitted into
-    ``style_size`` and composited over white, as the loss compares with it), so ``nca evaluate`` can measure
+    ``objectives.style.size`` and composited over white, as the loss compares with it), so ``nca evaluate`` can measure
     the texture with the style metric; files saved before it did still load (``--style FILE`` then)."""
 
     name = "texture"
@@ -306,11 +305,13 @@ class TextureTask(ImageTask):
 
     @classmethod
     def for_target(cls, config: Any, target: torch.Tensor | None, device: Any = "cpu") -> TextureTask:
+        from ncacli.config import loss_names
         from ncacli.losses.style import load_style_image
 
         task = super().for_target(config, target, device)
-        if config.style:
-            task.tensors[STYLE] = load_style_image(config.style, config.style_size)[0].to(task.device)
+        if "style" in loss_names(config.loss):  # a texture may grow under CLIP alone: no style image then
+            style = config.objective("style")
+            task.tensors[STYLE] = load_style_image(style.image, style.size)[0].to(task.device)
         return task
 
     @classmethod
@@ -332,34 +333,28 @@ def class_names(config: Any) -> list[str]:
 
 
 def describe_target(config: Any) -> str:
-    if config.prompt or config.style:
-        parts = [f"style {config.style}" if config.style else "", f"prompt {config.prompt!r}" if config.prompt else ""]
-        return ", ".join(p for p in parts if p)
+    from ncacli.losses.objective import describe_objectives
+
+    described = describe_objectives(config)
+    if described:
+        return described
     if config.classes():
         return ", ".join(class_names(config))
     return config.target or f"emoji {config.emoji}"
 
 
 def objective_provenance(config: Any) -> dict:
-    """What the objective was made of, for the model file's history."""
+    """What the objective was made of, for the model file's history: each term's weight, and what each
+    objective says of its options (its ``provenance``), else the options as given."""
     from ncacli.config import loss_names
+    from ncacli.registry import OBJECTIVES
 
     names = loss_names(config.loss)
     out: dict = {"loss_weights": {n: float(config.loss_weights.get(n, 1.0)) for n in names}}
-    if config.loss_options:
-        out["loss_options"] = config.loss_options
-    if "clip" in names:
-        out.update(
-            prompt=config.prompt,
-            clip_model=config.clip_model,
-            clip_pretrained=config.clip_pretrained,
-            growth_loss=config.growth_loss,
-        )
-    if "style" in names:
-        out.update(
-            style=config.style,
-            style_loss=config.style_loss,
-            style_size=config.style_size,
-            vgg_weights=source_of("vgg16", config.vgg_weights),
-        )
+    for name in names:
+        provenance = getattr(OBJECTIVES.get(name, "loss"), "provenance", None)
+        if provenance is not None:
+            out.update(provenance(config.objective(name)))
+        elif config.objectives.get(name):
+            out.setdefault("objectives", {})[name] = config.objectives[name]
     return out

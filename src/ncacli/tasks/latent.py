@@ -3,7 +3,7 @@ latent grid of an autoencoder with 8× spatial compression.
 
 Training has two stages, both in the run directory and both resumable. Stage 1 trains the autoencoder (a VQ-VAE
 by default, :mod:`ncacli.engine.autoencoder`) on the target images, on damaged copies and on partly grown ones, so
-that damaged and half-grown latents decode sensibly (:mod:`ncacli.train.autoencoder`); ``task_options.autoencoder``
+that damaged and half-grown latents decode sensibly (:mod:`ncacli.train.autoencoder`); ``task.autoencoder``
 names a trained one to reuse instead. Stage 2 freezes it and trains the NCA: the state is ``latent`` channels the
 decoder reads, then hidden channels; the seed is the latent grid of an empty image with the hidden channels of the
 seed cell set to 1; the pool, damage and class mutation work on latent states as in pixel space, and the decoded
@@ -45,8 +45,8 @@ class Options:
     width: int = 16  # the autoencoder's channels at full resolution
     codes: int = 256  # VQ-VAE codebook size
     ae_iters: int = 1500  # stage 1 iterations
-    ae_batch: int = 4
-    ae_lr: float = 1e-3
+    ae_batch: int = 4  # stage 1 batch
+    ae_lr: float = 1e-3  # stage 1 learning rate (Adam)
     ae_crop: int = 128  # stage 1 learns from random windows this many pixels across (0: whole pictures)
     loss_window: int = 0  # stage 2's loss on a random window this many pixels across, decoded alone (0: all)
     damage_space: str = "pixel"  # where nca evaluate and nca render cut damage: pixel (re-encoded) or latent
@@ -91,12 +91,12 @@ class LatentTask(ImageTask):
     def check_config(config: Any) -> None:
         o = Options(**config.task_options)
         if o.damage_space not in DAMAGE_SPACES:
-            raise UsageError(f"task_options.damage_space must be pixel or latent, not {o.damage_space!r}")
+            raise UsageError(f"task.damage_space must be pixel or latent, not {o.damage_space!r}")
         if o.kind not in ("vqvae", "ae"):
-            raise UsageError(f"task_options.kind must be vqvae or ae, not {o.kind!r}")
+            raise UsageError(f"task.kind must be vqvae or ae, not {o.kind!r}")
         if not o.autoencoder and config.channels <= LATENT + o.latent:
             raise UsageError(
-                f"channels ({config.channels}) must exceed 4 + task_options.latent ({LATENT + o.latent}): RGBA, "
+                f"channels ({config.channels}) must exceed 4 + task.latent ({LATENT + o.latent}): RGBA, "
                 "latent, then hidden"
             )
         if config.loss != "mse":

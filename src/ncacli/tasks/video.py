@@ -72,26 +72,26 @@ class VideoTask(DatasetTask):
 
         o = Options(**config.task_options)
         if not 1 <= o.k < config.channels:
-            raise UsageError(f"task_options.k ({o.k}) must be at least 1 and below channels ({config.channels})")
+            raise UsageError(f"task.k ({o.k}) must be at least 1 and below channels ({config.channels})")
         if not 0.0 < o.test_fraction < 1.0:
-            raise UsageError(f"task_options.test_fraction must be in (0, 1), not {o.test_fraction}")
+            raise UsageError(f"task.test_fraction must be in (0, 1), not {o.test_fraction}")
         if config.pool_size < config.batch:
             raise UsageError(f"pool_size ({config.pool_size}) is smaller than batch ({config.batch})")
         if not 0 <= o.fresh <= config.batch:
-            raise UsageError(f"task_options.fresh ({o.fresh}) must be between 0 and batch ({config.batch})")
+            raise UsageError(f"task.fresh ({o.fresh}) must be between 0 and batch ({config.batch})")
         if config.condition_channels:
             raise UsageError("a video model reads no condition: drop condition_channels")
         if o.data == "moving-digits":
             side = o.digit_size or round(config.size * 7 / 16)
             if not 0 < side < config.size:
-                raise UsageError(f"task_options.digit_size ({side}) must be below size ({config.size}): digits move")
+                raise UsageError(f"task.digit_size ({side}) must be below size ({config.size}): digits move")
             if o.length < o.k + 2 or o.digits < 1 or o.videos < 2:
                 raise UsageError(
                     f"moving-digits needs length ≥ k + 2 ({o.k + 2}), digits ≥ 1 and videos ≥ 2, not length "
                     f"{o.length}, digits {o.digits}, videos {o.videos}"
                 )
             if o.digit_source not in DIGIT_SOURCES:
-                raise UsageError(f"task_options.digit_source must be one of {', '.join(DIGIT_SOURCES)}")
+                raise UsageError(f"task.digit_source must be one of {', '.join(DIGIT_SOURCES)}")
 
     # -- data ----------------------------------------------------------------------------------------------
 

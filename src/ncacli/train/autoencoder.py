@@ -196,7 +196,7 @@ def _truncate(path: Path, iteration: int) -> None:
 def read_autoencoder(path: str) -> tuple[AutoencoderConfig, Autoencoder]:
     """A trained autoencoder from ``autoencoder.safetensors`` (stage 1's file) or a latent model file."""
     if not Path(path).is_file():
-        raise NcaError(f"{path}: autoencoder file not found (task_options.autoencoder / --autoencoder)")
+        raise NcaError(f"{path}: autoencoder file not found (task.autoencoder / --autoencoder)")
     tensors, meta = unpack(read_input(path), path)
     text = meta.get("autoencoder")
     if text is None and "spec" in meta:

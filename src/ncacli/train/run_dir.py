@@ -14,6 +14,7 @@ from ncacli.config import Config
 from ncacli.errors import NcaError
 from ncacli.io.files import append_line, atomic_write_bytes, pack, read_input, unpack, write_error
 from ncacli.io.model_file import save_model
+from ncacli.losses.objective import describe_objectives
 from ncacli.train.loop import Record, Trainer
 
 if TYPE_CHECKING:
@@ -25,8 +26,8 @@ PREVIEW_STEPS = (96, 200)
 
 def default_run_dir(config: Config, target_desc: str, root: Path = Path("runs")) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    if config.prompt or config.style:
-        words = " ".join(w for w in (Path(config.style).stem if config.style else "", config.prompt) if w)
+    words = describe_objectives(config)  # style+clip: "style grass.png, prompt 'a cat'"
+    if words:
         name = "-".join("".join(c if c.isalnum() else " " for c in words.lower()).split())[:40] or "run"
     elif config.classes():
         stems = [

@@ -59,24 +59,13 @@ class Session:
         return out
 
 
-def legacy(values: dict[str, Any]) -> dict[str, Any]:
-    """A 0.1.0 run directory's config.toml in today's keys (``model = "pixels"`` → ``task = "pixels"``)."""
-    from ncacli.config import LEGACY_KEYS
-
-    out = dict(values)
-    for key, convert in LEGACY_KEYS.items():
-        if key in out:
-            out.update(convert(out.pop(key)))
-    return out
-
-
 def resumed_config(path: Path, overrides: dict[str, Any]):
     """The config of the run in ``path``, with ``overrides`` (``iters``, ``device``) applied."""
     from ncacli import config as cfgmod
 
     if not (path / "config.toml").exists():
         raise NcaError(f"{path}: not a run directory (no config.toml)")
-    config = cfgmod.apply(cfgmod.Config(), legacy(cfgmod.read_toml(path / "config.toml", "config")), str(path))
+    config = cfgmod.read_run_config(path)
     config = cfgmod.apply(config, {k: v for k, v in overrides.items() if v is not None}, "option")
     from ncacli.registry import TASKS
 
@@ -86,14 +75,17 @@ def resumed_config(path: Path, overrides: dict[str, Any]):
 
 
 def random_weights(config: Any) -> list[str]:
-    """The networks of the objective that run on untrained weights: refused outside the test suite."""
+    """The networks of the objectives that run on untrained weights (each objective's ``untrained``, which
+    refuses them outside the test suite)."""
     from ncacli.config import loss_names
-    from ncacli.errors import check_random_weights
+    from ncacli.registry import OBJECTIVES
 
-    if "style" in loss_names(config.loss) and config.vgg_weights == "random":
-        check_random_weights("--vgg-weights", "VGG16")
-        return ["VGG16"]
-    return []
+    out: list[str] = []
+    for name in loss_names(config.loss):
+        untrained = getattr(OBJECTIVES.get(name, "loss"), "untrained", None)
+        if untrained is not None:
+            out += untrained(config.objective(name))
+    return out
 
 
 def open_session(

@@ -52,7 +52,7 @@ class ColouriseTask(Task):
     def check_config(config: Any) -> None:
         o = Options(**config.task_options)
         if o.size < 4:
-            raise UsageError(f"task_options.size must be at least 4 cells, not {o.size}")
+            raise UsageError(f"task.size must be at least 4 cells, not {o.size}")
         if config.channels < 4:
             raise UsageError(f"channels ({config.channels}) must be at least 4: the colours, then hidden")
 
