@@ -7,7 +7,13 @@ moved into a function still ties the two files together."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from ncacli.cli import groups
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 
@@ -195,3 +201,34 @@ def test_no_kind_is_named_outside_its_own_module():
         found |= {(where, kind) for kind in named_kinds(path.read_text(encoding="utf-8"), name, names, classes)}
     assert found - set(STILL_NAMED) == set(), "a kind named outside its module: ask what it declares instead"
     assert set(STILL_NAMED) - found == set(), "no longer named there: take it off STILL_NAMED"
+
+
+def test_option_groups_are_declared_once():
+    """The options the verbs share (fractal growth, damage, what a model reads, --device, --json) are defined in
+    ``cli/groups.py`` alone, and each verb that takes a group hands its function one instance of it."""
+    shared = {"--device", "--json"}
+    for cls in (groups.Zoom, groups.Cut, groups.Reads):
+        shared |= {f.metadata["decls"][0] for f in dataclasses.fields(cls)}
+    declared: dict[str, set[str]] = {}
+    for path in (SRC / "ncacli" / "cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "Option":
+                for arg in node.args:
+                    if isinstance(arg, ast.Constant) and arg.value in shared:
+                        declared.setdefault(arg.value, set()).add(path.name)
+    own = {("--condition", "evaluate.py"): "every trial's class, not the class a growth reads"}
+    again = {(flag, name) for flag, where in declared.items() for name in where if name != "groups.py"}
+    assert again == set(own), "an option of a group declared again: take the group (ncacli.cli.groups)"
+
+    seen = {}
+
+    @groups.grouped
+    def verb(n: int = typer.Option(1, "--n"), zoom: groups.Zoom = groups.Zoom, cut: groups.Cut = groups.Cut) -> None:
+        seen.update(n=n, zoom=zoom, cut=cut)
+
+    app = typer.Typer()
+    app.command()(verb)
+    app.command("other")(lambda: None)
+    result = CliRunner().invoke(app, ["verb", "--zoom", "1.5", "--zooms", "2", "-s", "top", "--n", "3"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"n": 3, "zoom": groups.Zoom(1.5, None, 2, None), "cut": groups.Cut("top", None, 0.2)}

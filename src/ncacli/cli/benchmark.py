@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 
 from ncacli.cli.common import check_name, console, device, emit_json, print_table
+from ncacli.cli.groups import device_option, json_option
 from ncacli.errors import UsageError
 from ncacli.names import BENCH_ENGINES as ENGINES
 from ncacli.names import BENCH_STARTS as STARTS
@@ -73,8 +74,8 @@ def benchmark(
         "auto", "--engine", help="The engine's step: auto (active on the CPU, reference on CUDA/MPS), active, reference"
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed for the fire masks and the default model's weights."),
-    device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
-    json_out: bool = typer.Option(False, "--json", help="Also print one JSON document on stdout."),
+    device_name: str = device_option(),
+    json_out: bool = json_option("Also print one JSON document on stdout."),
 ) -> None:
     """Time training iterations and inference rollouts, and their peak memory, beside a plain reference."""
     from ncacli.bench import Settings, run_benchmark

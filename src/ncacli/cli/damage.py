@@ -5,15 +5,15 @@ from __future__ import annotations
 import typer
 
 from ncacli.cli.common import console, emit_json, parse_pair
+from ncacli.cli.groups import Cut, grouped, json_option
 
 
+@grouped
 def damage(
     source: str = typer.Argument(..., metavar="STATE", help="State file, PNG image, or - for stdin."),
     out: str = typer.Option(..., "--out", "-o", help="Output file, or - for stdout (same kind as the input)."),
-    shape: str = typer.Option("circle", "--shape", "-s", help="circle, square, left, right, top, bottom."),
-    center: str = typer.Option("0.5,0.5", "--center", help="x,y as fractions of the grid (half cuts: the cut line)."),
-    radius: float = typer.Option(0.2, "--radius", "-r", min=0.0, help="Fraction of the grid width."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (not with --out -)."),
+    cut: Cut = Cut,
+    json_out: bool = json_option("Print a JSON summary on stdout (not with --out -)."),
 ) -> None:
     """Erase cells: a circle, a square, or a half cut, in every sample of the state."""
     from ncacli.cli.common import check_name
@@ -23,8 +23,9 @@ def damage(
     from ncacli.io.images import image_to_rgba, png_bytes, to_pixels
     from ncacli.io.state_file import parse_state, state_bytes
 
+    shape = cut.shape or "circle"
     check_name("damage shape", shape, list(SHAPES))
-    cx, cy = parse_pair(center, "--center")
+    cx, cy = parse_pair(cut.center or "0.5,0.5", "--center")
     data = read_input(source)
     is_state = is_safetensors(data)
     if is_state:
@@ -34,7 +35,7 @@ def damage(
             state, step = image_to_rgba(data, source).unsqueeze(0), 0
         except NcaError:
             raise NcaError(f"{source}: neither an nca state file nor an image") from None
-    mask = damage_mask(state.shape[2], state.shape[3], shape, (cx, cy), radius)
+    mask = damage_mask(state.shape[2], state.shape[3], shape, (cx, cy), cut.radius)
     damaged = apply_damage(state, mask)
     if is_state:
         write_output(out, state_bytes(damaged, step))

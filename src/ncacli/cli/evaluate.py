@@ -8,9 +8,11 @@ from typing import Optional
 import typer
 
 from ncacli.cli.common import emit_json, engine_option, parse_pair, print_table
+from ncacli.cli.groups import Cut, device_option, grouped, json_option
 from ncacli.errors import NcaError, UsageError
 
 
+@grouped
 def evaluate(
     model_path: Optional[str] = typer.Argument(
         None, metavar="[MODEL]", help="Model file or run directory (default: the newest runs/*/model.safetensors)."
@@ -18,19 +20,7 @@ def evaluate(
     perturb: Optional[str] = typer.Option(
         None, "--perturb", help="damage, none, or mutation (conditional models, classifiers); default damage."
     ),
-    shape: Optional[str] = typer.Option(
-        None,
-        "--shape",
-        help="Damage shape: circle, square, left, right, top, bottom (default circle; textures: top, the "
-        "NCAtorch review's 50% horizontal removal).",
-    ),  # fmt: skip
-    radius: float = typer.Option(0.2, "--radius", min=0.0, help="Damage radius, a fraction of the grid width."),
-    center: Optional[str] = typer.Option(
-        None,
-        "--center",
-        help="Damage centre x,y (fractions). Default: a random living cell per trial (circle, "
-        "square); the middle for half cuts.",
-    ),  # fmt: skip
+    cut: Cut = Cut,
     metric: Optional[str] = typer.Option(
         None,
         "--metric",
@@ -81,9 +71,9 @@ def evaluate(
     frames: Optional[int] = typer.Option(
         None, "--frames", min=1, help="Video models: frames predicted one after another (default up to 20)."
     ),
-    device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+    device_name: str = device_option(),
     engine: str = engine_option(),
-    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    json_out: bool = json_option("One JSON document on stdout."),
 ) -> None:
     """Grow, perturb and regrow; report each metric at the NCAtorch review's three stages and the recovery %."""
     from ncacli.cli.common import load
@@ -119,10 +109,12 @@ def _options(given: dict) -> dict:
         if len(parts) != 2 or not all(v.isdigit() for v in parts):
             raise UsageError(f"--stage1 {given['stage1']!r}: expected two steps like 64-96")
         window = (int(parts[0]), int(parts[1]))
-    metric, center = given["metric"], given["center"]
+    metric, cut = given["metric"], given["cut"]
     parsed = {
         "stage1": window,
-        "center": parse_pair(center, "--center") if center is not None else None,
+        "shape": cut.shape,
+        "radius": cut.radius,
+        "center": parse_pair(cut.center, "--center") if cut.center is not None else None,
         "metrics": [m.strip() for m in metric.split(",") if m.strip()] if metric is not None else None,
         "curve_every": given["every"] or (1 if given["plot"] is not None else 0),
     }

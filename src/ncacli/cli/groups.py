@@ -57,7 +57,9 @@ class Zoom:
     """Fractal growth: the grid scaled up as it grows."""
 
     panel: ClassVar[str] = "Fractal growth"
-    factor: Optional[float] = flag(None, "--zoom", help="Scale the grid (every channel) by this factor (> 1) as it grows.")
+    factor: Optional[float] = flag(
+        None, "--zoom", help="Scale the grid (every channel) by this factor (> 1) as it grows."
+    )
     every: Optional[int] = flag(None, "--zoom-every", help="Zoom after every N steps (default 64).")
     times: Optional[int] = flag(None, "--zooms", help="Zoom this many times (default 1).")
     mode: Optional[str] = flag(None, "--zoom-mode", help="How to upsample: nearest (default), bilinear.")
@@ -96,8 +98,8 @@ class Reads:
     )
 
 
-def device_option() -> Any:
-    return typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps.")
+def device_option(default: str | None = "auto") -> Any:
+    return typer.Option(default, "--device", help="auto, cpu, cuda, cuda:1, mps.")
 
 
 def json_option(help: str = "Print JSON on stdout.") -> Any:

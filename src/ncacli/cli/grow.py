@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Optional
 
 import typer
@@ -16,11 +17,13 @@ from ncacli.cli.common import (
     wants_state,
     write_picture_or_state,
 )
+from ncacli.cli.groups import Reads, Zoom, device_option, grouped, json_option
 
 if TYPE_CHECKING:
     import torch
 
 
+@grouped
 def grow(
     model_path: str = typer.Argument(..., metavar="MODEL", help="Model file (or - for stdin)."),
     steps: int = typer.Option(200, "--steps", "-n", min=0, help="Steps to run."),
@@ -29,35 +32,22 @@ def grow(
     batch: int = typer.Option(1, "--batch", min=1, help="Grow this many samples from the seed."),
     size: Optional[str] = typer.Option(None, "--grid", help="Grid size N or HxW when growing from the seed."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the fire masks."),
-    condition: Optional[str] = typer.Option(
-        None, "--condition", "-c", help="Conditional models: the class to grow, an index or a name (default 0)."
-    ),
-    condition_map: Optional[str] = typer.Option(
-        None, "--condition-map", help="Conditional models: an image whose brightness picks each cell's class."
-    ),
-    input_image: Optional[str] = typer.Option(
-        None, "--input", help="Models that read an input: what to grow from (see the model's task)."
-    ),
+    reads: Reads = Reads,
     fmt: Optional[str] = typer.Option(None, "--format", help="png or state (default from --out)."),
     transparent: bool = typer.Option(False, "--transparent", help="Keep alpha in the PNG instead of white."),
     scale: int = typer.Option(1, "--scale", min=1, help="Upscale the PNG by this factor (nearest)."),
-    zoom: Optional[float] = typer.Option(
-        None, "--zoom", help="Fractal growth: scale the grid (every channel) by this factor (> 1) as it grows."
-    ),
-    zoom_every: Optional[int] = typer.Option(None, "--zoom-every", help="Zoom after every N steps (default 64)."),
-    zooms: Optional[int] = typer.Option(None, "--zooms", help="Zoom this many times (default 1)."),
-    zoom_mode: Optional[str] = typer.Option(None, "--zoom-mode", help="How to upsample: nearest (default), bilinear."),
+    zoom: Zoom = Zoom,
     latent: bool = typer.Option(False, "--latent", help="Latent models: write the latent state, not the picture."),
-    device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+    device_name: str = device_option(),
     engine: str = engine_option(),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (not with --out -)."),
+    json_out: bool = json_option("Print a JSON summary on stdout (not with --out -)."),
 ) -> None:
     """Grow a pattern: from the model's seed, or on from a state (`--from`)."""
     from ncacli.errors import UsageError
     from ncacli.tasks.base import Asked
 
     as_state = wants_state(out, fmt) or latent
-    fractal = zoom_of(zoom, zoom_every, zooms, zoom_mode, steps)
+    fractal = zoom_of(zoom, steps)
     if model_path == "-" and from_state == "-":
         raise UsageError("only one of MODEL and --from can be read from stdin")
     m = load(model_path, device_name, engine)
@@ -66,7 +56,7 @@ def grow(
     if latent and m.task.scale == 1:
         raise UsageError(f"--latent: {model_path} grows in pixel space; its state is its picture (--format state)")
     state, start = _start(m, from_state, size, batch, seed)
-    asked = Asked(condition=condition, condition_map=condition_map, input=input_image, model=model_path)
+    asked = Asked(condition=reads.condition, condition_map=reads.condition_map, input=reads.input, model=model_path)
     cond = m.task.schedule(asked, tuple(state.shape[2:]), steps).condition
     plan = zoom_plan(m, model_path, state, cond, fractal, steps) if fractal is not None else None
     state = m.grow(steps, state, seed, cond, zoom=fractal).cpu()
@@ -102,25 +92,25 @@ def _report(m, out: str, kind: str, state: torch.Tensor, start: int, steps: int,
     console.print(f"grew {steps} steps → {out} ({kind}{cells})", highlight=False)
 
 
-ZOOM_FLAGS = {"factor": "--zoom", "every": "--zoom-every", "times": "--zooms", "mode": "--zoom-mode"}
-
-
-def zoom_of(factor, every, times, mode, steps):
-    """``--zoom``, ``--zoom-every``, ``--zooms``, ``--zoom-mode`` (fractal growth, ``nca grow`` and ``nca
-    render``) → a :class:`ncacli.engine.zoom.Zoom` checked against ``--steps``, or None without ``--zoom``."""
-    from ncacli.engine.zoom import Zoom, ZoomError
+def zoom_of(given: Zoom, steps: int):
+    """The fractal-growth options (:class:`ncacli.cli.groups.Zoom`) → a :class:`ncacli.engine.zoom.Zoom` checked
+    against ``--steps``, or None without ``--zoom``."""
+    from ncacli.engine.zoom import Zoom as Plan
+    from ncacli.engine.zoom import ZoomError
     from ncacli.errors import UsageError
 
-    if factor is None:
-        for flag, value in (("--zoom-every", every), ("--zooms", times), ("--zoom-mode", mode)):
+    flags = {f.name: f.metadata["decls"][0] for f in dataclasses.fields(Zoom)}
+    if given.factor is None:
+        for name, value in dataclasses.asdict(given).items():
             if value is not None:
-                raise UsageError(f"{flag} goes with --zoom FACTOR (fractal growth: scale the grid as it grows)")
+                raise UsageError(f"{flags[name]} goes with --zoom FACTOR (fractal growth: scale the grid as it grows)")
         return None
+    every, times = 64 if given.every is None else given.every, 1 if given.times is None else given.times
     try:
-        zoom = Zoom(factor, 64 if every is None else every, 1 if times is None else times, mode or "nearest")
+        zoom = Plan(given.factor, every, times, given.mode or "nearest")
         zoom.check(steps)
     except ZoomError as exc:
-        raise UsageError(f"{ZOOM_FLAGS.get(exc.field, '--steps')} {exc.value}: {exc.reason}") from None
+        raise UsageError(f"{flags.get(exc.field, '--steps')} {exc.value}: {exc.reason}") from None
     return zoom
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ncacli.cli.common import console, emit_json
+from ncacli.cli.groups import json_option
 
 
 def features_of(perception: dict) -> str:
@@ -15,7 +16,7 @@ def features_of(perception: dict) -> str:
 
 def info(
     model_path: str = typer.Argument(..., metavar="MODEL", help="Model file (or - for stdin)."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+    json_out: bool = json_option(),
 ) -> None:
     """Show a model's format, architecture, parameter count and training provenance."""
     from rich.table import Table

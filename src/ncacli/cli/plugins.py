@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import typer
-
 from ncacli.cli.common import console, emit_json, print_table
+from ncacli.cli.groups import json_option
 
 
-def plugins(json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout.")) -> None:
+def plugins(json_out: bool = json_option()) -> None:
     """List verbs, perceptions, updates, objectives, tasks, metrics and suites, with options and capabilities."""
     from rich.table import Table
 

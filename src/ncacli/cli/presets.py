@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import typer
-
 from ncacli.cli.common import console, emit_json
+from ncacli.cli.groups import json_option
 
 
-def presets(json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout.")) -> None:
+def presets(json_out: bool = json_option()) -> None:
     """List the presets `nca train --preset` accepts."""
     from rich.table import Table
 

@@ -10,10 +10,12 @@ from typing import Optional
 import typer
 
 from ncacli.cli.common import console, emit_json, engine_option, load, parse_pair
+from ncacli.cli.groups import Cut, Reads, Zoom, device_option, grouped, json_option
 
 VIDEO_ONLY = ("--damage-at", "--from", "--switch-at", "--zoom", "--condition-map", "--condition-video", "--input-to")
 
 
+@grouped
 def render(
     model_path: str = typer.Argument(..., metavar="MODEL", help="Model file."),
     out: Path = typer.Argument(..., metavar="OUT", help="out.gif, out.mp4, or out.html (an interactive page)."),
@@ -28,39 +30,35 @@ def render(
         None, "--steps-per-frame", min=1, max=64, help="A page: steps per displayed frame (default 2)."
     ),
     title: Optional[str] = typer.Option(None, "--title", help="A page: its title (default from the model)."),
-    damage_at: Optional[int] = typer.Option(None, "--damage-at", min=1, help="Damage the pattern at this step."),
-    shape: str = typer.Option("circle", "--shape", help="Damage shape: circle, square, left, right, top, bottom."),
-    center: str = typer.Option("0.5,0.5", "--center", help="Damage centre x,y (fractions of the grid)."),
-    radius: float = typer.Option(0.2, "--radius", help="Damage radius (fraction of the grid width)."),
+    damage_at: Optional[int] = typer.Option(
+        None, "--damage-at", min=1, help="Damage the pattern at this step.", rich_help_panel=Cut.panel
+    ),
+    cut: Cut = Cut,
     from_state: Optional[str] = typer.Option(None, "--from", help="Start from this state instead of the seed."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the fire masks."),
-    condition: Optional[str] = typer.Option(
-        None, "--condition", "-c", help="Conditional models: the class to grow, an index or a name (default 0)."
+    reads: Reads = Reads,
+    switch_at: Optional[int] = typer.Option(
+        None, "--switch-at", min=1, help="Switch the class after this step.", rich_help_panel=Reads.panel
     ),
-    switch_at: Optional[int] = typer.Option(None, "--switch-at", min=1, help="Switch the class after this step."),
-    condition_to: Optional[str] = typer.Option(None, "--condition-to", help="The class to switch to at --switch-at."),
-    condition_map: Optional[str] = typer.Option(
-        None, "--condition-map", help="An image whose brightness picks each cell's class (black first, white last)."
+    condition_to: Optional[str] = typer.Option(
+        None, "--condition-to", help="The class to switch to at --switch-at.", rich_help_panel=Reads.panel
     ),
     condition_video: Optional[str] = typer.Option(
-        None, "--condition-video", help="A video whose frames are condition maps, one per output frame."
+        None,
+        "--condition-video",
+        help="A video whose frames are condition maps, one per output frame.",
+        rich_help_panel=Reads.panel,
     ),
-    input_image: Optional[str] = typer.Option(
-        None, "--input", help="Classifiers: the input, a class (its first test image) or #N (test image N)."
+    input_to: Optional[str] = typer.Option(
+        None, "--input-to", help="Classifiers: the input after --switch-at.", rich_help_panel=Reads.panel
     ),
-    input_to: Optional[str] = typer.Option(None, "--input-to", help="Classifiers: the input after --switch-at."),
     frames: Optional[int] = typer.Option(
         None, "--frames", min=1, help="Video models: frames to predict, truth beside prediction (default up to 20)."
     ),
-    zoom: Optional[float] = typer.Option(
-        None, "--zoom", help="Fractal growth: scale the grid by this factor (> 1) as it grows; same picture size."
-    ),
-    zoom_every: Optional[int] = typer.Option(None, "--zoom-every", help="Zoom after every N steps (default 64)."),
-    zooms: Optional[int] = typer.Option(None, "--zooms", help="Zoom this many times (default 1)."),
-    zoom_mode: Optional[str] = typer.Option(None, "--zoom-mode", help="How to upsample: nearest (default), bilinear."),
-    device_name: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+    zoom: Zoom = Zoom,
+    device_name: str = device_option(),
     engine: str = engine_option(),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    json_out: bool = json_option("Print a JSON summary on stdout."),
 ) -> None:
     """Write a video of the NCA growing (and regrowing after `--damage-at`), or an interactive page."""
     from ncacli.cli.common import check_name, parse_grid
@@ -70,9 +68,10 @@ def render(
     from ncacli.io.video import FORMATS, write_video
     from ncacli.tasks.base import Asked
 
-    growth = {"--damage-at": damage_at, "--from": from_state, "--grid": grid, "--zoom": zoom}
-    asked = Asked(condition, condition_map, switch_at, condition_to, condition_video, input_image, input_to, frames,
-                  tuple(flag for flag, value in growth.items() if value is not None), model_path)  # fmt: skip
+    growth = {"--damage-at": damage_at, "--from": from_state, "--grid": grid, "--zoom": zoom.factor}
+    given = tuple(flag for flag, value in growth.items() if value is not None)
+    asked = Asked(reads.condition, reads.condition_map, switch_at, condition_to, condition_video, reads.input,
+                  input_to, frames, given, model_path)  # fmt: skip
     size = None if grid is None else parse_grid(grid)
     if out.suffix.lower() == ".html":
         return _page(model_path, out, size, scale, steps_per_frame, title, asked, json_out)
@@ -80,12 +79,13 @@ def render(
         raise UsageError("--steps-per-frame and --title are for pages (out.html)")
     if out.suffix.lower() not in FORMATS:
         raise UsageError(f"{out}: unsupported output {out.suffix!r}; use .gif, .mp4 or .html")
-    check_name("damage shape", shape, list(SHAPES))
-    fractal = zoom_of(zoom, zoom_every, zooms, zoom_mode, steps)
+    fractal = zoom_of(zoom, steps)
     m = load(model_path, device_name, engine)
     if fractal is not None:
         check_zoomable(m, model_path)
-    damage = (damage_at, shape, parse_pair(center, "--center"), radius)
+    shape = cut.shape or m.task.damage_shape
+    check_name("damage shape", shape, list(SHAPES))
+    damage = (damage_at, shape, parse_pair(cut.center or "0.5,0.5", "--center"), cut.radius)
     own = m.task.video(m, asked, scale or 4, seed)  # a task that shows something other than a growth
     shown, summary = own or _growth(m, asked, from_state, size, steps, every, scale or 4, seed, damage, fractal)
     write_video(out, shown, fps)

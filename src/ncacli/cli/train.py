@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from ncacli.cli.common import ENGINE_NAMES, check_name, console, emit_json, engine_option
+from ncacli.cli.groups import device_option
 from ncacli.errors import NcaError, UsageError, WriteError
 from ncacli.train import distributed
 
@@ -63,7 +64,7 @@ def train(
     size: Optional[int] = typer.Option(None, "--size", help="Fit the target into this many cells."),
     padding: Optional[int] = typer.Option(None, "--padding", help="Empty cells around the target."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (weights, batches, fire masks)."),
-    device_name: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, mps."),
+    device_name: Optional[str] = device_option(None),
     engine: str = engine_option(),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Run directory (default runs/<time>-<preset>-<target>)."

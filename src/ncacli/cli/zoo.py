@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import typer
-
 from ncacli.cli.common import console, emit_json, print_table
+from ncacli.cli.groups import json_option
 
 
-def zoo(json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout.")) -> None:
+def zoo(json_out: bool = json_option()) -> None:
     """List the zoo's models: `nca grow NAME`, `nca render NAME page.html`, `nca evaluate NAME` take their names."""
     from rich.table import Table
 

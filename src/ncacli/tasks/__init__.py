@@ -9,6 +9,6 @@ objective and the evaluation), what a perturbation is, and how a state is shown.
 autoencoder's latent space). See ``docs/plugins.md`` for adding one.
 """
 
-from ncacli.tasks.base import Asked, Batch, DatasetTask, Schedule, Task, task_for
+from ncacli.tasks.base import Asked, Batch, DatasetTask, Measuring, Schedule, Showing, Task, Training, task_for
 
-__all__ = ["Asked", "Batch", "DatasetTask", "Schedule", "Task", "task_for"]
+__all__ = ["Asked", "Batch", "DatasetTask", "Measuring", "Schedule", "Showing", "Task", "Training", "task_for"]

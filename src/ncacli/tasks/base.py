@@ -78,40 +78,17 @@ class Schedule:
     about: dict[str, Any] = field(default_factory=dict)
 
 
-class Task:
-    """A kind of NCA. An instance is bound to one model: built by :meth:`from_config` for training (it loads
-    the target or the data set and writes the spec), or by ``Task(spec, tensors, device)`` from a model file.
+class _Bound:
+    """What every facet of a task may read: the model's spec, the task's tensors and their device."""
 
-    Subclasses set ``name`` and ``summary``, may declare ``Options`` (a dataclass of the ``task_options``
-    keys a preset can set, unknown keys refused), and implement the methods below; ``perturbations`` names
-    what ``nca evaluate --perturb`` can do to the task's states.
-    """
+    name: ClassVar[str]
+    spec: ModelSpec
+    tensors: dict[str, torch.Tensor]
+    device: torch.device
 
-    name: ClassVar[str] = ""
-    summary: ClassVar[str] = ""
-    perturbations: ClassVar[tuple[str, ...]] = ("damage", "none")
-    # "page": the interactive page can show it; "zoom": its state is a picture of the grid, which fractal
-    # growth (ncacli.engine.zoom) may upsample as it grows
-    capabilities: ClassVar[frozenset[str]] = frozenset()
-    evaluation_metrics: ClassVar[tuple[str, ...]] = ("lpips", "mse", "psnr", "ssim")  # nca evaluate's default
-    damage_shape: ClassVar[str] = "circle"  # nca evaluate's default damage
 
-    def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
-        self.spec = spec
-        self.tensors = dict(tensors or {})
-        self.device = torch.device(device)
-
-    def to(self, device: Any) -> Task:
-        """Move the task's tensors to ``device`` (in place; returns the task)."""
-        self.device = torch.device(device)
-        self.tensors = {k: t.to(self.device) for k, t in self.tensors.items()}
-        self.moved()
-        return self
-
-    def moved(self) -> None:
-        """Called after :meth:`to`: refresh what was derived from ``tensors``."""
-
-    # -- training ------------------------------------------------------------------------------------------
+class Training(_Bound):
+    """The training facet: what ``nca train`` asks of a task (the NCA trainer, the session, the run directory)."""
 
     # options of ``nca train`` that this task alone reads: given without ``--task``, they name it
     train_options: ClassVar[tuple[str, ...]] = ()
@@ -142,11 +119,6 @@ class Task:
     def from_config(cls, config: Config, device: Any) -> Task:
         """Build the task for a training run: load what it learns from and write the model spec."""
         raise NotImplementedError
-
-    @classmethod
-    def check_tensors(cls, spec: ModelSpec, tensors: dict[str, torch.Tensor]) -> str | None:
-        """Why a model file's task tensors cannot be this task's (a damaged file), or None."""
-        return None
 
     @classmethod
     def from_resume(cls, config: Config, tensors: dict[str, torch.Tensor], device: Any) -> Task:
@@ -223,7 +195,10 @@ class Task:
         """A PNG of where training stands."""
         raise NotImplementedError
 
-    # -- showing -------------------------------------------------------------------------------------------
+
+class Showing(_Bound):
+    """The showing facet: how a state looks, and what ``nca grow``, ``nca render`` and the page ask of a task;
+    nothing of them names a task."""
 
     scale: int = 1  # picture pixels per cell (a latent model's decoder draws 8 × 8 pixels per cell)
 
@@ -249,8 +224,6 @@ class Task:
 
         pixels = max(1, round(scale / self.scale))  # ``scale`` display pixels per cell, at least 1 per pixel
         return to_pixels(self.rgba(states[:1])[0], scale=pixels, background=self.spec.task.background)
-
-    # what ``nca grow``, ``nca render`` and the page ask of a task: nothing of them names a task
 
     not_grown: ClassVar[str] = ""  # why ``nca grow`` does not show the task's models, and what does ("": it does)
 
@@ -283,13 +256,57 @@ class Task:
         """What the page's title calls the model ("": the verb names it by its target or file)."""
         return ", ".join(self.spec.task.classes)
 
-    # -- evaluating ----------------------------------------------------------------------------------------
+
+class Measuring(_Bound):
+    """The measuring facet: what ``nca evaluate`` asks of a task."""
+
+    # what ``nca evaluate --perturb`` can do to the task's states
+    perturbations: ClassVar[tuple[str, ...]] = ("damage", "none")
+    evaluation_metrics: ClassVar[tuple[str, ...]] = ("lpips", "mse", "psnr", "ssim")  # nca evaluate's default
+    damage_shape: ClassVar[str] = "circle"  # the default damage of nca evaluate and nca render
 
     def evaluate(self, model: Any, **options: Any) -> Any:
         """``nca evaluate`` of this task: a :class:`ncacli.evaluation.report.Report` (the document ``--json``
         prints, the table the terminal shows, a plot), or just the document (a dict of figures, shown as a
         table of them), or None for the growing protocol (:mod:`ncacli.evaluation.protocol`). ``options`` are
         the keywords of :func:`ncacli.evaluation.run.evaluate_model`; a task ignores those it has no use for."""
+        return None
+
+
+class Task(Training, Showing, Measuring):
+    """A kind of NCA. An instance is bound to one model: built by :meth:`from_config` for training (it loads
+    the target or the data set and writes the spec), or by ``Task(spec, tensors, device)`` from a model file.
+
+    Subclasses set ``name`` and ``summary``, may declare ``Options`` (a dataclass of the options the ``[task]``
+    section can set, unknown keys refused), and implement what their facets ask: :class:`Training` (what a run
+    learns from and how a batch and its loss are made), :class:`Showing` (how a state looks, what a growth
+    reads, what ``nca render`` and the page show) and :class:`Measuring` (what ``nca evaluate`` does).
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    # "page": the interactive page can show it; "zoom": its state is a picture of the grid, which fractal
+    # growth (ncacli.engine.zoom) may upsample as it grows
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
+        self.spec = spec
+        self.tensors = dict(tensors or {})
+        self.device = torch.device(device)
+
+    def to(self, device: Any) -> Task:
+        """Move the task's tensors to ``device`` (in place; returns the task)."""
+        self.device = torch.device(device)
+        self.tensors = {k: t.to(self.device) for k, t in self.tensors.items()}
+        self.moved()
+        return self
+
+    def moved(self) -> None:
+        """Called after :meth:`to`: refresh what was derived from ``tensors``."""
+
+    @classmethod
+    def check_tensors(cls, spec: ModelSpec, tensors: dict[str, torch.Tensor]) -> str | None:
+        """Why a model file's task tensors cannot be this task's (a damaged file), or None."""
         return None
 
 
