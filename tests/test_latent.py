@@ -190,7 +190,7 @@ def test_a_damaged_autoencoder_in_a_model_file_is_one_line(capsys, tmp_path, lat
 
 def test_stage_one_resumes_where_it_stopped(tmp_path, monkeypatch):
     """An interrupted stage 1 taken up from its resume file ends with the weights of an uninterrupted one."""
-    import ncacli.train.autoencoder as stage1
+    import ncacli.tasks.autoencoder as stage1
 
     monkeypatch.setattr(stage1, "CHECKPOINT_EVERY", 2)
     targets = torch.rand(1, 4, 16, 16)
@@ -209,7 +209,7 @@ def test_stage_one_resumes_where_it_stopped(tmp_path, monkeypatch):
 
 
 def test_a_run_stopped_in_stage_one_resumes_with_resume(capsys, tmp_path, monkeypatch):
-    import ncacli.train.autoencoder as stage1
+    import ncacli.tasks.autoencoder as stage1
 
     out = tmp_path / "run"
     calls = {"n": 0}
@@ -235,7 +235,7 @@ def test_a_run_stopped_in_stage_one_resumes_with_resume(capsys, tmp_path, monkey
 
 
 def test_read_autoencoder_names_the_file():
-    from ncacli.train.autoencoder import read_autoencoder
+    from ncacli.tasks.autoencoder import read_autoencoder
 
     with pytest.raises(NcaError, match="not found"):
         read_autoencoder("nowhere.safetensors")

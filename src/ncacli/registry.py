@@ -208,9 +208,7 @@ TASKS = Registry("tasks", "a subclass of ncacli.tasks.Task", _task, option_skip=
 METRICS = Registry("metrics", "a Metric or a factory f(device, **options) → Metric", _callable, option_skip=1)
 SUITES = Registry("suites", "a benchmark suite f(sizes) → list of cases", _callable)
 
-REGISTRIES: dict[str, Registry] = {
-    r.kind: r for r in (VERBS, PERCEPTIONS, UPDATES, OBJECTIVES, TASKS, METRICS, SUITES)
-}
+REGISTRIES: dict[str, Registry] = {r.kind: r for r in (VERBS, PERCEPTIONS, UPDATES, OBJECTIVES, TASKS, METRICS, SUITES)}
 
 
 def records() -> list[PluginRecord]:

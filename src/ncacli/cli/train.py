@@ -83,7 +83,7 @@ def train(
 ) -> None:
     """Train an NCA for a task (default from the preset); the last stdout line is JSON naming the run."""
     given = dict(locals())
-    from ncacli.train.autoencoder import Interrupted
+    from ncacli.tasks.autoencoder import Interrupted
     from ncacli.train.session import open_session
     from ncacli.train.tracking import Trackers, check_loggers
 

@@ -22,7 +22,7 @@ import torch
 
 from ncacli.engine import ALPHA, NCA, apply_damage, damage_mask, one_hot
 from ncacli.evaluation.metrics import Metric
-from ncacli.names import PERTURBATIONS  # noqa: E402, F401
+from ncacli.names import PERTURBATIONS
 
 
 @dataclass(frozen=True)
@@ -239,3 +239,21 @@ def _summarise(values, before, metrics, protocol: Protocol, centres) -> dict[str
 
 def _nan_to_none(x: float) -> float | None:
     return None if not math.isfinite(x) else x
+
+
+def check_perturbation(model: Any, perturb: str | None, default: str, shape: str | None) -> tuple[str, str]:
+    """``--perturb`` (``default`` when not given) checked against what the model's task can do, and ``--shape``
+    (default the task's own, else circle) → ``(perturb, shape)``."""
+    from ncacli.choices import check_name
+    from ncacli.engine import SHAPES
+    from ncacli.errors import UsageError
+
+    perturb = perturb or default
+    allowed = model.task.perturbations
+    if perturb not in allowed:
+        check_name("perturbation", perturb, list(PERTURBATIONS))
+        task = model.spec.task.name
+        raise UsageError(f"--perturb {perturb}: a {task} model takes {', '.join(allowed) or 'no perturbation'}")
+    shape = shape or model.task.damage_shape  # a texture's: the review's half cut
+    check_name("damage shape", shape, list(SHAPES))
+    return perturb, shape

@@ -12,7 +12,6 @@ from typing import Any
 from ncacli.errors import NcaError, UsageError
 from ncacli.evaluation.report import Report, report_of, stages_report
 from ncacli.io.weights import LPIPS_BACKBONES, source_of
-from ncacli.names import PERTURBATIONS
 
 
 def evaluate_model(
@@ -50,7 +49,7 @@ def evaluate_model(
     if own is not None:
         return report_of(own, f"task {model.spec.task.name!r}")
     from ncacli.choices import not_conditional
-    from ncacli.evaluation.protocol import Protocol, run_protocol
+    from ncacli.evaluation.protocol import Protocol, check_perturbation, run_protocol
 
     task = model.spec.task.name
     if frames is not None:
@@ -127,23 +126,6 @@ def evaluate_model(
         **result,
     }
     return stages_report(document, protocol)
-
-
-def check_perturbation(model: Any, perturb: str | None, default: str, shape: str | None) -> tuple[str, str]:
-    """``--perturb`` (``default`` when not given) checked against what the model's task can do, and ``--shape``
-    (default the task's own, else circle) → ``(perturb, shape)``."""
-    from ncacli.choices import check_name
-    from ncacli.engine import SHAPES
-
-    perturb = perturb or default
-    allowed = model.task.perturbations
-    if perturb not in allowed:
-        check_name("perturbation", perturb, list(PERTURBATIONS))
-        task = model.spec.task.name
-        raise UsageError(f"--perturb {perturb}: a {task} model takes {', '.join(allowed) or 'no perturbation'}")
-    shape = shape or model.task.damage_shape  # a texture's: the review's half cut
-    check_name("damage shape", shape, list(SHAPES))
-    return perturb, shape
 
 
 def _damage_space(model: Any, space: str | None, perturb: str) -> str | None:

@@ -347,9 +347,9 @@ class ClassifyTask(DatasetTask):
     def evaluate(self, model: Any, perturb=None, shape=None, trials=None, seed=0, stage1=None, stage2=149,
                  perturb_at=150, final=449, curve_every=0, frames=None, **_: Any) -> Any:  # fmt: skip
         """Accuracy on the test split over time, perturbed by a swap of input (default) or not
-        (:mod:`ncacli.evaluation.classify`); the options of the growing protocol it has no use for are ignored."""
-        from ncacli.evaluation.classify import evaluate_classifier
-        from ncacli.evaluation.run import check_perturbation
+        (:mod:`ncacli.tasks.classify_evaluation`); the options of the growing protocol it has no use for are ignored."""
+        from ncacli.evaluation.protocol import check_perturbation
+        from ncacli.tasks.classify_evaluation import evaluate_classifier
 
         if frames is not None:
             raise UsageError(f"--frames counts the frames a video model predicts; {model.path} is a classifier")

@@ -3,7 +3,7 @@ latent grid of an autoencoder with 8× spatial compression.
 
 Training has two stages, both in the run directory and both resumable. Stage 1 trains the autoencoder (a VQ-VAE
 by default, :mod:`ncacli.engine.autoencoder`) on the target images, on damaged copies and on partly grown ones, so
-that damaged and half-grown latents decode sensibly (:mod:`ncacli.train.autoencoder`); ``task.autoencoder``
+that damaged and half-grown latents decode sensibly (:mod:`ncacli.tasks.autoencoder`); ``task.autoencoder``
 names a trained one to reuse instead. Stage 2 freezes it and trains the NCA: the state is ``latent`` channels the
 decoder reads, then hidden channels; the seed is the latent grid of an empty image with the hidden channels of the
 seed cell set to 1; the pool, damage and class mutation work on latent states as in pixel space, and the decoded
@@ -107,7 +107,7 @@ class LatentTask(ImageTask):
     @classmethod
     def from_config(cls, config: Any, device: Any) -> LatentTask:
         from ncacli.io.images import load_target, load_targets
-        from ncacli.train.autoencoder import read_autoencoder
+        from ncacli.tasks.autoencoder import read_autoencoder
 
         o = Options(**config.task_options)
         ae_config, reused = autoencoder_config(o), None
@@ -184,7 +184,7 @@ class LatentTask(ImageTask):
         given or restored."""
         if self.autoencoder is not None:
             return
-        from ncacli.train.autoencoder import train_autoencoder
+        from ncacli.tasks.autoencoder import train_autoencoder
 
         o = self.options
         ae = train_autoencoder(

@@ -290,7 +290,7 @@ class VideoTask(DatasetTask):
     # -- evaluating ----------------------------------------------------------------------------------------
 
     def evaluate(self, model: Any, **options: Any) -> Any:
-        from ncacli.evaluation.video import evaluate_video
+        from ncacli.tasks.video_evaluation import evaluate_video
 
         return evaluate_video(model, **options)
 

@@ -50,7 +50,7 @@ def evaluate_video(
     """``frames`` predicted frames (default up to 20) of ``trials`` held-out sequences (default up to 64), fire
     masks from ``seed`` → the document ``nca evaluate --json`` prints. The growing protocol's options (stages,
     damage, targets) do not apply and are ignored."""
-    from ncacli.evaluation.run import check_perturbation
+    from ncacli.evaluation.protocol import check_perturbation
 
     check_perturbation(model, perturb, "none", None)
     task, dev = model.task, model.device
