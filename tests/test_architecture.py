@@ -125,8 +125,6 @@ def test_the_registry_knows_no_kind():
 # test below, and a place that no longer names the kind must leave the list.
 STILL_NAMED = {
     ("ncacli/config.py", "pixels"): "0.1.0 run directories spelled the pixels baseline `model = pixels`",
-    ("ncacli/config.py", "classify"): "the flat configuration's class keys, which the classifier reads otherwise",
-    ("ncacli/config.py", "mse"): "a conditional run compares with its target images (needs_image)",
     ("ncacli/evaluation/run.py", "style"): "the style metric's image and weights, read by the protocol",
     ("ncacli/evaluation/run.py", "latent"): "the damage spaces pixel and latent (a value, not the task)",
     ("ncacli/evaluation/report.py", "style"): "the style metric's caption for random weights",

@@ -423,8 +423,7 @@ def validate(config: Config) -> None:
     if config.damage_count >= config.batch and config.mode == "regenerating":
         raise UsageError(f"damage_count ({config.damage_count}) must be below batch ({config.batch})")
     _validate_damage(config)
-    if config.task_name() != "classify":
-        _validate_classes(config)
+    _validate_classes(config)
     check_entries(config)
 
 
@@ -497,7 +496,7 @@ def _validate_classes(config: Config) -> None:
             "or --target a.png --target b.png ..."
         )
     if n and not needs_image(config):
-        raise UsageError(f"several targets are compared by the mse loss; loss is {config.loss!r}")
+        raise UsageError(f"several targets need an objective that compares with them (mse); loss is {config.loss!r}")
     damaged = config.damage_count if config.mode == "regenerating" else 0
     if n and config.mode != "growing" and damaged + config.mutation_count >= config.batch:
         raise UsageError(
@@ -507,5 +506,8 @@ def _validate_classes(config: Config) -> None:
 
 
 def needs_image(config: Config) -> bool:
-    """Whether the loss is a plain comparison with a target image (what a conditional run trains with)."""
-    return all(name == "mse" for name in loss_names(config.loss))
+    """Whether every objective of the loss compares with a target image (what a conditional run trains with:
+    one target per class)."""
+    from ncacli.registry import OBJECTIVES
+
+    return all(getattr(OBJECTIVES.get(name, "loss"), "needs_target", True) for name in loss_names(config.loss))
