@@ -16,7 +16,7 @@ from conftest import last_json, one_error_line, run_cli, run_nca
 from ncacli.engine import NCA, ModelConfig
 from ncacli.errors import NcaError
 from ncacli.evaluation.lpips_metric import build_lpips, lpips_metric, to_lpips_input
-from ncacli.evaluation.metrics import BASIC, composite, mse, psnr, ssim
+from ncacli.evaluation.metrics import MSE, SSIM, composite, mse, psnr, ssim
 from ncacli.evaluation.protocol import Protocol, recovery, run_protocol
 
 SHORT = ["--stage1", "2-4", "--stage2", "5", "--perturb-at", "6", "--final", "12", "--trials", "2"]
@@ -69,7 +69,7 @@ class Frozen(NCA):
 
 @pytest.fixture(scope="module")
 def toy_metrics():
-    return {"mse": BASIC["mse"], "ssim": BASIC["ssim"], "lpips": lpips_metric("alex", "random")}
+    return {"mse": MSE, "ssim": SSIM, "lpips": lpips_metric("alex", "random")}
 
 
 def test_perfect_repair_scores_100_and_no_repair_scores_0(toy_metrics):
@@ -95,7 +95,7 @@ def test_perfect_repair_scores_100_and_no_repair_scores_0(toy_metrics):
 def test_no_perturbation_has_no_recovery(toy_metrics):
     target = disc_target()
     protocol = Protocol(stage1=(2, 4), stage2=5, perturb_at=6, final=12, trials=2, perturb="none")
-    result = run_protocol(Frozen(), target[None], target, {"mse": BASIC["mse"]}, protocol)
+    result = run_protocol(Frozen(), target[None], target, {"mse": MSE}, protocol)
     assert result["metrics"]["mse"]["recovery"] is None
     assert result["metrics"]["mse"]["stage3"]["mean"] == pytest.approx(0.0)
 
@@ -103,7 +103,7 @@ def test_no_perturbation_has_no_recovery(toy_metrics):
 def test_half_cut_takes_half():
     target = torch.ones(4, 16, 16)
     protocol = Protocol(stage1=(1, 1), stage2=1, perturb_at=2, final=2, trials=1, shape="left")
-    result = run_protocol(Frozen(), target[None], target, {"mse": BASIC["mse"]}, protocol)
+    result = run_protocol(Frozen(), target[None], target, {"mse": MSE}, protocol)
     assert result["metrics"]["mse"]["perturbed"]["mean"] == pytest.approx(0.5)
 
 

@@ -111,7 +111,7 @@ def test_state_background_is_the_models(image):
 
 
 def test_make_metrics_passes_the_style_options(image):
-    made = make_metrics(["mse", "style"], style={"weights": "random", "loss": "gram", "image": image})
+    made = make_metrics(["mse", "style"], "cpu", {"style": {"weights": "random", "loss": "gram", "image": image}})
     assert set(made) == {"mse", "style"}
     state = as_state(image[None])
     assert abs(made["style"](state, torch.zeros(4, 24, 24)).item()) < 1e-4  # compared with the bound image

@@ -190,10 +190,13 @@ def _flatten(data: dict[str, Any], origin: str) -> dict[str, Any]:
                     known = [f.name for f in SECTION_FIELDS[key]]
                     raise UsageError(f"{origin}: [{key}] has no key '{k}'{did_you_mean(k, known)}")
                 out[k] = v
-        elif key == "model" and isinstance(value, str):  # 0.1.0's model = "pixels" (or "nca")
-            if value == "pixels":
-                _moved(origin, 'model = "pixels"', 'task = "pixels"')
-                out["task"] = value
+        elif key == "model" and isinstance(value, str):  # 0.1.0's model = "pixels" (or "nca"): a task's old name
+            from ncacli.registry import TASKS
+
+            named = [name for name in TASKS if value in getattr(TASKS[name], "spelled_model", ())]
+            if named:
+                _moved(origin, f'model = "{value}"', f'task = "{named[0]}"')
+                out["task"] = named[0]
         elif key == "task" and isinstance(value, dict):
             table = dict(value)
             if "name" in table:
@@ -374,6 +377,15 @@ def read_run_config(directory: Path, quiet: bool = False) -> Config:
         return apply(Config(), values, str(directory))
 
 
+def run_config_near(path: str | Path) -> Config | None:
+    """The configuration of the run directory holding model file ``path`` (itself or in its checkpoints), or None."""
+    here = Path(path).resolve().parent
+    for d in (here, here.parent):
+        if (d / "config.toml").is_file():
+            return read_run_config(d, quiet=True)
+    return None
+
+
 def loss_names(loss: str) -> list[str]:
     """``"style+clip"`` → ``["style", "clip"]``."""
     names = [n.strip() for n in loss.split("+")]
@@ -477,6 +489,11 @@ def check_entries(config: Config, origin: str = "config") -> None:
             config.objective(name)  # the objective's own checks of its values
     task = TASKS.get(config.task_name(), "task")
     TASKS.options(config.task_name(), config.task_options, f"{origin}: [task]")
+    offered = getattr(task, "trains_with", None)  # the objectives a task trains with, where it names them
+    if offered is not None and any(name not in offered for name in names):
+        raise UsageError(
+            f"--task {config.task_name()} trains with {' or '.join(offered)}; --loss {config.loss} is not offered"
+        )
     task.check_config(config)
 
 

@@ -141,3 +141,16 @@ def parse_options(
 ) -> dict[str, Any]:
     """Check ``data`` against the entry's options → the options to pass (unknown keys and wrong types refused)."""
     return check_options(option_fields(obj, skip), data, origin, f"{kind} '{name}'", required)
+
+
+def flag_options(entries: Any, given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The verb's options that set an entry's own (``--prompt`` for CLIP, ``--lpips-net`` for LPIPS): each entry's
+    option fields name their flag, whose Python spelling is looked up in ``given`` (a value of None: not given)
+    → ``{entry: {option: value}}``. ``entries``: a registry, or any mapping of names to entries."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in entries:
+        for f in option_fields(entries[name]):
+            value = given.get(f.flag.lstrip("-").replace("-", "_")) if f.flag else None
+            if value is not None:
+                out.setdefault(name, {})[f.name] = value
+    return out

@@ -39,7 +39,7 @@ def evaluate(
     damage_space: Optional[str] = typer.Option(
         None, "--damage-space", help="Latent models: cut damage in the decoded picture (pixel, re-encoded) or latent."
     ),
-    lpips_net: str = typer.Option("alex", "--lpips-net", help="LPIPS backbone: alex, vgg, squeeze."),
+    lpips_net: Optional[str] = typer.Option(None, "--lpips-net", help="LPIPS backbone: alex (default), vgg, squeeze."),
     lpips_weights: Optional[str] = typer.Option(
         None,
         "--lpips-weights",

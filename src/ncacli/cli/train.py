@@ -121,7 +121,8 @@ def _config(g: dict[str, Any]) -> tuple[Any, list[str]]:
     defaults < preset (named, else the one the inputs imply) < ``--config`` < ``--set`` < flags; and the notes
     to print first (the preset implied)."""
     from ncacli import config as cfgmod
-    from ncacli.registry import TASKS
+    from ncacli.options import flag_options
+    from ncacli.registry import OBJECTIVES, TASKS
     from ncacli.train.session import resumed_config
 
     task, data, prompt, style = g["task"], g["data"], g["prompt"], g["style"]
@@ -136,7 +137,7 @@ def _config(g: dict[str, Any]) -> tuple[Any, list[str]]:
         "loss": g["loss"] or _loss_from_inputs(prompt, style),
         "loss_weights": _parse_weights(g["loss_weights"]) if g["loss_weights"] is not None else None,
         "task": {k: v for k, v in (("name", task), ("data", data)) if v is not None} or None,
-        "objectives": _objective_flags(g),
+        "objectives": flag_options(OBJECTIVES, g),
         "device": g["device_name"],
     }
     flags.update({key: g[key] for key in ("iters", "batch", "size", "padding", "seed")})
@@ -158,23 +159,24 @@ def _config(g: dict[str, Any]) -> tuple[Any, list[str]]:
 
 
 def _evaluate(session) -> dict[str, float]:
-    """``nca evaluate`` of the finished model, its defaults but LPIPS when its weights are not at hand →
-    the headline figures (also written whole to ``RUN/evaluate.json``)."""
+    """``nca evaluate`` of the finished model, its defaults but those metrics that cannot be had here without a
+    download (LPIPS without AlexNet's weights) → the headline figures (also written whole to ``RUN/evaluate.json``)."""
     import json
 
     from ncacli import api
-    from ncacli.evaluation.lpips_metric import weights_at_hand
+    from ncacli.evaluation.metrics import hook
     from ncacli.io.files import atomic_write_bytes
+    from ncacli.registry import METRICS
     from ncacli.train.tracking import headline
 
     model = api.load(session.run_dir.model_path, str(session.trainer.device))
-    metrics = list(model.task.evaluation_metrics)
-    if "lpips" in metrics and not weights_at_hand("alex"):
-        metrics.remove("lpips")
-        console.print(
-            "--evaluate: LPIPS left out (no AlexNet weights: none in torchvision's cache, no $NCA_ALEXNET_WEIGHTS)",
-            highlight=False,
-        )
+    metrics = []
+    for name in model.task.evaluation_metrics:
+        why = hook(METRICS.get(name, "metric"), "unavailable")()
+        if why:
+            console.print(f"--evaluate: {name} left out ({why})", highlight=False)
+        else:
+            metrics.append(name)
     document = api.evaluate(model, metrics=metrics)  # a classifier's evaluation reads no metrics
     path = session.run_dir.path / "evaluate.json"
     atomic_write_bytes(path, json.dumps(document, indent=1, default=str).encode())
@@ -196,21 +198,6 @@ def _target_flags(targets: list[str], emojis: list[str]) -> dict[str, Any]:
     if targets or emojis:
         return {"targets": targets, "emojis": emojis}
     return {}
-
-
-def _objective_flags(g: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The verb's options that set an objective's own (``--prompt``, ``--clip-model``, ``--style``, …): each
-    objective's option fields name their flag → ``{objective: {option: value}}``."""
-    from ncacli.options import option_fields
-    from ncacli.registry import OBJECTIVES
-
-    out: dict[str, dict[str, Any]] = {}
-    for name in OBJECTIVES:
-        for f in option_fields(OBJECTIVES[name]):
-            given = g.get(f.flag.lstrip("-").replace("-", "_")) if f.flag else None
-            if given is not None:
-                out.setdefault(name, {})[f.name] = given
-    return out
 
 
 def _task_reading(option: str) -> str | None:

@@ -14,6 +14,7 @@ import contextlib
 import io
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from ncacli.errors import NcaError, UsageError, check_random_weights
-from ncacli.evaluation.metrics import Metric, composite, rgba
-from ncacli.io.weights import LPIPS_BACKBONES, VARIABLES, WeightsFileError, read_features, weights_file
+from ncacli.evaluation.metrics import Metric, MetricKind, composite, rgba
+from ncacli.io.weights import LPIPS_BACKBONES, VARIABLES, WeightsFileError, read_features, source_of, weights_file
+from ncacli.options import option
 
 NETS = ("alex", "vgg", "squeeze")
 # the smallest side LPIPS sees: AlexNet's pooling needs ≥ 31 cells, so small grids are scaled up (nearest)
@@ -114,16 +116,45 @@ def to_lpips_input(x: torch.Tensor) -> torch.Tensor:
 
 def lpips_metric(net: str = "alex", weights: str | None = None, device="cpu") -> Metric:
     """LPIPS with backbone ``net`` (alex, vgg, squeeze) and ``weights`` (None: torchvision's cache)."""
-    model = build_lpips(net, weights).to(device)
-
-    def fn(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        a = to_lpips_input(rgba(x))
-        b = to_lpips_input(target.clamp(0, 1)[None].to(a.device)).expand_as(a)
-        return model(a, b, normalize=False).flatten()
-
-    return Metric("lpips", fn, higher_is_better=False)
+    return LPIPS.build(device, net, weights)
 
 
-def lpips_factory(device: Any = "cpu", net: str = "alex", weights: str | None = None) -> Metric:
-    """The registry's LPIPS entry: ``f(device, **options)``."""
-    return lpips_metric(net, weights, device)
+@dataclass
+class LpipsOptions:
+    net: str = option("alex", "--lpips-net")  # alex, vgg or squeeze
+    weights: str | None = option(None, "--lpips-weights")  # None: $NCA_ALEXNET_WEIGHTS or torchvision's cache
+
+
+class LpipsKind(MetricKind):
+    """The registry's LPIPS entry."""
+
+    name = "lpips"
+    label = "LPIPS ↓"
+    Options = LpipsOptions
+
+    def build(self, device: Any = "cpu", net: str = "alex", weights: str | None = None) -> Metric:
+        model = build_lpips(net, weights).to(device)
+
+        def fn(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            a = to_lpips_input(rgba(x))
+            b = to_lpips_input(target.clamp(0, 1)[None].to(a.device)).expand_as(a)
+            return model(a, b, normalize=False).flatten()
+
+        return self.metric(fn)
+
+    def describe(self, options: dict[str, Any]) -> dict[str, Any]:
+        net = options.get("net", "alex")
+        return {"lpips_net": net, "lpips_weights": source_of(LPIPS_BACKBONES[net], options.get("weights"))}
+
+    def caption(self, described: dict[str, Any]) -> str | None:
+        if described.get("lpips_weights") == "random":
+            return "lpips with a random backbone (--lpips-weights random): a test of the pipeline, not a measure"
+        return None
+
+    def unavailable(self) -> str | None:
+        if weights_at_hand("alex"):
+            return None
+        return f"no AlexNet weights here (${VARIABLES[LPIPS_BACKBONES['alex']]} or torchvision's cache)"
+
+
+LPIPS = LpipsKind()

@@ -77,41 +77,120 @@ def structural_similarity(a: torch.Tensor, b: torch.Tensor, window: int = 11, si
 
 @dataclass(frozen=True)
 class Metric:
-    """A named metric ``fn(states (B, C, H, W), target (4, H, W)) → (B,)``."""
+    """A named metric ``fn(states (B, C, H, W), target (4, H, W)) → (B,)``, and what the verbs need to know of it.
+
+    ``label``: its axis label (default ``name ↑`` or ``↓``); ``decimals``: how a table writes it;
+    ``compares_target``: whether it compares with the target picture (a style distance compares with a style
+    image instead); ``between``: the same measure between two plain pictures ``(B, C, H, W)`` in [0, 1] of any
+    number of channels (a video's grey frames), where it has one; ``min_side``: the smallest picture it reads."""
 
     name: str
     fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     higher_is_better: bool
+    label: str = ""
+    decimals: int = 4
+    compares_target: bool = True
+    between: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    min_side: int = 1
 
     def __call__(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self.fn(x, target)
 
 
-# The built-in metrics, registered as entry points of ncacli.metrics; LPIPS is a factory (it builds a network).
-MSE = Metric("mse", mse, higher_is_better=False)
-PSNR = Metric("psnr", psnr, higher_is_better=True)
-SSIM = Metric("ssim", ssim, higher_is_better=True)
-BASIC = {"mse": MSE, "psnr": PSNR, "ssim": SSIM}
+class MetricKind:
+    """A metric that is built (it loads a network): the registry's entry for it. It declares what a
+    :class:`Metric` declares before one is built, its ``Options`` (a dataclass whose fields may name the
+    ``nca evaluate`` flag that sets them), and hooks the evaluation calls:
+
+    - ``build(device, **options) → Metric`` (also ``kind(device, **options)``);
+    - ``prepare(model, options) → options``: complete the options from the model evaluated (its own reference);
+    - ``reference(options) → (picture, description)``: what it compares with when no metric compares with the
+      target (None: the target);
+    - ``describe(options) → dict``: what the evaluation's document records of it (backbone, weights' source);
+    - ``caption(described) → str | None``: a note under the figures (random weights: not a measure);
+    - ``unavailable() → str | None``: why it cannot be measured here without a download."""
+
+    name = ""
+    higher_is_better = False
+    label = ""
+    decimals = 4
+    compares_target = True
+    between = None
+    min_side = 1
+    Options: type | None = None
+
+    def __call__(self, device: Any = "cpu", **options: Any) -> Metric:
+        return self.build(device, **options)
+
+    def build(self, device: Any, **options: Any) -> Metric:
+        raise NotImplementedError
+
+    def metric(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Metric:
+        """A :class:`Metric` of ``fn`` with this kind's declarations."""
+        return Metric(
+            self.name, fn, self.higher_is_better, self.label, self.decimals, self.compares_target, self.between,
+            self.min_side,
+        )  # fmt: skip
+
+    def prepare(self, model: Any, options: dict[str, Any]) -> dict[str, Any]:
+        return options
+
+    def reference(self, options: dict[str, Any]) -> tuple[torch.Tensor, str] | None:
+        return None
+
+    def describe(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def caption(self, described: dict[str, Any]) -> str | None:
+        return None
+
+    def unavailable(self) -> str | None:
+        return None
 
 
-def make_metric(name: str, device: Any = "cpu", **options: Any) -> Metric:
-    """The metric ``name``: a registered :class:`Metric`, or one built by its factory ``f(device, **options)``."""
+def declared(name: str) -> Any:
+    """What metric ``name`` declares (its :class:`Metric` or :class:`MetricKind`), a default one where no
+    installed metric has that name (a document written where a plugin was installed)."""
     from ncacli.registry import METRICS
 
-    entry = METRICS.get(name, "metric")
-    return entry if isinstance(entry, Metric) else entry(device, **options)
+    return METRICS[name] if name in METRICS else MetricKind()
 
 
-def make_metrics(
-    names: list[str],
-    lpips_net: str = "alex",
-    lpips_weights: str | None = None,
-    device="cpu",
-    style: dict[str, Any] | None = None,
-):
-    """``{name: Metric}`` for ``names``; ``lpips`` takes its backbone and weights (see :mod:`.lpips_metric`),
-    ``style`` the options of :func:`~ncacli.evaluation.style_metric.style_factory` (weights, loss, size,
-    seed, background, image)."""
-    options = {"lpips": {"net": lpips_net, "weights": lpips_weights}, "style": style or {}}
-    return {name: make_metric(name, device, **options.get(name, {})) for name in names}
+def label_of(name: str, higher_is_better: bool) -> str:
+    """The axis label metric ``name`` declares, else ``name ↑`` / ``name ↓``."""
+    return getattr(declared(name), "label", "") or f"{name} {'↑' if higher_is_better else '↓'}"
+
+
+def hook(entry: Any, name: str) -> Callable[..., Any]:
+    """A metric's hook ``name`` (a :class:`MetricKind`'s), or the default of a plain :class:`Metric`."""
+    return getattr(entry, name, None) or getattr(MetricKind(), name)
+
+
+def _mse_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return ((a - b) ** 2).flatten(1).mean(1)
+
+
+def _psnr_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return 10.0 * torch.log10(1.0 / _mse_between(a, b).clamp_min(1e-10))
+
+
+SSIM_WINDOW = 11
+
+# The built-in metrics, registered as entry points of ncacli.metrics; LPIPS and style are kinds (they build a
+# network).
+MSE = Metric("mse", mse, False, "MSE ↓", between=_mse_between)
+PSNR = Metric("psnr", psnr, True, "PSNR (dB) ↑", decimals=2, between=_psnr_between)
+SSIM = Metric("ssim", ssim, True, "SSIM ↑", between=structural_similarity, min_side=SSIM_WINDOW)
+
+
+def make_metrics(names: list[str], device: Any = "cpu", options: dict[str, dict[str, Any]] | None = None):
+    """``{name: Metric}`` for ``names``: a registered :class:`Metric` as it is, a kind built with its
+    ``options[name]`` (LPIPS: net, weights; style: see :mod:`.style_metric`)."""
+    from ncacli.registry import METRICS
+
+    out = {}
+    for name in names:
+        entry = METRICS.get(name, "metric")
+        out[name] = entry if isinstance(entry, Metric) else entry(device, **(options or {}).get(name, {}))
+    return out

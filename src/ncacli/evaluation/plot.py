@@ -6,9 +6,9 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from ncacli.evaluation.metrics import declared, hook, label_of
 from ncacli.evaluation.protocol import Protocol
 
-LABELS = {"lpips": "LPIPS ↓", "mse": "MSE ↓", "psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "style": "VGG style distance ↓"}
 # a curve whose positive values span more than this factor is drawn on a log axis (a texture's style distance
 # falls from the empty grid's by orders of magnitude)
 LOG_SPAN = 30.0
@@ -39,13 +39,13 @@ def plot_png(result: dict[str, Any], protocol: Protocol, title: str) -> bytes:
             )
         stats = result["metrics"][name]
         rec = stats["recovery"]
-        ax.set_ylabel(LABELS.get(name, f"{name} {'↑' if stats['higher_is_better'] else '↓'}"))
+        ax.set_ylabel(label_of(name, stats["higher_is_better"]))
         if min(mean) > 0 and max(mean) > LOG_SPAN * min(mean):
             ax.set_yscale("log")
         if rec is not None:
             ax.set_title(f"recovery {rec:.1f}%", loc="right", fontsize=9)
-        if name == "style" and result.get("protocol", {}).get("vgg_weights") == "random":
-            note = "random VGG16 (--vgg-weights random): a pipeline test, not a measure"
+        note = hook(declared(name), "caption")(result.get("protocol", {}))
+        if note:
             ax.text(0.01, 0.03, note, transform=ax.transAxes, fontsize=8, color="tab:red", va="bottom")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="best")

@@ -84,9 +84,11 @@ def stages_table(doc: dict[str, Any], protocol: Any, switched: str = "class swit
     columns = [("metric", "left"), (f"stage 1 ({p.stage1[0]}–{p.stage1[1]})", "right")]
     columns += [(f"stage 2 ({p.stage2})", "right"), (f"perturbed ({p.perturb_at})", "right")]
     columns += [(f"stage 3 ({p.final})", "right"), ("recovery %", "right")]
+    from ncacli.evaluation.metrics import declared, hook
+
     table = Table(title, columns)
     for name, m in doc["metrics"].items():
-        digits = 2 if name == "psnr" else 4
+        digits = getattr(declared(name), "decimals", 4)
         cells = [stats_text(m[stage], digits) for stage in ("stage1", "stage2", "perturbed", "stage3")]
         recovery = "—" if m["recovery"] is None else f"{m['recovery']:.1f}"
         table.rows.append([f"{name} {'↑' if m['higher_is_better'] else '↓'}", *cells, recovery])
@@ -94,11 +96,8 @@ def stages_table(doc: dict[str, Any], protocol: Any, switched: str = "class swit
     if p.perturb != "none" and any(m["recovery"] is None for m in doc["metrics"].values()):
         what = "damage" if p.perturb == "damage" else "switch"
         captions.append(f"recovery —: the {what} did not make that metric worse, so there was nothing to recover")
-    described = doc["protocol"]
-    if "lpips" in doc["metrics"] and described.get("lpips_weights") == "random":
-        captions.append("lpips with a random backbone (--lpips-weights random): a test of the pipeline, not a measure")
-    if "style" in doc["metrics"] and described.get("vgg_weights") == "random":
-        captions.append("style with a random VGG16 (--vgg-weights random): a test of the pipeline, not a measure")
+    notes = (hook(declared(name), "caption")(doc["protocol"]) for name in doc["metrics"])
+    captions += [note for note in notes if note]
     table.caption = "\n".join(captions) or None
     return table
 

@@ -6,12 +6,11 @@ target. A task with an evaluation of its own (:meth:`ncacli.tasks.Task.evaluate`
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ncacli.errors import NcaError, UsageError
 from ncacli.evaluation.report import Report, report_of, stages_report
-from ncacli.io.weights import LPIPS_BACKBONES, source_of
+from ncacli.options import option_fields
 
 
 def evaluate_model(
@@ -21,7 +20,7 @@ def evaluate_model(
     radius: float = 0.2,
     center: tuple[float, float] | None = None,
     metrics: list[str] | None = None,
-    lpips_net: str = "alex",
+    lpips_net: str | None = None,
     lpips_weights: str | None = None,
     trials: int | None = None,
     seed: int = 0,
@@ -44,7 +43,7 @@ def evaluate_model(
 
     The model's task evaluates it first (:meth:`ncacli.tasks.Task.evaluate`: a classifier's accuracy, a video
     model's predicted frames); when it has no evaluation of its own, the growing protocol runs."""
-    options = {k: v for k, v in locals().items() if k != "model"}  # every keyword above, as given
+    options: dict[str, Any] = {k: v for k, v in locals().items() if k != "model"}  # every keyword, as given
     own = model.task.evaluate(model, **options)
     if own is not None:
         return report_of(own, f"task {model.spec.task.name!r}")
@@ -60,8 +59,7 @@ def evaluate_model(
     names = metrics if metrics is not None else list(model.task.evaluation_metrics)
     if not names:
         raise UsageError("--metric: name at least one of " + ", ".join(sorted(METRICS)))
-    for name in names:
-        METRICS.get(name, "metric")
+    kinds = {name: METRICS.get(name, "metric") for name in names}
     trials = trials or 8
     protocol = Protocol(
         stage1=stage1 or (64, 96), stage2=stage2, perturb_at=perturb_at, final=final, perturb=perturb, shape=shape,
@@ -71,7 +69,7 @@ def evaluate_model(
         protocol.check()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    from ncacli.evaluation.metrics import make_metrics
+    from ncacli.evaluation.metrics import hook, make_metrics
 
     path, nca, provenance, dev = model.path, model.nca, model.provenance, model.device
     classes = nca.config.condition_channels
@@ -86,21 +84,21 @@ def evaluate_model(
         raise UsageError("--condition-to is the class a mutation switches to: add --perturb mutation")
     if classes and (target or emoji):
         raise UsageError(f"{path}: a conditional model is compared with its own targets; drop --target/--emoji")
-    style_image, style_desc = _style_image(path, model, style) if "style" in names else (None, None)
-    if (style or vgg_weights) and style_image is None:
-        raise UsageError("--style and --vgg-weights are read by the style metric only: add --metric style")
-    compared = [n for n in names if n != "style"]  # the metrics that compare with a target picture
+    given = metric_options({**options, "metrics": names})
+    prepared = {name: hook(kinds[name], "prepare")(model, given.get(name, {})) for name in names}
+    compared = [name for name in names if getattr(kinds[name], "compares_target", True)]
     if (target or emoji) and not compared:
-        raise UsageError("--target/--emoji are read by mse, psnr, ssim and lpips, not the style metric: add --metric")
+        comparing = sorted(n for n in METRICS if getattr(METRICS[n], "compares_target", True))
+        raise UsageError(
+            f"--target/--emoji are read by {', '.join(comparing)}, not by {', '.join(names)}: add --metric"
+        )
     if compared:
         goal, goal_desc = _target(path, model.task.tensors.get("target"), model.spec, provenance, target, emoji)
-    else:  # the style metric alone: its target argument is the style image
-        goal, goal_desc = style_image, style_desc
+    else:  # no metric compares with the target: the first one's own reference (a style image)
+        goal, goal_desc = hook(kinds[names[0]], "reference")(prepared[names[0]])
     seed_grid = tuple(model.spec.task.grid or goal.shape[-2:])
     labels, mutated = _classes(model.spec.task.classes, classes, trials, seed, perturb, condition, condition_to)
-    style_loss = provenance.get("style_loss") or "sot"  # the model's own measure (the texture preset's: sot)
-    style_options = {"weights": vgg_weights, "loss": style_loss, "background": model.spec.task.background}
-    made = make_metrics(names, lpips_net, lpips_weights, dev, {**style_options, "image": style_image})
+    made = make_metrics(names, dev, prepared)
     state = model.seed(1, seed_grid)
     space = _damage_space(model, damage_space, perturb)
     result = run_protocol(nca, state, goal, made, protocol, labels, mutated, model.task)
@@ -116,11 +114,7 @@ def evaluate_model(
         "protocol": {
             **protocol.to_dict(),
             "metrics": names,
-            "lpips_net": lpips_net if "lpips" in names else None,
-            "lpips_weights": source_of(LPIPS_BACKBONES[lpips_net], lpips_weights) if "lpips" in names else None,
-            "style": style_desc,
-            "style_loss": style_loss if "style" in names else None,
-            "vgg_weights": source_of("vgg16", vgg_weights) if "style" in names else None,
+            **{key: value for name in names for key, value in hook(kinds[name], "describe")(prepared[name]).items()},
             "damage_space": space,
         },
         **result,
@@ -138,8 +132,9 @@ def _damage_space(model: Any, space: str | None, perturb: str) -> str | None:
             raise UsageError(f"--damage-space is for latent models; a {name} model's state is its picture")
         return None
     if space is not None:
-        if space not in ("pixel", "latent"):
-            raise UsageError(f"--damage-space {space!r}: choose pixel or latent")
+        spaces = model.task.damage_spaces
+        if space not in spaces:
+            raise UsageError(f"--damage-space {space!r}: choose {' or '.join(spaces)}")
         model.task.damage_space = space
     return model.task.damage_space if perturb == "damage" else None
 
@@ -172,11 +167,12 @@ def _classes(names: list[str], classes: int, trials: int, seed: int, perturb: st
 def _target(path: str, stored, spec, provenance: dict, target: str | None, emoji: str | None):
     """The target to compare with → ``((4, H, W), description)``: an option, the model's own, or its run's."""
 
+    from ncacli.config import run_config_near
     from ncacli.io.images import load_target
 
     grid = list(spec.task.options.get("image") or spec.task.grid)  # a latent model's picture is larger than its grid
     if target or emoji:
-        run = _run_config(path)
+        run = run_config_near(path)
         size, padding = (run.size, run.padding) if run is not None else (40, 16)
         goal, desc = load_target(target or "", emoji or "", size, padding)
     elif stored is not None:
@@ -187,7 +183,7 @@ def _target(path: str, stored, spec, provenance: dict, target: str | None, emoji
             "target image to compare with; name one with --target or --emoji"
         )
     else:
-        run = _run_config(path)
+        run = run_config_near(path)
         if run is None:
             raise NcaError(f"{path}: the model carries no target and sits in no run directory; name one with --target")
         goal, desc = load_target(run.target, run.emoji, run.size, run.padding)
@@ -197,26 +193,6 @@ def _target(path: str, stored, spec, provenance: dict, target: str | None, emoji
             "pass --target/--emoji with the training --size and --padding, or train on this target"
         )
     return goal, desc
-
-
-def _style_image(path: str, model: Any, style: str | None):
-    """The style image the style metric compares with → ``((3 or 4, h, w), description)``: ``--style FILE``,
-    fitted as the model's training fitted its own (``style_size``), or the one the model file keeps."""
-    from ncacli.losses.style import StyleOptions, load_style_image
-    from ncacli.tasks.image import STYLE
-
-    if style:
-        run = _run_config(path)
-        size = model.provenance.get("style_size") or (run.objectives.get("style", {}).get("size") if run else None)
-        size = size or StyleOptions.__dataclass_fields__["size"].default
-        return load_style_image(style, int(size))[0], f"style {style}"
-    stored = model.task.tensors.get(STYLE)
-    if stored is not None:
-        return stored, model.provenance.get("target") or "the model's style image"
-    raise NcaError(
-        f"{path}: no style image in the model (a model of the {model.spec.task.name} task, or one saved before "
-        "texture models kept theirs); name one with --style FILE"
-    )
 
 
 def _compares_with_target(provenance: dict) -> bool:
@@ -229,12 +205,20 @@ def _compares_with_target(provenance: dict) -> bool:
     return not all(name in OBJECTIVES for name in names) or all(needs_target(name) for name in names)
 
 
-def _run_config(path: str):
-    """The configuration of the run directory holding ``path`` (itself or a checkpoint), or None."""
-    from ncacli.config import read_run_config
+def metric_options(given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The evaluation's keywords that set a metric's own options (``lpips_net``: ``--lpips-net``), as each
+    metric's option fields name their flags → ``{metric: {option: value}}``, checked. A flag given for a metric
+    not measured is refused with the metric to add."""
+    from ncacli.options import flag_options
+    from ncacli.registry import METRICS
 
-    here = Path(path).resolve().parent
-    for d in (here, here.parent):
-        if (d / "config.toml").is_file():
-            return read_run_config(d, quiet=True)
-    return None
+    names = given.get("metrics") or []
+    out = flag_options(METRICS, given)
+    for name, values in out.items():
+        if names and name not in names:
+            flags = " and ".join(f.flag for f in option_fields(METRICS[name]) if f.name in values)
+            raise UsageError(
+                f"{flags} {'are' if ' and ' in flags else 'is'} read by the {name} metric: add --metric {name}"
+            )
+        out[name] = METRICS.options(name, values, "nca evaluate")
+    return out

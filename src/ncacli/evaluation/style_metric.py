@@ -10,15 +10,17 @@ devices compare.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ncacli.errors import UsageError
-from ncacli.evaluation.metrics import Metric
+from ncacli.errors import NcaError, UsageError
+from ncacli.evaluation.metrics import Metric, MetricKind
 from ncacli.losses.style import STYLE_LAYERS, StyleReference, VGGFeatures, build_vgg, sliced_ot_along, unit_directions
 from ncacli.names import STYLE_LOSSES
+from ncacli.options import option
 
 
 def style_rgb(image: torch.Tensor, size: int | None = None) -> torch.Tensor:
@@ -88,13 +90,15 @@ def style_factory(
     seed: int = 0,
     background: str = "white",
     image: torch.Tensor | None = None,
+    about: str = "",
 ) -> Metric:
-    """The registry's style metric: ``f(device, **options)`` → :class:`~ncacli.evaluation.metrics.Metric` "style".
+    """The style metric → :class:`~ncacli.evaluation.metrics.Metric` "style".
 
     ``weights``: None (torchvision's VGG16 through its cache), a local torchvision VGG16 state dict, or
     ``"random"`` (tests only). ``loss``: ``sot`` or ``gram``. ``size``: style images larger than this are
     scaled down to fit (None: as given). ``seed``: the sliced-OT projections. ``background``: how a state's
-    RGB is seen (the model's own: ``white``, ``black`` or ``none``). ``image``: a fixed style image.
+    RGB is seen (the model's own: ``white``, ``black`` or ``none``). ``image``: a fixed style image (``about``:
+    its description).
     """
     if loss not in STYLE_LOSSES:
         raise UsageError(f"the style metric's loss must be one of {', '.join(STYLE_LOSSES)}, not {loss!r}")
@@ -103,4 +107,70 @@ def style_factory(
     distance = StyleDistance(build_vgg(weights or ""), loss, size, seed, background, image)
     if distance.bound is not None:
         distance.bound.prepare(torch.device(device))
-    return Metric("style", distance, higher_is_better=False)
+    return STYLE.metric(distance)
+
+
+@dataclass
+class StyleMetricOptions:
+    image: Any = option(None, "--style")  # a file; None: the style image the model file keeps
+    weights: str | None = option(None, "--vgg-weights")  # None: $NCA_VGG16_WEIGHTS or torchvision's cache
+    loss: str | None = None  # None: the model's own (sot by default)
+    size: int | None = None
+    seed: int = 0
+    background: str | None = None  # None: the model's own
+
+
+class StyleKind(MetricKind):
+    """The registry's style metric: a texture's distance from its style image, which it finds itself."""
+
+    name = "style"
+    label = "VGG style distance ↓"
+    compares_target = False  # it compares with a style image, the model's own or --style
+    Options = StyleMetricOptions
+
+    def build(self, device: Any = "cpu", **options: Any) -> Metric:
+        return style_factory(device, **options)
+
+    def prepare(self, model: Any, options: dict[str, Any]) -> dict[str, Any]:
+        """The style image (``--style FILE``, fitted as the model's training fitted its own, or the one the model
+        file keeps), and the model's own measure and background where not given."""
+        from ncacli.config import run_config_near
+        from ncacli.losses.style import STYLE_IMAGE, StyleOptions, load_style_image
+
+        out = dict(options)
+        given = options.get("image")
+        if isinstance(given, str):
+            run = run_config_near(model.path)
+            size = model.provenance.get("style_size") or (
+                run.objectives.get(self.name, {}).get("size") if run else None
+            )
+            size = size or StyleOptions.__dataclass_fields__["size"].default
+            out["image"], out["about"] = load_style_image(given, int(size))[0], f"style {given}"
+        elif given is None:
+            stored = model.task.tensors.get(STYLE_IMAGE)
+            if stored is None:
+                raise NcaError(
+                    f"{model.path}: no style image in the model (a model of the {model.spec.task.name} task, or one "
+                    "saved before texture models kept theirs); name one with --style FILE"
+                )
+            out["image"], out["about"] = stored, model.provenance.get("target") or "the model's style image"
+        out["loss"] = options.get("loss") or model.provenance.get("style_loss") or "sot"
+        out["background"] = options.get("background") or model.spec.task.background
+        return out
+
+    def reference(self, options: dict[str, Any]) -> tuple[torch.Tensor, str] | None:
+        return options["image"], options.get("about", "")
+
+    def describe(self, options: dict[str, Any]) -> dict[str, Any]:
+        from ncacli.io.weights import source_of
+
+        weights = source_of("vgg16", options.get("weights"))
+        return {"style": options.get("about"), "style_loss": options.get("loss"), "vgg_weights": weights}
+
+    def caption(self, described: dict[str, Any]) -> str | None:
+        if described.get("vgg_weights") == "random":
+            return "style with a random VGG16 (--vgg-weights random): a test of the pipeline, not a measure"
+        return None
+
+
+STYLE = StyleKind()

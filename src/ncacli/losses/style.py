@@ -34,6 +34,8 @@ from ncacli.options import option
 
 # features indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in torchvision's VGG16
 STYLE_LAYERS = (1, 6, 11, 18, 25)
+# where a model file keeps the style image it learned: RGB (3, h, w) in [0, 1], as the loss saw it
+STYLE_IMAGE = "task.style"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # VGG16 halves the picture 4 times before relu5_1: smaller pictures are scaled up (nearest) to this side
@@ -349,6 +351,11 @@ class StyleLoss:
             "style_size": o.size,
             "vgg_weights": source_of("vgg16", o.vgg_weights),
         }
+
+    @staticmethod
+    def keeps(o: StyleOptions) -> dict[str, torch.Tensor]:
+        """The tensors a model file keeps of it: the style image, so the style metric can measure the model."""
+        return {STYLE_IMAGE: load_style_image(o.image, o.size)[0]}
 
     @staticmethod
     def untrained(o: StyleOptions) -> list[str]:

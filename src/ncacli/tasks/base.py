@@ -111,6 +111,8 @@ class Training(_Bound):
         it reads (the first task, in the registry's order, that says so)."""
         return False
 
+    trains_with: tuple[str, ...] | None = None  # the objectives it trains with (None: any the loss names)
+
     @staticmethod
     def check_config(config: Config) -> None:
         """Refuse a config the task cannot train (its ``task_options`` are already checked against ``Options``)."""

@@ -288,9 +288,6 @@ class TextTask(ImageTask):
     perturbations = ("damage", "none")
 
 
-STYLE = "task.style"  # a texture model's style image: RGB (3, h, w) in [0, 1], as its style loss saw it
-
-
 class TextureTask(ImageTask):
     """A texture under the VGG style loss. The model file keeps the style image (``task.style``, fitted into
     ``objectives.style.size`` and composited over white, as the loss compares with it), so ``nca evaluate`` can measure
@@ -306,17 +303,20 @@ class TextureTask(ImageTask):
     @classmethod
     def for_target(cls, config: Any, target: torch.Tensor | None, device: Any = "cpu") -> TextureTask:
         from ncacli.config import loss_names
-        from ncacli.losses.style import load_style_image
+        from ncacli.registry import OBJECTIVES
 
         task = super().for_target(config, target, device)
-        if "style" in loss_names(config.loss):  # a texture may grow under CLIP alone: no style image then
-            style = config.objective("style")
-            task.tensors[STYLE] = load_style_image(style.image, style.size)[0].to(task.device)
+        for name in loss_names(config.loss):  # what each objective keeps (style: its image; CLIP alone: nothing)
+            keeps = getattr(OBJECTIVES.get(name, "loss"), "keeps", None)
+            if keeps is not None:
+                task.tensors.update({k: v.to(task.device) for k, v in keeps(config.objective(name)).items()})
         return task
 
     @classmethod
     def check_tensors(cls, spec: ModelSpec, tensors: dict[str, torch.Tensor]) -> str | None:
-        style = tensors.get(STYLE)
+        from ncacli.losses.style import STYLE_IMAGE
+
+        style = tensors.get(STYLE_IMAGE)
         shaped = style is not None and style.ndim == 3 and style.shape[0] in (3, 4) and min(style.shape[1:]) > 0
         if style is not None and (not shaped or not torch.isfinite(style).all()):
             return f"its style tensor is not a finite (3 or 4, H, W) image ({list(style.shape)})"
@@ -325,7 +325,9 @@ class TextureTask(ImageTask):
     @property
     def style(self) -> torch.Tensor | None:
         """The style image the model learned ``(3 or 4, h, w)``, or None (a file from before models kept it)."""
-        return self.tensors.get(STYLE)
+        from ncacli.losses.style import STYLE_IMAGE
+
+        return self.tensors.get(STYLE_IMAGE)
 
 
 def class_names(config: Any) -> list[str]:

@@ -66,6 +66,8 @@ class LatentTask(ImageTask):
     Options = Options
     first_stage = True  # trains its autoencoder before the NCA (open_session calls before_training)
     train_options = ("autoencoder",)  # nca train --autoencoder: reuse a trained one
+    damage_spaces = DAMAGE_SPACES  # nca evaluate/render --damage-space
+    trains_with = ("mse",)  # it trains on the decoded picture's MSE alone
 
     def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
         super().__init__(spec, tensors, device)
@@ -99,8 +101,6 @@ class LatentTask(ImageTask):
                 f"channels ({config.channels}) must exceed 4 + task.latent ({LATENT + o.latent}): RGBA, "
                 "latent, then hidden"
             )
-        if config.loss != "mse":
-            raise UsageError(f"--task latent trains on the decoded picture's MSE; --loss {config.loss} is not offered")
         if config.pool_size < config.batch and config.mode != "growing":
             raise UsageError(f"pool_size ({config.pool_size}) is smaller than batch ({config.batch})")
 

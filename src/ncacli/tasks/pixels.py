@@ -12,6 +12,7 @@ from ncacli.tasks.image import ImageTask
 
 class PixelsTask(ImageTask):
     name = "pixels"
+    spelled_model = ("pixels",)  # 0.1.0's run directories said model = "pixels"
     summary = "optimise the picture's pixels directly (nca-clip's baseline; no NCA, writes pixels.png)"
     perturbations = ()
     capabilities = frozenset()

@@ -18,24 +18,27 @@ from typing import Any
 import torch
 
 from ncacli.errors import UsageError
+from ncacli.evaluation.metrics import declared
 from ncacli.evaluation.protocol import _stats
 from ncacli.evaluation.report import Report, Table, stats_text, text_of
 
-# what a predicted frame is compared by (grey frames, see frame_metric)
-FRAME_METRICS = ("mse", "psnr", "ssim")
-DEFAULT = ("mse", "ssim")
-SSIM_WINDOW = 11
+DEFAULT = ("mse", "ssim")  # what a predicted frame is compared by unless --metric says
+
+
+def frame_metrics() -> list[str]:
+    """The metrics that compare two plain pictures (``Metric.between``): the ones a grey frame can be measured by
+    (MSE, PSNR, SSIM)."""
+    from ncacli.registry import METRICS
+
+    return [name for name in METRICS if getattr(METRICS[name], "between", None) is not None]
 
 
 def frame_metric(name: str, predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """``name`` between grey frames ``(B, 1, H, W)`` in [0, 1] → ``(B,)``: MSE, PSNR (dB, peak 1, capped at 100)
-    or SSIM (:func:`ncacli.evaluation.metrics.structural_similarity`, the image metrics' own)."""
-    from ncacli.evaluation.metrics import structural_similarity
+    """Metric ``name`` between grey frames ``(B, 1, H, W)`` in [0, 1] → ``(B,)``, as the image metrics measure
+    two pictures (:attr:`ncacli.evaluation.metrics.Metric.between`)."""
+    from ncacli.registry import METRICS
 
-    if name == "ssim":
-        return structural_similarity(predicted, truth, SSIM_WINDOW)
-    mse = ((predicted - truth) ** 2).flatten(1).mean(1)
-    return mse if name == "mse" else 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
+    return METRICS[name].between(predicted, truth)
 
 
 def evaluate_video(
@@ -81,7 +84,7 @@ def evaluate_video(
     every = truth.flatten(0, 1)[:, None]  # (n · count, 1, H, W)
     summary = {
         name: {
-            "higher_is_better": name != "mse",
+            "higher_is_better": declared(name).higher_is_better,
             "nca": _mean_of(rows, name),
             "baseline": _mean_of(rows, f"baseline_{name}"),
             "first": rows[0][name]["mean"],
@@ -122,22 +125,21 @@ def evaluate_video(
 
 
 def _names(metrics: list[str] | None, grid: tuple[int, int]) -> tuple[list[str], dict[str, str]]:
-    """The metrics asked for (default MSE and SSIM) → ``(names, {left out: why})``; SSIM needs frames of at least
-    11×11 cells (left out of the default on smaller ones, refused when named)."""
-    small = min(grid) < SSIM_WINDOW
+    """The metrics asked for (default MSE and SSIM) → ``(names, {left out: why})``; a metric that needs larger
+    frames (SSIM: 11×11 cells) is left out of the default on smaller ones, refused when named."""
+    known = frame_metrics()
     if metrics is None:
-        names = [m for m in DEFAULT if not (m == "ssim" and small)]
-        skipped = {"ssim": f"needs frames of at least {SSIM_WINDOW}×{SSIM_WINDOW} cells"} if small else {}
-        return names, skipped
+        small = {m: declared(m).min_side for m in DEFAULT if declared(m).min_side > min(grid)}
+        skipped = {m: f"needs frames of at least {side}×{side} cells" for m, side in small.items()}
+        return [m for m in DEFAULT if m not in small], skipped
     if not metrics:
-        raise UsageError("--metric: name at least one of " + ", ".join(FRAME_METRICS))
+        raise UsageError("--metric: name at least one of " + ", ".join(known))
     for name in metrics:
-        if name not in FRAME_METRICS:
-            raise UsageError(f"--metric {name}: a video model's frames are compared by {', '.join(FRAME_METRICS)}")
-    if "ssim" in metrics and small:
-        raise UsageError(
-            f"--metric ssim needs frames of at least {SSIM_WINDOW}×{SSIM_WINDOW} cells, not {grid[0]}×{grid[1]}"
-        )
+        if name not in known:
+            raise UsageError(f"--metric {name}: a video model's frames are compared by {', '.join(known)}")
+        side = declared(name).min_side
+        if side > min(grid):
+            raise UsageError(f"--metric {name} needs frames of at least {side}×{side} cells, not {grid[0]}×{grid[1]}")
     return list(dict.fromkeys(metrics)), {}
 
 
@@ -148,8 +150,6 @@ def _mean_of(rows: list[dict[str, Any]], key: str) -> float | None:
 
 # -- showing -----------------------------------------------------------------------------------------------
 
-LABELS = {"mse": "MSE ↓", "psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑"}
-
 
 def frames_table(doc: dict[str, Any]) -> Table:
     """The per-frame table ``nca evaluate`` prints for a video model."""
@@ -157,24 +157,24 @@ def frames_table(doc: dict[str, Any]) -> Table:
     title = f"{doc['model']}\n{doc['target']} · {p['steps_per_frame']} steps a frame · {p['trials']} trials"
     columns = [("frame", "right")]
     for name in p["metrics"]:
-        arrow = LABELS.get(name, name)
+        arrow = declared(name).label or name
         columns += [(f"NCA {arrow}", "right"), (f"copy-last {arrow}", "right")]
     table = Table(title, columns)
     for row in doc["per_frame"]:
         cells = [f"{row['frame']} (+{row['ahead']})"]
         for name in p["metrics"]:
-            digits = 2 if name == "psnr" else 4
+            digits = declared(name).decimals
             cells += [stats_text(row[name], digits), stats_text(row[f"baseline_{name}"], digits)]
         table.rows.append(cells)
     mean = ["mean"]
     for name in p["metrics"]:
-        digits = 2 if name == "psnr" else 4
+        digits = declared(name).decimals
         m = doc["metrics"][name]
         mean += [text_of(m["nca"], digits), text_of(m["baseline"], digits)]
     table.bold_rows.add(len(table.rows))
     table.rows.append(mean)
     captions = ["copy-last: every later frame predicted to be the last input frame"]
-    black = [f"{name} {text_of(doc['metrics'][name]['black_frame'], 4)}" for name in p["metrics"] if name != "psnr"]
+    black = [f"{name} {text_of(doc['metrics'][name]['black_frame'], declared(name).decimals)}" for name in p["metrics"]]
     if black:
         captions.append("an all-black frame scores " + ", ".join(black))
     captions += [f"{name}: not measured ({why})" for name, why in p["not_measured"].items()]
@@ -204,7 +204,7 @@ def plot_frames_png(doc: dict[str, Any], title: str) -> bytes:
             high = [m + s for m, s in zip(mean, std, strict=True)]
             ax.plot(frames, mean, color=colour, lw=1.5, marker="o", ms=3, label=label)
             ax.fill_between(frames, low, high, color=colour, alpha=0.15, lw=0)
-        ax.set_ylabel(LABELS.get(name, name))
+        ax.set_ylabel(declared(name).label or name)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="best")
     axes[0].set_title(_plain(title), loc="left", fontsize=9)
