@@ -244,7 +244,7 @@ def test_the_mutation_protocol_measures_against_the_new_class():
 def _metric():
     from ncacli.evaluation.metrics import make_metrics
 
-    return make_metrics(["mse"], "alex", None, torch.device("cpu"))["mse"]
+    return make_metrics(["mse"], torch.device("cpu"))["mse"]
 
 
 # --- the verbs ---------------------------------------------------------------------------------
