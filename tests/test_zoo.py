@@ -28,10 +28,13 @@ _MEASURED: dict[tuple[str, int], dict] = {}
 
 def measured(capsys, name: str, i: int) -> dict:
     """The card's check command run again (by name: the packaged file), with real AlexNet weights when this
-    machine has them, else without LPIPS; its JSON document, kept for the other test of the same check."""
+    machine has them, else without LPIPS; its JSON document, kept for the other test of the same check. A
+    texture's style distance means something through the real VGG16 alone: without it the check is skipped."""
     if (name, i) not in _MEASURED:
         words = shlex.split(entries()[name]["checks"][i]["command"])
         assert words[:3] == ["nca", "evaluate", name]
+        if "style" in words[words.index("--metric") + 1].split(","):
+            words += ["--vgg-weights", real_weights("vgg16")]
         if any("lpips" in w for w in words):
             try:
                 words += ["--lpips-weights", real_weights("alexnet")]
