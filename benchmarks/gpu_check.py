@@ -820,27 +820,32 @@ def alexnet_at_hand() -> bool:
     return bool(os.environ.get("NCA_ALEXNET_WEIGHTS")) or cached.is_file()
 
 
+def _train_row(c: Check, run: Path, args: list[str], timeout: float) -> dict[str, Any]:
+    """``nca train ARGS`` into a fresh ``run`` on the device, stopped by SIGINT at ``timeout`` (a checkpoint kept)
+    → its iterations, median seconds an iteration, whether the timeout cut it, and its newest model."""
+    shutil.rmtree(run, ignore_errors=True)
+    command = c.nca("train", *args, "--seed", str(SEED), "--device", c.device, "--quiet", "--out", str(run))
+    proc = c.run(command, timeout)
+    figures = training_figures(read_metrics(run / "metrics.jsonl"), min(c.plan.warmup_iters, 1))
+    model = _newest_model(run)
+    return {
+        "iterations": figures["iterations"],
+        "seconds_per_iteration_median": figures["seconds_per_iteration_median"],
+        "cut_by_timeout": proc.timed_out,
+        "model": str(model) if model else None,
+    }
+
+
 def part_table1(c: Check, timeout: float) -> dict[str, Any]:
     """Table 1's rows trained (each for its share of three quarters of the time, then stopped by SIGINT, which
     keeps a checkpoint), then measured beside the review by benchmarks/table1.py in the time left."""
     begin = time.perf_counter()
     rows, models, trained = c.plan.table1_rows, [], {}
     for preset in rows:
-        run = c.run_dir("table1") / preset
-        shutil.rmtree(run, ignore_errors=True)
-        args = ["train", "--preset", preset, "--iters", str(c.plan.table1_iters), "--seed", str(SEED)]
-        args += ["--device", c.device, "--quiet", "--out", str(run), *c.plan.table1_train_args]
-        proc = c.run(c.nca(*args), 0.75 * timeout / len(rows))
-        figures = training_figures(read_metrics(run / "metrics.jsonl"), min(c.plan.warmup_iters, 1))
-        model = _newest_model(run)
-        trained[preset] = {
-            "iterations": figures["iterations"],
-            "seconds_per_iteration_median": figures["seconds_per_iteration_median"],
-            "cut_by_timeout": proc.timed_out,
-            "model": str(model) if model else None,
-        }
-        if model is not None:
-            models.append(str(model))
+        args = ["--preset", preset, "--iters", str(c.plan.table1_iters), *c.plan.table1_train_args]
+        trained[preset] = _train_row(c, c.run_dir("table1") / preset, args, 0.75 * timeout / len(rows))
+        if trained[preset]["model"] is not None:
+            models.append(trained[preset]["model"])
     if not models:
         return {"status": "failed", "reason": "no row left a model or a checkpoint", "figures": {"trained": trained}}
     metric = "lpips" if alexnet_at_hand() else "mse"
@@ -864,20 +869,10 @@ def part_textures(c: Check, timeout: float) -> dict[str, Any]:
     begin = time.perf_counter()
     rows, trained = c.plan.texture_rows, {}
     for perception in rows:
-        run = c.run_dir("textures") / perception
-        shutil.rmtree(run, ignore_errors=True)
-        args = ["train", "--preset", "texture", "--style", c.style, "--set", f"perception={perception}"]
-        args += ["--iters", str(c.plan.texture_iters), "--seed", str(SEED), "--device", c.device, "--quiet"]
-        proc = c.run(c.nca(*args, "--out", str(run), *c.plan.texture_train_args), 2 * timeout / 3 / len(rows))
-        figures = training_figures(read_metrics(run / "metrics.jsonl"), min(c.plan.warmup_iters, 1))
-        model = _newest_model(run)
-        trained[perception] = {
-            "iterations": figures["iterations"],
-            "seconds_per_iteration_median": figures["seconds_per_iteration_median"],
-            "cut_by_timeout": proc.timed_out,
-            "model": str(model) if model else None,
-            "review_recovery": FIGURE11.get(perception),
-        }
+        args = ["--preset", "texture", "--style", c.style, "--set", f"perception={perception}"]
+        args += ["--iters", str(c.plan.texture_iters), *c.plan.texture_train_args]
+        row = _train_row(c, c.run_dir("textures") / perception, args, 2 * timeout / 3 / len(rows))
+        trained[perception] = {**row, "review_recovery": FIGURE11.get(perception)}
     for row in trained.values():
         left = timeout - (time.perf_counter() - begin)
         if row["model"] is None or left < MIN_PART_S:
