@@ -27,14 +27,24 @@ def composite(x: torch.Tensor) -> torch.Tensor:
     return visible_rgb(x, "white")
 
 
+def mse_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of two pictures ``(B, C, H, W)`` (``b`` may broadcast) → ``(B,)``."""
+    return ((a - b) ** 2).flatten(1).mean(1)
+
+
+def psnr_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB (peak 1.0) of two pictures, capped at 100 dB → ``(B,)``."""
+    return 10.0 * torch.log10(1.0 / mse_between(a, b).clamp_min(1e-10))
+
+
 def mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error of premultiplied RGBA → ``(B,)``."""
-    return ((rgba(x) - target.clamp(0, 1)) ** 2).flatten(1).mean(1)
+    return mse_between(rgba(x), target.clamp(0, 1))
 
 
 def psnr(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB (peak 1.0) of premultiplied RGBA, capped at 100 dB → ``(B,)``."""
-    return 10.0 * torch.log10(1.0 / mse(x, target).clamp_min(1e-10))
+    return psnr_between(rgba(x), target.clamp(0, 1))
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> torch.Tensor:
@@ -167,20 +177,12 @@ def hook(entry: Any, name: str) -> Callable[..., Any]:
     return getattr(entry, name, None) or getattr(MetricKind(), name)
 
 
-def _mse_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return ((a - b) ** 2).flatten(1).mean(1)
-
-
-def _psnr_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return 10.0 * torch.log10(1.0 / _mse_between(a, b).clamp_min(1e-10))
-
-
 SSIM_WINDOW = 11
 
 # The built-in metrics, registered as entry points of ncacli.metrics; LPIPS and style are kinds (they build a
 # network).
-MSE = Metric("mse", mse, False, "MSE ↓", between=_mse_between)
-PSNR = Metric("psnr", psnr, True, "PSNR (dB) ↑", decimals=2, between=_psnr_between)
+MSE = Metric("mse", mse, False, "MSE ↓", between=mse_between)
+PSNR = Metric("psnr", psnr, True, "PSNR (dB) ↑", decimals=2, between=psnr_between)
 SSIM = Metric("ssim", ssim, True, "SSIM ↑", between=structural_similarity, min_side=SSIM_WINDOW)
 
 
