@@ -69,14 +69,12 @@ def tap_features(perceive: nn.Module, seen: torch.Tensor, index: torch.Tensor, m
 
     For each of its :class:`~ncacli.engine.perception.Taps`, each cell's neighbours are gathered straight from
     the state, without padding the grid (``circular`` wraps their coordinates, ``zeros`` points those beyond the
-    edge at an extra zero cell), and multiplied by the blocks, or channel by channel by the kernels given per
-    channel.
+    edge at an extra zero cell), and multiplied by the blocks.
     """
     b, c, h, w = seen.shape
     rows = rows_of(seen)
     if mode != "circular":
         rows = torch.cat([rows, rows.new_zeros(1, c)])
-    columns = None  # the state channel by channel, (C, B·H·W), made when taps given per channel ask for it
     sample, cell = (index // (h * w)).view(-1, 1), index % (h * w)
     y0, x0 = (cell // w).view(-1, 1), (cell % w).view(-1, 1)
     out = []
@@ -91,14 +89,8 @@ def tap_features(perceive: nn.Module, seen: torch.Tensor, index: torch.Tensor, m
             else:
                 inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
                 flat = torch.where(inside, (sample * h + y) * w + x, b * h * w).reshape(-1)  # outside: the zero cell
-        if taps.per_channel is not None:
-            columns = rows.t().contiguous() if columns is None else columns
-            gathered = columns.index_select(1, flat).view(c, -1, len(taps.offsets))  # (C, N, T)
-            features = torch.bmm(gathered, taps.per_channel.to(gathered.dtype))  # (C, N, K)
-            features = features.permute(1, 0, 2).reshape(features.shape[1], -1)
-        else:
-            gathered = rows.index_select(0, flat).view(-1, len(taps.offsets) * c)
-            features = gathered if taps.blocks is None else gathered @ taps.blocks.to(gathered.dtype)
+        gathered = rows.index_select(0, flat).view(-1, len(taps.offsets) * c)
+        features = gathered if taps.blocks is None else gathered @ taps.blocks.to(gathered.dtype)
         features = features if taps.bias is None else features + taps.bias
         out.append(features if taps.activation is None else taps.activation(features))
     return out[0] if len(out) == 1 else torch.cat(out, dim=1)

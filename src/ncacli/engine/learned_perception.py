@@ -210,7 +210,7 @@ class ConvPerception(LearnedPerception):
             k, d = conv.kernel_size[0], conv.dilation[0]
             offsets = tuple(((t // k - k // 2) * d, (t % k - k // 2) * d) for t in range(k * k))
             return [Taps(offsets, conv.weight.permute(2, 3, 1, 0).reshape(k * k * c, -1), conv.bias, self.act)]
-        taps = depthwise_taps(conv.weight, c, conv.dilation[0], conv.bias, blocks=self.mix is not None)
+        taps = depthwise_taps(conv.weight, c, conv.dilation[0], conv.bias)
         if self.mix is not None:
             mix = self.mix.weight.reshape(self.mix.out_channels, -1)
             taps = Taps(taps.offsets, taps.blocks @ mix.T, self.mix.bias)

@@ -77,15 +77,12 @@ class Taps:
     """A group of a perception's features that is linear in a cell's neighbours: gather the state's rows at
     ``offsets`` (``(dy, dx)`` pairs, rows running down the grid) into ``(N, T·C)``, tap-major, then multiply by
     ``blocks`` ``(T·C, F)``, add ``bias`` ``(F,)`` and apply ``activation`` (elementwise) when there is one.
-    ``blocks=None``: the gathered rows are the features. A depthwise convolution may give its kernels per
-    channel instead, ``per_channel`` ``(C, T, K)`` (features grouped per channel, ``F = C·K``): each channel's
-    neighbours times its own kernels, without the zeros of the block-diagonal ``blocks``."""
+    ``blocks=None``: the gathered rows are the features."""
 
     offsets: tuple[tuple[int, int], ...]
     blocks: torch.Tensor | None
     bias: torch.Tensor | None = None
     activation: Callable[[torch.Tensor], torch.Tensor] | None = None
-    per_channel: torch.Tensor | None = None
 
 
 def feature_count(perceive: nn.Module, seen: int) -> int:
@@ -95,15 +92,13 @@ def feature_count(perceive: nn.Module, seen: int) -> int:
     return int(total) if total is not None else seen * int(perceive.features_per_channel)
 
 
-def depthwise_taps(
-    weight: torch.Tensor, channels: int, dilation: int = 1, bias: torch.Tensor | None = None, blocks: bool = False
-) -> Taps:
+def depthwise_taps(weight: torch.Tensor, channels: int, dilation: int = 1, bias: torch.Tensor | None = None) -> Taps:
     """A depthwise convolution as :class:`Taps`: ``weight`` ``(C·K, 1, k, k)`` (K kernels per channel, features
-    grouped per channel, ``[c0·k0, c0·k1, …]``), differentiable in ``weight``. Fixed kernels (``weight`` needs no
-    gradient), or ``blocks=True``, give ``blocks`` ``(T·C, C·K)`` with entry ``[t·C + c, c·K + j]`` the kernel
-    ``j`` of channel ``c`` at tap ``t``, leaving out the taps where every fixed kernel is zero (one matrix product:
-    fastest for the few taps of fixed kernels); learned ones give ``per_channel`` ``(C, T, K)``, whose product and
-    gradients skip the zeros (measured 20% faster on a dilated 5×5's 25 taps)."""
+    grouped per channel, ``[c0·k0, c0·k1, …]``), differentiable in ``weight``, gives ``blocks`` ``(T·C, C·K)``
+    with entry ``[t·C + c, c·K + j]`` the kernel ``j`` of channel ``c`` at tap ``t``; fixed kernels (``weight``
+    needs no gradient) leave out the taps where every kernel is zero. One matrix product over the gathered rows:
+    its block-diagonal zeros cost less than a product batched over channels with K = 3 columns (a training
+    iteration of the combined lizard 15% faster; see benchmarks/NOTES.md)."""
     k = weight.shape[-1]
     kernels = weight.reshape(channels, -1, k * k)  # (C, K, k·k)
     taps = torch.arange(k * k, device=weight.device)
@@ -111,8 +106,6 @@ def depthwise_taps(
         taps = kernels.abs().sum((0, 1)).nonzero().squeeze(1)
     half = k // 2
     offsets = tuple(((int(t) // k - half) * dilation, (int(t) % k - half) * dilation) for t in taps.tolist())
-    if weight.requires_grad and not blocks:
-        return Taps(offsets, None, bias, per_channel=kernels.transpose(1, 2))
     eye = torch.eye(channels, dtype=weight.dtype, device=weight.device)
     dense = torch.einsum("ckt,cd->tcdk", kernels[:, :, taps], eye).reshape(len(offsets) * channels, -1)
     return Taps(offsets, dense, bias)
