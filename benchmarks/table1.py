@@ -3,6 +3,7 @@ mutation (a switch of class), for conditional models at the review's sizes (the 
 
     python benchmarks/table1.py runs/table1/model.safetensors runs/table1-combined/model.safetensors --out DIR
     python benchmarks/table1.py --train --iters 8000 --device cuda --out runs/table1   # train the rows, then measure
+    python benchmarks/table1.py --train --iters 500 --set training.checkpoint_every=100 --out runs/table1-500
 
 Each model is measured with `nca evaluate MODEL --metric lpips,mse --trials N` (a circle of radius 0.2 cut at step
 150) and with `--perturb mutation` (each trial switched to another class at step 150); its row of Table 1 is found
@@ -47,6 +48,7 @@ def train(preset: str, run: Path, opts: argparse.Namespace) -> Path:
     else:
         args = ["train", "--preset", preset, "--iters", str(opts.iters), "--seed", str(opts.seed), "--quiet"]
         args += ["--device", opts.device, "--out", str(run)]
+        args += [word for item in opts.set for word in ("--set", item)]
     proc = nca(*args)
     if proc.returncode != 0:
         raise SystemExit(f"{preset}: training failed: {proc.stderr.strip().splitlines()[-1]}")
@@ -115,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", action="store_true", help="train the rows' presets into --out first")
     parser.add_argument("--rows", default=",".join(REVIEW), help="with --train: the presets to train")
     parser.add_argument("--iters", type=int, default=8000, help="with --train: iterations (the presets' 8,000)")
+    parser.add_argument("--set", action="append", default=[], help="with --train: a preset key for nca train (repeat)")
     parser.add_argument("--trials", type=int, default=20, help="trials of each measure (4 of each of the 5 classes)")
     parser.add_argument("--metric", choices=("lpips", "mse"), default="lpips", help="mse: without AlexNet's weights")
     parser.add_argument("--seed", type=int, default=0)
