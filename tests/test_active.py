@@ -89,6 +89,21 @@ def test_learned_convolutions_are_gathered_and_match_the_reference(always_active
     assert_same(run(model, "active", x, 4), run(model, "reference", x, 4))
 
 
+@pytest.mark.parametrize("perception", ["sobel", "sobel_laplacian", "sobel5", "combined"])
+def test_a_pattern_clear_of_the_edge_matches_the_reference(always_active, perception):
+    """No tap reaches beyond the grid (the zero cell is not appended): still the reference's states and
+    gradients. The fixed kernels come as kernels shared by every channel, not as C-fold blocks."""
+    model = generic(ModelConfig(perception=perception, hidden=24, condition_channels=2))
+    x = torch.zeros(2, 16, 32, 32)
+    x[:, :, 13:19, 13:19] = patchy(2, 16, 6, 6)
+    condition = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(2, 2, 1, 1)
+    assert_same(run(model, "active", x, 4, condition), run(model, "reference", x, 4, condition))
+    if perception != "combined":
+        (taps,) = model.perceive.taps()
+        kernels = len(model.perceive.kernels)
+        assert taps.blocks is None and taps.shared.shape == (kernels, len(taps.offsets))
+
+
 def test_perceptions_not_linear_in_the_neighbours_are_computed_everywhere():
     for perception, options in [("attention", {}), ("combined", {"parts": [{"kind": "residual"}, {}]})]:
         model = NCA(ModelConfig(perception=perception, perception_options=options))

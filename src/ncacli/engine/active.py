@@ -69,28 +69,41 @@ def tap_features(perceive: nn.Module, seen: torch.Tensor, index: torch.Tensor, m
 
     For each of its :class:`~ncacli.engine.perception.Taps`, each cell's neighbours are gathered straight from
     the state, without padding the grid (``circular`` wraps their coordinates, ``zeros`` points those beyond the
-    edge at an extra zero cell), and multiplied by the blocks.
+    edge at an extra zero cell, appended only when some tap lies beyond it), and multiplied by the blocks; kernels
+    shared by every channel multiply the neighbours gathered tap by tap, ``(K, T) @ (T, N·C)``.
     """
     b, c, h, w = seen.shape
+    n = index.numel()
     rows = rows_of(seen)
-    if mode != "circular":
-        rows = torch.cat([rows, rows.new_zeros(1, c)])
     sample, cell = (index // (h * w)).view(-1, 1), index % (h * w)
     y0, x0 = (cell // w).view(-1, 1), (cell % w).view(-1, 1)
-    out = []
-    for taps in perceive.taps():
+    groups = perceive.taps()
+    flats, beyond = [], False
+    for taps in groups:
         if taps.offsets == ((0, 0),):
-            flat = index
+            flats.append(index)
+            continue
+        dy, dx = _offsets(taps.offsets, index.device)
+        y, x = y0 + dy, x0 + dx  # (N, T)
+        if mode == "circular":
+            flat = (sample * h + y % h) * w + x % w
         else:
-            dy, dx = _offsets(taps.offsets, index.device)
-            y, x = y0 + dy, x0 + dx  # (N, T)
-            if mode == "circular":
-                flat = ((sample * h + y % h) * w + x % w).reshape(-1)
-            else:
-                inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
-                flat = torch.where(inside, (sample * h + y) * w + x, b * h * w).reshape(-1)  # outside: the zero cell
-        gathered = rows.index_select(0, flat).view(-1, len(taps.offsets) * c)
-        features = gathered if taps.blocks is None else gathered @ taps.blocks.to(gathered.dtype)
+            inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+            flat = torch.where(inside, (sample * h + y) * w + x, b * h * w)  # outside: the zero cell
+            beyond = beyond or not bool(inside.all())
+        flats.append((flat.t() if taps.shared is not None else flat).reshape(-1))
+    if beyond:
+        rows = torch.cat([rows, rows.new_zeros(1, c)])
+    out = []
+    for taps, flat in zip(groups, flats, strict=True):
+        gathered = rows.index_select(0, flat)
+        if taps.shared is not None:  # (T·N, C) tap-major → (K, N, C) → grouped per channel (N, C·K)
+            k, t = taps.shared.shape
+            features = taps.shared.to(gathered.dtype) @ gathered.view(t, n * c)
+            features = features.view(k, n, c).permute(1, 2, 0).reshape(n, c * k)
+        else:
+            features = gathered.view(n, -1)
+            features = features if taps.blocks is None else features @ taps.blocks.to(gathered.dtype)
         features = features if taps.bias is None else features + taps.bias
         out.append(features if taps.activation is None else taps.activation(features))
     return out[0] if len(out) == 1 else torch.cat(out, dim=1)

@@ -77,12 +77,15 @@ class Taps:
     """A group of a perception's features that is linear in a cell's neighbours: gather the state's rows at
     ``offsets`` (``(dy, dx)`` pairs, rows running down the grid) into ``(N, T·C)``, tap-major, then multiply by
     ``blocks`` ``(T·C, F)``, add ``bias`` ``(F,)`` and apply ``activation`` (elementwise) when there is one.
-    ``blocks=None``: the gathered rows are the features."""
+    ``blocks=None``: the gathered rows are the features, unless ``shared`` ``(K, T)`` says that every channel is
+    convolved with the same ``K`` kernels (the fixed perceptions): then the features are ``(N, C·K)``, grouped per
+    channel, computed with the kernels' own multiply-adds rather than ``C`` times as many."""
 
     offsets: tuple[tuple[int, int], ...]
     blocks: torch.Tensor | None
     bias: torch.Tensor | None = None
     activation: Callable[[torch.Tensor], torch.Tensor] | None = None
+    shared: torch.Tensor | None = None
 
 
 def feature_count(perceive: nn.Module, seen: int) -> int:
@@ -98,7 +101,8 @@ def depthwise_taps(weight: torch.Tensor, channels: int, dilation: int = 1, bias:
     with entry ``[t·C + c, c·K + j]`` the kernel ``j`` of channel ``c`` at tap ``t``; fixed kernels (``weight``
     needs no gradient) leave out the taps where every kernel is zero. One matrix product over the gathered rows:
     its block-diagonal zeros cost less than a product batched over channels with K = 3 columns (a training
-    iteration of the combined lizard 15% faster; see benchmarks/NOTES.md)."""
+    iteration of the combined lizard 15% faster; see benchmarks/NOTES.md). Fixed kernels that are the same for
+    every channel come as ``shared`` ``(K, T)`` instead, without the ``C``-fold zeros."""
     k = weight.shape[-1]
     kernels = weight.reshape(channels, -1, k * k)  # (C, K, k·k)
     taps = torch.arange(k * k, device=weight.device)
@@ -106,6 +110,8 @@ def depthwise_taps(weight: torch.Tensor, channels: int, dilation: int = 1, bias:
         taps = kernels.abs().sum((0, 1)).nonzero().squeeze(1)
     half = k // 2
     offsets = tuple(((int(t) // k - half) * dilation, (int(t) % k - half) * dilation) for t in taps.tolist())
+    if not weight.requires_grad and bias is None and bool((kernels == kernels[:1]).all()):
+        return Taps(offsets, None, shared=kernels[0][:, taps].contiguous())
     eye = torch.eye(channels, dtype=weight.dtype, device=weight.device)
     dense = torch.einsum("ckt,cd->tcdk", kernels[:, :, taps], eye).reshape(len(offsets) * channels, -1)
     return Taps(offsets, dense, bias)
