@@ -9,6 +9,7 @@ import pytest
 from conftest import preset_config
 from ncacli.config import Config, MovedKey, apply, list_presets, load_preset, read_run_config, resolve
 from ncacli.errors import UsageError
+from ncacli.registry import TASKS
 
 
 def test_precedence_defaults_preset_file_set_flags(tmp_path):
@@ -29,7 +30,7 @@ def test_every_shipped_preset_resolves():
         flags = {"objectives": {"clip": {"prompt": "fire"}, "style": {"image": "leaves.jpg"}}, "loss": "style+clip"}
         flags["emojis"] = []
         own = preset_config(name)
-        if own.task == "latent":  # trains on its decoded picture's MSE alone
+        if getattr(TASKS.get(own.task_name(), "task"), "trains_with", None) == ("mse",):  # latent, translate: MSE alone
             with pytest.raises(UsageError, match="trains with mse"):
                 resolve(name, flags=flags)
             flags = {"emojis": []}

@@ -134,7 +134,9 @@ def run_protocol(
     damage = torch.Generator().manual_seed(protocol.seed + 1)
     centres: list[list[float]] = []
     now = {"labels": labels.to(device) if labels is not None else None}
-    now["condition"] = one_hot(now["labels"], classes) if classes else None
+    # what the update reads for a trial's label: the task's condition (a class's one-hot, a pair's input)
+    condition_of = task.condition if task is not None else (lambda which: one_hot(which, classes))
+    now["condition"] = condition_of(now["labels"]) if classes else None
 
     view = task.rgba if task is not None else (lambda x: x)
     erase = task.erase if task is not None else apply_damage
@@ -157,7 +159,7 @@ def run_protocol(
             before.update(measure(x))
             assert mutated is not None
             now["labels"] = mutated.to(device)
-            now["condition"] = one_hot(now["labels"], classes)
+            now["condition"] = condition_of(now["labels"])
         if step == protocol.perturb_at and protocol.perturb == "damage":
             before.update(measure(x))
             picture = view(x)

@@ -78,11 +78,14 @@ def evaluate_model(
             f"{path}: --perturb mutation switches the class of a conditional model; this model is not conditional "
             "(use --perturb damage or none)"
         )
+    own_trials = model.task.trials(trials, seed, perturb)
+    if own_trials is not None and (condition is not None or condition_to is not None):
+        raise UsageError(f"--condition/--condition-to name classes; a {task} model's trials are its held-out samples")
     if not classes and (condition is not None or condition_to is not None):
         raise not_conditional("--condition" if condition is not None else "--condition-to")
     if condition_to is not None and perturb != "mutation":
         raise UsageError("--condition-to is the class a mutation switches to: add --perturb mutation")
-    if classes and (target or emoji):
+    if (classes or own_trials is not None) and (target or emoji):
         raise UsageError(f"{path}: a conditional model is compared with its own targets; drop --target/--emoji")
     given = metric_options({**options, "metrics": names})
     prepared = {name: hook(kinds[name], "prepare")(model, given.get(name, {})) for name in names}
@@ -92,12 +95,17 @@ def evaluate_model(
         raise UsageError(
             f"--target/--emoji are read by {', '.join(comparing)}, not by {', '.join(names)}: add --metric"
         )
-    if compared:
+    if own_trials is not None:  # each trial its own target (a held-out pair)
+        goal, goal_desc = own_trials[0], provenance.get("target", model.task.describe())
+    elif compared:
         goal, goal_desc = _target(path, model.task.tensors.get("target"), model.spec, provenance, target, emoji)
     else:  # no metric compares with the target: the first one's own reference (a style image)
         goal, goal_desc = hook(kinds[names[0]], "reference")(prepared[names[0]])
     seed_grid = tuple(model.spec.task.grid or goal.shape[-2:])
-    labels, mutated = _classes(model.spec.task.classes, classes, trials, seed, perturb, condition, condition_to)
+    if own_trials is not None:
+        labels, mutated = own_trials[1], own_trials[2]
+    else:
+        labels, mutated = _classes(model.spec.task.classes, classes, trials, seed, perturb, condition, condition_to)
     made = make_metrics(names, dev, prepared)
     state = model.seed(1, seed_grid)
     space = _damage_space(model, damage_space, perturb)

@@ -267,6 +267,12 @@ class Measuring(_Bound):
     evaluation_metrics: ClassVar[tuple[str, ...]] = ("lpips", "mse", "psnr", "ssim")  # nca evaluate's default
     damage_shape: ClassVar[str] = "circle"  # the default damage of nca evaluate and nca render
 
+    def trials(self, trials: int, seed: int, perturb: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
+        """The growing protocol's trials, for a task whose samples are not classes: ``(targets (N, 4, H, W), the
+        target each trial grows towards (N indices, which :meth:`condition` also reads), the one each switches
+        to in a mutation (or None))``. None (default): the model's target, or a conditional model's classes."""
+        return None
+
     def evaluate(self, model: Any, **options: Any) -> Any:
         """``nca evaluate`` of this task: a :class:`ncacli.evaluation.report.Report` (the document ``--json``
         prints, the table the terminal shows, a plot), or just the document (a dict of figures, shown as a

@@ -1,0 +1,254 @@
+"""Image-to-image translation (the NCAtorch review §3.1.3, Edges-to-Handbags): grow the target picture of an input.
+
+The input (an edge map, or a picture) sits in the condition channels, which the update reads and never writes; the
+output grows in the visible channels (RGBA, premultiplied) from the seed, as the emoji do, and the hidden channels
+carry the rest. Training draws batches from a pool whose states carry on from earlier iterations, each with its
+pair: the worst is replaced by a seed on a new training pair, ``damage_count`` of the best get a hole and
+``mutation_count`` of the next are given another pair's input (the state kept), so the model learns to repaint.
+The loss is the MSE or the L1 distance of the RGBA to the pair's target. Data: ``edges2emoji`` (built offline from
+Twemoji, :mod:`ncacli.io.pairs`) or a folder in pix2pix's layout; the held-out pairs' indices go into the model
+file, and ``nca evaluate`` measures the growing protocol on them, each trial one held-out pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from ncacli.engine import SamplePool, random_circles
+from ncacli.errors import UsageError
+from ncacli.spec import ModelSpec, TaskSpec, image_channels
+from ncacli.tasks.base import Asked, Batch, DatasetTask, Schedule
+
+LOSSES = ("mse", "l1")
+
+
+@dataclass(frozen=True)
+class Options:
+    data: str = "edges2emoji"  # edges2emoji (built from the bundled Twemoji) or a folder in pix2pix's layout
+    count: int = 512  # edges2emoji: how many emoji (a seeded choice of the single-codepoint ones)
+    test_fraction: float = 0.1  # edges2emoji: the share held out (a folder's val/ is its held-out split)
+    split_seed: int = 0  # edges2emoji: the seed of the choice and of the split
+    loss: str = "mse"  # mse or l1, of the RGBA to the target
+
+
+class TranslateTask(DatasetTask):
+    name = "translate"
+    summary = "grow the picture an input image stands for (image-to-image translation, edges to emoji)"
+    perturbations = ("damage", "none", "mutation")
+    trains_with = ("mse",)  # the reconstruction loss is the task's own (task.loss: mse or l1)
+    Options = Options
+
+    def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
+        super().__init__(spec, tensors, device)
+        self.options = Options(**spec.task.options.get("settings", {}))
+        self.grid = tuple(spec.task.grid)  # self.data: Pairs
+
+    @classmethod
+    def reads_data(cls, data: str) -> bool:
+        """edges2emoji (a folder of pairs: with --task translate)."""
+        from ncacli.io.pairs import EDGES2EMOJI
+
+        return data == EDGES2EMOJI
+
+    @staticmethod
+    def check_config(config: Any) -> None:
+        o = Options(**config.task_options)
+        if o.loss not in LOSSES:
+            raise UsageError(f"task.loss must be one of {', '.join(LOSSES)}, not {o.loss!r}")
+        if not 0.0 < o.test_fraction < 1.0:
+            raise UsageError(f"task.test_fraction must be in (0, 1), not {o.test_fraction}")
+        if config.pool_size < config.batch:
+            raise UsageError(f"pool_size ({config.pool_size}) is smaller than batch ({config.batch})")
+        if 1 + config.damage_count + config.mutation_count > config.batch:
+            raise UsageError(
+                f"a seed, damage_count and mutation_count ({1 + config.damage_count + config.mutation_count}) "
+                f"exceed batch ({config.batch})"
+            )
+
+    # -- data ----------------------------------------------------------------------------------------------
+
+    @classmethod
+    def read(cls, options: Options, settings: dict[str, Any]):
+        from ncacli.io.pairs import load_pairs
+
+        o = options
+        return load_pairs(o.data, settings["size"], settings["padding"], o.count, o.test_fraction, o.split_seed)
+
+    def moved(self) -> None:
+        if self.data is not None:
+            self.data.inputs = self.data.inputs.to(self.device)
+            self.data.targets = self.data.targets.to(self.device)
+
+    @classmethod
+    def from_config(cls, config: Any, device: Any) -> TranslateTask:
+        data = cls.read(Options(**config.task_options), {"size": config.size, "padding": config.padding})
+        inputs = int(data.inputs.shape[1])
+        grid = [int(data.inputs.shape[-2]), int(data.inputs.shape[-1])]
+        spec = ModelSpec(
+            replace(config.model_config(), condition_channels=inputs),
+            TaskSpec(
+                name=cls.name,
+                grid=grid,
+                seed_kind=config.seed_kind,
+                seed_positions=[list(p) for p in config.seed_positions] or [[0.5, 0.5]],
+                background="white",
+                classes=[],
+                channels={**image_channels(config.channels), "input": list(range(inputs))},
+                options={
+                    "settings": {**config.task_options},
+                    "size": config.size,
+                    "padding": config.padding,
+                    "source": data.source,
+                    "train": len(data.train),
+                    "test": len(data.test),
+                    "mode": "regenerating" if config.damage_count else "persistent",
+                },
+            ),
+        )
+        return cls.with_data(spec, data, device)
+
+    def describe(self) -> str:
+        return f"{self.options.data} (image-to-image)"
+
+    def provenance(self) -> dict[str, Any]:
+        d = self.load_data()
+        return {"target": self.describe(), "data": d.source, "train_pairs": len(d.train), "test_pairs": len(d.test),
+                "loss": self.options.loss}  # fmt: skip
+
+    # -- training ------------------------------------------------------------------------------------------
+
+    def seeds(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        from ncacli.engine import make_seed
+
+        t = self.spec.task
+        x = make_seed(n, self.spec.model.channels, *self.grid, t.seed_positions, self.device, t.seed_kind, generator)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def random_pairs(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        train = self.load_data().train.to(self.device)
+        return train[torch.randint(len(train), (n,), generator=generator, device=self.device)]
+
+    def make_pool(self, trainer: Any) -> SamplePool:
+        size = trainer.shard.pool_size
+        return SamplePool(trainer.seeds(size), size, self.random_pairs(size, trainer.generator))
+
+    def batch(self, trainer: Any) -> Batch:
+        """Sorted by loss, worst first: the worst starts again from a seed on a new pair, the ``damage_count``
+        best get a hole, the ``mutation_count`` next best another pair's input."""
+        g, n, pool = trainer.generator, trainer.shard.batch, trainer.pool
+        idx, x = pool.sample(n, g)
+        labels = pool.labels[idx].clone()
+        with torch.no_grad():
+            order = torch.argsort(self.loss(x, labels), descending=True)
+        idx, x, labels = idx[order], x[order], labels[order]
+        x[:1] = trainer.seeds(1)
+        labels[:1] = self.random_pairs(1, g)
+        damaged = trainer.shard.damage_count
+        if damaged:
+            h, w = x.shape[2:]
+            mask = random_circles(damaged, h, w, g, self.device, tuple(trainer.config.damage_radius))
+            x[-damaged:] = self.erase(x[-damaged:], mask)
+        m = trainer.shard.mutation_count
+        if m:
+            labels[n - damaged - m : n - damaged] = self.random_pairs(m, g)
+        return Batch(idx, x, labels)
+
+    def condition(self, labels: torch.Tensor | None) -> torch.Tensor:
+        assert labels is not None
+        return self.load_data().inputs[labels]
+
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        assert labels is not None
+        diff = x[:, :4] - self.load_data().targets[labels]
+        per = diff.abs() if self.options.loss == "l1" else diff**2
+        return per.mean((1, 2, 3))
+
+    def preview(self, trainer: Any) -> bytes:
+        """Six held-out pairs, a column each: the input, the picture grown after 96 and 200 steps, the target."""
+        from ncacli.io.images import grid_png
+
+        pick = self.test_index()[:6]
+        cond = self.condition(pick)
+        g = torch.Generator(device=self.device).manual_seed(0)
+        rows = [self.input_rgba(cond)]
+        with torch.no_grad():
+            x = trainer.seeds(len(pick), g)
+            for steps in (96, 104):
+                x = trainer.model.rollout(x, steps, g, condition=cond)
+                rows.append(self.rgba(x))
+        rows.append(self.load_data().targets[pick])
+        return grid_png(torch.cat(rows), scale=2, columns=len(pick))
+
+    @staticmethod
+    def input_rgba(inputs: torch.Tensor) -> torch.Tensor:
+        """Inputs as pictures, premultiplied RGBA ``(B, 4, H, W)``: an edge map dark lines on white, a picture
+        itself."""
+        if inputs.shape[1] == 1:
+            ink = 1.0 - inputs.clamp(0, 1)
+            return torch.cat([ink.expand(-1, 3, -1, -1), torch.ones_like(ink)], dim=1)
+        return torch.cat([inputs[:, :3].clamp(0, 1), torch.ones_like(inputs[:, :1])], dim=1)
+
+    # -- showing -------------------------------------------------------------------------------------------
+
+    def pair_of(self, text: str) -> int:
+        """A pair named by the user: ``#N`` (held-out pair N) or a pair's name (an emoji's codepoints, a file)."""
+        d, test = self.load_data(), self.test_index()
+        if text.startswith("#") and text[1:].isdigit():
+            n = int(text[1:])
+            if not 0 <= n < len(test):
+                raise UsageError(f"{text}: the held-out split has pairs #0 … #{len(test) - 1}")
+            return int(test[n])
+        if text in d.names:
+            return d.names.index(text)
+        raise UsageError(f"input {text!r}: not #N (a held-out pair) nor a pair's name (e.g. {d.names[int(test[0])]})")
+
+    def schedule(self, asked: Asked, grid: tuple[int, int], steps: int, every: int = 1) -> Schedule:
+        """The input the cells read (``--input``: ``#N``, held-out pair N, or a pair's name; default #0), switched to
+        ``--input-to`` after ``--switch-at``."""
+        asked.only(("input", "input_to", "switch_at"), "a translation model takes --input and --input-to", self.name)
+        if (asked.switch_at is None) != (asked.input_to is None):
+            raise UsageError("--switch-at and --input-to go together: switch the input after step N to another")
+        if tuple(grid) != tuple(self.grid):
+            raise UsageError(f"--grid: a translation model grows on its pictures' grid, {self.grid[0]}x{self.grid[1]}")
+        first = self.pair_of(asked.input or "#0")
+        after = self.pair_of(asked.input_to) if asked.input_to is not None else first
+        inputs = self.condition(torch.tensor([first, after], device=self.device))
+        self.shown = [(inputs[i : i + 1], self.load_data().targets[pair]) for i, pair in enumerate((first, after))]
+        switch = asked.switch_at
+        about: dict[str, Any] = {"input": self.load_data().names[first]}
+        if switch is not None:
+            about.update(switch_at=switch, input_to=self.load_data().names[after])
+        return Schedule(lambda step: inputs[:1] if switch is None or step <= switch else inputs[1:], about)
+
+    def frame(self, states: torch.Tensor, condition: torch.Tensor | None, scale: int) -> Any:
+        """The first sample between its input and, for a pair the growth was scheduled with, its target:
+        ``(H·scale, 3·W·scale, 3)`` uint8 (a video frame)."""
+        import numpy as np
+
+        from ncacli.io.images import to_pixels
+
+        assert condition is not None
+        panels = [self.input_rgba(condition[:1])[0], self.rgba(states[:1])[0]]
+        for inputs, target in getattr(self, "shown", []):
+            if torch.equal(inputs, condition[:1]):
+                panels.append(target)
+                break
+        return np.concatenate([to_pixels(p, scale=scale, background="white") for p in panels], axis=1)
+
+    # -- evaluating ----------------------------------------------------------------------------------------
+
+    def trials(self, trials: int, seed: int, perturb: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The growing protocol's trials on held-out pairs: ``(targets (N, 4, H, W), pair of each trial, pair each
+        switches to for a mutation)``, the pairs cycled through in order, the switches a seeded draw of others."""
+        test = self.test_index()
+        labels = test[torch.arange(trials) % len(test)]
+        mutated = None
+        if perturb == "mutation":
+            if len(test) < 2:
+                raise UsageError("--perturb mutation gives a trial another held-out pair's input: there is only one")
+            shift = torch.randint(1, len(test), (trials,), generator=torch.Generator().manual_seed(seed + 2))
+            mutated = test[(torch.arange(trials) % len(test) + shift) % len(test)]
+        return self.load_data().targets, labels, mutated
