@@ -38,7 +38,9 @@ class Pairs:
     source: str
 
 
-def load_pairs(data: str, size: int, padding: int, count: int = 512, test_fraction: float = 0.1, seed: int = 0) -> Pairs:
+def load_pairs(
+    data: str, size: int, padding: int, count: int = 512, test_fraction: float = 0.1, seed: int = 0
+) -> Pairs:
     """The pairs of ``data``: ``edges2emoji`` or a folder in pix2pix's layout."""
     if data == EDGES2EMOJI:
         return edges2emoji(size, padding, count, test_fraction, seed)

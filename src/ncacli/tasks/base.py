@@ -259,6 +259,10 @@ class Showing(_Bound):
         return ", ".join(self.spec.task.classes)
 
 
+# a task's own trials of the growing protocol: targets, the one of each trial, the one each switches to (or None)
+Trials = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
 class Measuring(_Bound):
     """The measuring facet: what ``nca evaluate`` asks of a task."""
 
@@ -267,7 +271,7 @@ class Measuring(_Bound):
     evaluation_metrics: ClassVar[tuple[str, ...]] = ("lpips", "mse", "psnr", "ssim")  # nca evaluate's default
     damage_shape: ClassVar[str] = "circle"  # the default damage of nca evaluate and nca render
 
-    def trials(self, trials: int, seed: int, perturb: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
+    def trials(self, trials: int, seed: int, perturb: str) -> Trials | None:
         """The growing protocol's trials, for a task whose samples are not classes: ``(targets (N, 4, H, W), the
         target each trial grows towards (N indices, which :meth:`condition` also reads), the one each switches
         to in a mutation (or None))``. None (default): the model's target, or a conditional model's classes."""
@@ -323,19 +327,31 @@ class DatasetTask(Task):
     load on demand (for training, at once); the held-out indices go into the model file (``task.test_index``),
     so evaluation never sees a training sample even if the data set's files change.
 
-    Subclasses set ``options`` (their ``Options``) in ``__init__``, implement :meth:`read`, and keep the data's
-    tensors on the device in :meth:`moved`; ``data`` is what :meth:`read` returns, with a ``test`` index tensor.
+    Subclasses set ``options`` (their ``Options``) in ``__init__``, implement :meth:`read`, and name in ``on_device``
+    the data's tensors that live on the device; ``data`` is what :meth:`read` returns, with a ``test`` index tensor.
     """
+
+    on_device: ClassVar[tuple[str, ...]] = ()  # the fields of ``data`` that live on the task's device
 
     def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
         super().__init__(spec, tensors, device)
         self.data: Any = None
+
+    def moved(self) -> None:
+        if self.data is not None:
+            for name in self.on_device:
+                setattr(self.data, name, getattr(self.data, name).to(self.device))
 
     @classmethod
     def read(cls, options: Any, settings: dict[str, Any]) -> Any:
         """Load the data set: ``options`` the task's ``Options``, ``settings`` the grid keys (``size``,
         ``padding``) of the config, or of the spec's task options."""
         raise NotImplementedError
+
+    @classmethod
+    def read_for(cls, config: Config) -> Any:
+        """The data set of a new run: :meth:`read` with the config's ``[task]`` options and grid keys."""
+        return cls.read(cls.Options(**config.task_options), {"size": config.size, "padding": config.padding})
 
     @classmethod
     def with_data(cls, spec: ModelSpec, data: Any, device: Any) -> DatasetTask:
@@ -345,6 +361,26 @@ class DatasetTask(Task):
         task.tensors = {"task.test_index": data.test.clone()}
         task.moved()
         return task
+
+    @staticmethod
+    def check_split_and_pool(config: Config, test_fraction: float) -> None:
+        """What every data-set task asks of a config: a held-out share in (0, 1), a pool of at least a batch."""
+        if not 0.0 < test_fraction < 1.0:
+            raise UsageError(f"task.test_fraction must be in (0, 1), not {test_fraction}")
+        if config.pool_size < config.batch:
+            raise UsageError(f"pool_size ({config.pool_size}) is smaller than batch ({config.batch})")
+
+    def random_samples(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` indices drawn from the training split."""
+        train = self.load_data().train.to(self.device)
+        return train[torch.randint(len(train), (n,), generator=generator, device=self.device)]
+
+    def make_pool(self, trainer: Any) -> Any:
+        """A pool of seeds, each labelled with a random training sample."""
+        from ncacli.engine import SamplePool
+
+        size = trainer.shard.pool_size
+        return SamplePool(trainer.seeds(size), size, self.random_samples(size, trainer.generator))
 
     def load_data(self) -> Any:
         if self.data is None:

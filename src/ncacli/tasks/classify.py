@@ -18,7 +18,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ncacli.engine import SamplePool
 from ncacli.errors import UsageError
 from ncacli.spec import ModelSpec, TaskSpec
 from ncacli.tasks.base import Asked, Batch, DatasetTask, Schedule
@@ -49,6 +48,7 @@ class ClassifyTask(DatasetTask):
     perturbations = ("mutation", "none")
     capabilities = frozenset({"page"})
     Options = Options
+    on_device = ("images", "labels")
 
     def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
         super().__init__(spec, tensors, device)
@@ -76,10 +76,7 @@ class ClassifyTask(DatasetTask):
         for key, allowed in (("loss", LOSSES), ("cells", CELLS)):
             if getattr(o, key) not in allowed:
                 raise UsageError(f"task_options.{key} must be one of {', '.join(allowed)}, not {getattr(o, key)!r}")
-        if not 0.0 < o.test_fraction < 1.0:
-            raise UsageError(f"task.test_fraction must be in (0, 1), not {o.test_fraction}")
-        if config.pool_size < config.batch:
-            raise UsageError(f"pool_size ({config.pool_size}) is smaller than batch ({config.batch})")
+        DatasetTask.check_split_and_pool(config, o.test_fraction)
         if o.fresh + config.mutation_count > config.batch:
             raise UsageError(
                 f"task.fresh + mutation_count ({o.fresh + config.mutation_count}) exceed batch ({config.batch})"
@@ -94,14 +91,9 @@ class ClassifyTask(DatasetTask):
         o = options
         return load_labelled(o.data, settings["size"], settings["padding"], o.test_fraction, o.split_seed, o.data_root)
 
-    def moved(self) -> None:
-        if self.data is not None:
-            self.data.images = self.data.images.to(self.device)
-            self.data.labels = self.data.labels.to(self.device)
-
     @classmethod
     def from_config(cls, config: Any, device: Any) -> ClassifyTask:
-        data = cls.read(Options(**config.task_options), {"size": config.size, "padding": config.padding})
+        data = cls.read_for(config)
         k, inputs = len(data.classes), int(data.images.shape[1])
         if config.channels <= k:
             raise UsageError(f"channels ({config.channels}) must exceed the {k} classes: class channels, then hidden")
@@ -151,21 +143,13 @@ class ClassifyTask(DatasetTask):
     def start(self, n: int, grid: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
         return torch.zeros(n, self.spec.model.channels, *grid)
 
-    def random_images(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        train = self.load_data().train.to(self.device)
-        return train[torch.randint(len(train), (n,), generator=generator, device=self.device)]
-
-    def make_pool(self, trainer: Any) -> SamplePool:
-        size = trainer.shard.pool_size
-        return SamplePool(trainer.seeds(size), size, self.random_images(size, trainer.generator))
-
     def batch(self, trainer: Any) -> Batch:
         g, n, pool = trainer.generator, trainer.shard.batch, trainer.pool
         idx, x = pool.sample(n, g)
         labels = pool.labels[idx].clone()
         fresh = min(self.options.fresh, n)
         x[:fresh] = trainer.seeds(fresh)
-        labels[:fresh] = self.random_images(fresh, g)
+        labels[:fresh] = self.random_samples(fresh, g)
         m = trainer.shard.mutation_count
         if m:
             labels[fresh : fresh + m] = self.other_images(labels[fresh : fresh + m], g)
@@ -174,12 +158,12 @@ class ClassifyTask(DatasetTask):
     def other_images(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """For each image, a random training image of another class."""
         d = self.load_data()
-        out = self.random_images(len(index), generator)
+        out = self.random_samples(len(index), generator)
         for _ in range(16):  # redraw the few that landed on the same class
             same = d.labels[out] == d.labels[index]
             if not same.any():
                 break
-            out = torch.where(same, self.random_images(len(index), generator), out)
+            out = torch.where(same, self.random_samples(len(index), generator), out)
         return out
 
     def condition(self, labels: torch.Tensor | None) -> torch.Tensor:

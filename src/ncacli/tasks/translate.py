@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from ncacli.engine import SamplePool, random_circles
+from ncacli.engine import random_circles
 from ncacli.errors import UsageError
 from ncacli.spec import ModelSpec, TaskSpec, image_channels
-from ncacli.tasks.base import Asked, Batch, DatasetTask, Schedule
+from ncacli.tasks.base import Asked, Batch, DatasetTask, Schedule, Trials
 
 LOSSES = ("mse", "l1")
 
@@ -40,6 +40,7 @@ class TranslateTask(DatasetTask):
     perturbations = ("damage", "none", "mutation")
     trains_with = ("mse",)  # the reconstruction loss is the task's own (task.loss: mse or l1)
     Options = Options
+    on_device = ("inputs", "targets")
 
     def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
         super().__init__(spec, tensors, device)
@@ -58,10 +59,7 @@ class TranslateTask(DatasetTask):
         o = Options(**config.task_options)
         if o.loss not in LOSSES:
             raise UsageError(f"task.loss must be one of {', '.join(LOSSES)}, not {o.loss!r}")
-        if not 0.0 < o.test_fraction < 1.0:
-            raise UsageError(f"task.test_fraction must be in (0, 1), not {o.test_fraction}")
-        if config.pool_size < config.batch:
-            raise UsageError(f"pool_size ({config.pool_size}) is smaller than batch ({config.batch})")
+        DatasetTask.check_split_and_pool(config, o.test_fraction)
         if 1 + config.damage_count + config.mutation_count > config.batch:
             raise UsageError(
                 f"a seed, damage_count and mutation_count ({1 + config.damage_count + config.mutation_count}) "
@@ -77,14 +75,9 @@ class TranslateTask(DatasetTask):
         o = options
         return load_pairs(o.data, settings["size"], settings["padding"], o.count, o.test_fraction, o.split_seed)
 
-    def moved(self) -> None:
-        if self.data is not None:
-            self.data.inputs = self.data.inputs.to(self.device)
-            self.data.targets = self.data.targets.to(self.device)
-
     @classmethod
     def from_config(cls, config: Any, device: Any) -> TranslateTask:
-        data = cls.read(Options(**config.task_options), {"size": config.size, "padding": config.padding})
+        data = cls.read_for(config)
         inputs = int(data.inputs.shape[1])
         grid = [int(data.inputs.shape[-2]), int(data.inputs.shape[-1])]
         spec = ModelSpec(
@@ -127,14 +120,6 @@ class TranslateTask(DatasetTask):
         x = make_seed(n, self.spec.model.channels, *self.grid, t.seed_positions, self.device, t.seed_kind, generator)
         return x.contiguous(memory_format=torch.channels_last)
 
-    def random_pairs(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        train = self.load_data().train.to(self.device)
-        return train[torch.randint(len(train), (n,), generator=generator, device=self.device)]
-
-    def make_pool(self, trainer: Any) -> SamplePool:
-        size = trainer.shard.pool_size
-        return SamplePool(trainer.seeds(size), size, self.random_pairs(size, trainer.generator))
-
     def batch(self, trainer: Any) -> Batch:
         """Sorted by loss, worst first: the worst starts again from a seed on a new pair, the ``damage_count``
         best get a hole, the ``mutation_count`` next best another pair's input."""
@@ -145,7 +130,7 @@ class TranslateTask(DatasetTask):
             order = torch.argsort(self.loss(x, labels), descending=True)
         idx, x, labels = idx[order], x[order], labels[order]
         x[:1] = trainer.seeds(1)
-        labels[:1] = self.random_pairs(1, g)
+        labels[:1] = self.random_samples(1, g)
         damaged = trainer.shard.damage_count
         if damaged:
             h, w = x.shape[2:]
@@ -153,7 +138,7 @@ class TranslateTask(DatasetTask):
             x[-damaged:] = self.erase(x[-damaged:], mask)
         m = trainer.shard.mutation_count
         if m:
-            labels[n - damaged - m : n - damaged] = self.random_pairs(m, g)
+            labels[n - damaged - m : n - damaged] = self.random_samples(m, g)
         return Batch(idx, x, labels)
 
     def condition(self, labels: torch.Tensor | None) -> torch.Tensor:
@@ -240,7 +225,7 @@ class TranslateTask(DatasetTask):
 
     # -- evaluating ----------------------------------------------------------------------------------------
 
-    def trials(self, trials: int, seed: int, perturb: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def trials(self, trials: int, seed: int, perturb: str) -> Trials:
         """The growing protocol's trials on held-out pairs: ``(targets (N, 4, H, W), pair of each trial, pair each
         switches to for a mutation)``, the pairs cycled through in order, the switches a seeded draw of others."""
         test = self.test_index()

@@ -52,6 +52,7 @@ class VideoTask(DatasetTask):
     summary = "predict the next frames of a video (MovingMNIST transition)"
     perturbations = ("none",)
     Options = Options
+    on_device = ("videos",)
 
     @classmethod
     def reads_data(cls, data: str) -> bool:
@@ -73,10 +74,7 @@ class VideoTask(DatasetTask):
         o = Options(**config.task_options)
         if not 1 <= o.k < config.channels:
             raise UsageError(f"task.k ({o.k}) must be at least 1 and below channels ({config.channels})")
-        if not 0.0 < o.test_fraction < 1.0:
-            raise UsageError(f"task.test_fraction must be in (0, 1), not {o.test_fraction}")
-        if config.pool_size < config.batch:
-            raise UsageError(f"pool_size ({config.pool_size}) is smaller than batch ({config.batch})")
+        DatasetTask.check_split_and_pool(config, o.test_fraction)
         if not 0 <= o.fresh <= config.batch:
             raise UsageError(f"task.fresh ({o.fresh}) must be between 0 and batch ({config.batch})")
         if config.condition_channels:
@@ -102,10 +100,6 @@ class VideoTask(DatasetTask):
         o = options
         return load_videos(o.data, settings["size"], o.test_fraction, o.split_seed, o.data_root, o.videos, o.length,
                            o.digits, o.digit_size, o.digit_source)  # fmt: skip
-
-    def moved(self) -> None:
-        if self.data is not None:
-            self.data.videos = self.data.videos.to(self.device)
 
     @classmethod
     def from_config(cls, config: Any, device: Any) -> VideoTask:
