@@ -104,6 +104,17 @@ def test_a_pattern_clear_of_the_edge_matches_the_reference(always_active, percep
         assert taps.blocks is None and taps.shared.shape == (kernels, len(taps.offsets))
 
 
+@pytest.mark.parametrize("perception", ["sobel", "conv", "combined"])
+def test_a_dead_grid_gathers_no_cell(always_active, perception):
+    """No cell alive: nothing to gather, by the shared kernels or the blocks; the state stays zero, as the
+    reference's does."""
+    model = generic(ModelConfig(perception=perception, hidden=24))
+    x = torch.zeros(2, 16, 9, 11)
+    out = run(model, "active", x, 3)
+    assert_same(out, run(model, "reference", x, 3))
+    assert not out[0].any()
+
+
 def test_perceptions_not_linear_in_the_neighbours_are_computed_everywhere():
     for perception, options in [("attention", {}), ("combined", {"parts": [{"kind": "residual"}, {}]})]:
         model = NCA(ModelConfig(perception=perception, perception_options=options))

@@ -102,7 +102,7 @@ def tap_features(perceive: nn.Module, seen: torch.Tensor, index: torch.Tensor, m
             features = taps.shared.to(gathered.dtype) @ gathered.view(t, n * c)
             features = features.view(k, n, c).permute(1, 2, 0).reshape(n, c * k)
         else:
-            features = gathered.view(n, -1)
+            features = gathered.view(n, len(taps.offsets) * c)
             features = features if taps.blocks is None else features @ taps.blocks.to(gathered.dtype)
         features = features if taps.bias is None else features + taps.bias
         out.append(features if taps.activation is None else taps.activation(features))
