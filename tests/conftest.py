@@ -93,6 +93,20 @@ def run_nca(*args: str, input: bytes | None = None, env: dict | None = None) -> 
     )
 
 
+def trained_and_stirred(out: Path, *args: str) -> Path:
+    """A model trained by ``nca train ARGS --out OUT``, its last layer then given small random weights so that it
+    changes its state (an untrained NCA leaves it as it is) → the run directory."""
+    from ncacli.cli import main
+    from ncacli.io.model_file import load, save_model
+
+    assert main(["train", *args, "--out", str(out)]) == 0
+    loaded = load(str(out / "model.safetensors"))
+    torch.manual_seed(3)
+    torch.nn.init.normal_(loaded.model.update.net[-1].weight, std=0.05)
+    save_model(loaded.model, loaded.spec, out / "model.safetensors", loaded.provenance, loaded.tensors)
+    return out
+
+
 def last_json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 

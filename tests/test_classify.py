@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import last_json, one_error_line, run_cli
+from conftest import last_json, one_error_line, run_cli, trained_and_stirred
 
 SHRUNK = ["--iters", "4", "--size", "8", "--padding", "1", "--seed", "1", "--quiet", "--device", "cpu",
           "--set", "hidden=16", "--set", "pool_size=16", "--set", "batch=4", "--set", "task.fresh=1",
@@ -20,16 +20,9 @@ SHRUNK = ["--iters", "4", "--size", "8", "--padding", "1", "--seed", "1", "--qui
 def classifier(tmp_path_factory):
     """A classifier trained 4 iterations on the bundled digits, its last layer given small random weights so
     that its cells vote (an untrained NCA leaves its state at zero)."""
-    from ncacli.cli import main
-    from ncacli.io.model_file import load, save_model
-
-    out = tmp_path_factory.mktemp("cls") / "digits"
-    assert main(["train", "--task", "classify", "--data", "digits", "--out", str(out), *SHRUNK]) == 0
-    loaded = load(str(out / "model.safetensors"))
-    torch.manual_seed(3)
-    torch.nn.init.normal_(loaded.model.update.net[-1].weight, std=0.05)
-    save_model(loaded.model, loaded.spec, out / "model.safetensors", loaded.provenance, loaded.tensors)
-    return out
+    return trained_and_stirred(
+        tmp_path_factory.mktemp("cls") / "digits", "--task", "classify", "--data", "digits", *SHRUNK
+    )
 
 
 def test_the_model_file_keeps_the_test_split(classifier):

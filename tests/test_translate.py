@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import last_json, one_error_line, run_cli
+from conftest import last_json, one_error_line, run_cli, trained_and_stirred
 
 SHRUNK = ["--iters", "4", "--size", "12", "--padding", "2", "--seed", "1", "--quiet", "--device", "cpu",
           "--set", "hidden=16", "--set", "pool_size=8", "--set", "batch=4", "--set", "steps_min=8",
@@ -20,16 +20,9 @@ SHRUNK = ["--iters", "4", "--size", "12", "--padding", "2", "--seed", "1", "--qu
 def translator(tmp_path_factory):
     """A model trained 4 iterations on 12 edges2emoji pairs, its last layer given small random weights so that
     it changes its state (an untrained NCA leaves it as it is)."""
-    from ncacli.cli import main
-    from ncacli.io.model_file import load, save_model
-
-    out = tmp_path_factory.mktemp("tr") / "e2e"
-    assert main(["train", "--task", "translate", "--data", "edges2emoji", "--out", str(out), *SHRUNK]) == 0
-    loaded = load(str(out / "model.safetensors"))
-    torch.manual_seed(3)
-    torch.nn.init.normal_(loaded.model.update.net[-1].weight, std=0.05)
-    save_model(loaded.model, loaded.spec, out / "model.safetensors", loaded.provenance, loaded.tensors)
-    return out
+    return trained_and_stirred(
+        tmp_path_factory.mktemp("tr") / "e2e", "--task", "translate", "--data", "edges2emoji", *SHRUNK
+    )
 
 
 def test_edges2emoji_pairs_an_emoji_with_its_edges():

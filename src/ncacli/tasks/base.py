@@ -362,6 +362,28 @@ class DatasetTask(Task):
         task.moved()
         return task
 
+    def input_schedule(
+        self, asked: Asked, grid: tuple[int, int], who: str, default: str, sample_of: Any, about: Any
+    ) -> tuple[Schedule, tuple[int, int]]:
+        """The growth of a model that reads a sample's input: ``--input`` (``sample_of`` finds the sample a name
+        means; ``default`` when none is given), switched to ``--input-to`` after ``--switch-at``, on the inputs'
+        own grid; ``about(sample)`` describes one for the verb's summary. Returns the schedule and both samples."""
+        asked.only(("input", "input_to", "switch_at"), f"{who} takes --input and --input-to", self.name)
+        if (asked.switch_at is None) != (asked.input_to is None):
+            raise UsageError("--switch-at and --input-to go together: switch the input after step N to another")
+        if tuple(grid) != tuple(self.spec.task.grid):
+            h, w = self.spec.task.grid
+            raise UsageError(f"--grid: {who} grows on its inputs' grid, {h}x{w}")
+        first = sample_of(asked.input or default)
+        after = sample_of(asked.input_to) if asked.input_to is not None else first
+        inputs = self.condition(torch.tensor([first, after], device=self.device))
+        switch = asked.switch_at
+        described = {"input": about(first)}
+        if switch is not None:
+            described.update(switch_at=switch, input_to=about(after))
+        at = lambda step: inputs[:1] if switch is None or step <= switch else inputs[1:]  # noqa: E731
+        return Schedule(at, described), (first, after)
+
     @staticmethod
     def check_split_and_pool(config: Config, test_fraction: float) -> None:
         """What every data-set task asks of a config: a held-out share in (0, 1), a pool of at least a batch."""

@@ -276,20 +276,7 @@ class ClassifyTask(DatasetTask):
     def schedule(self, asked: Asked, grid: tuple[int, int], steps: int, every: int = 1) -> Schedule:
         """The input image the cells read (``--input``: a class, its first test image, or ``#N``; default class
         0), switched to ``--input-to`` after ``--switch-at`` (the Distill self-classifying figures)."""
-        asked.only(("input", "input_to", "switch_at"), "a classifier takes --input and --input-to", self.name)
-        if (asked.switch_at is None) != (asked.input_to is None):
-            raise UsageError("--switch-at and --input-to go together: switch the input after step N to another")
-        if tuple(grid) != tuple(self.spec.task.grid):
-            h, w = self.spec.task.grid
-            raise UsageError(f"--grid: a classifier's video grows on its images' grid, {h}x{w}")
-        first = self.image_of(asked.input or "0")
-        after = self.image_of(asked.input_to) if asked.input_to is not None else first
-        inputs = self.condition(torch.tensor([first, after], device=self.device))
-        switch = asked.switch_at
-        about = {"input": self.about(first)}
-        if switch is not None:
-            about.update(switch_at=switch, input_to=self.about(after))
-        return Schedule(lambda step: inputs[:1] if switch is None or step <= switch else inputs[1:], about)
+        return self.input_schedule(asked, grid, "a classifier", "0", self.image_of, self.about)[0]
 
     def page_start(self, grid: tuple[int, int], asked: Asked) -> tuple[dict[str, Any], dict[str, Any]]:
         """The page's data: the class colours, the input it starts from (``--input`` or ``--condition``: a class,

@@ -193,20 +193,11 @@ class TranslateTask(DatasetTask):
     def schedule(self, asked: Asked, grid: tuple[int, int], steps: int, every: int = 1) -> Schedule:
         """The input the cells read (``--input``: ``#N``, held-out pair N, or a pair's name; default #0), switched to
         ``--input-to`` after ``--switch-at``."""
-        asked.only(("input", "input_to", "switch_at"), "a translation model takes --input and --input-to", self.name)
-        if (asked.switch_at is None) != (asked.input_to is None):
-            raise UsageError("--switch-at and --input-to go together: switch the input after step N to another")
-        if tuple(grid) != tuple(self.grid):
-            raise UsageError(f"--grid: a translation model grows on its pictures' grid, {self.grid[0]}x{self.grid[1]}")
-        first = self.pair_of(asked.input or "#0")
-        after = self.pair_of(asked.input_to) if asked.input_to is not None else first
-        inputs = self.condition(torch.tensor([first, after], device=self.device))
-        self.shown = [(inputs[i : i + 1], self.load_data().targets[pair]) for i, pair in enumerate((first, after))]
-        switch = asked.switch_at
-        about: dict[str, Any] = {"input": self.load_data().names[first]}
-        if switch is not None:
-            about.update(switch_at=switch, input_to=self.load_data().names[after])
-        return Schedule(lambda step: inputs[:1] if switch is None or step <= switch else inputs[1:], about)
+        names = self.load_data().names
+        schedule, pairs = self.input_schedule(asked, grid, "a translation model", "#0", self.pair_of, names.__getitem__)
+        inputs = self.condition(torch.tensor(pairs, device=self.device))
+        self.shown = [(inputs[i : i + 1], self.load_data().targets[pair]) for i, pair in enumerate(pairs)]
+        return schedule
 
     def frame(self, states: torch.Tensor, condition: torch.Tensor | None, scale: int) -> Any:
         """The first sample between its input and, for a pair the growth was scheduled with, its target:
