@@ -494,6 +494,14 @@ def check_entries(config: Config, origin: str = "config") -> None:
         raise UsageError(
             f"--task {config.task_name()} trains with {' or '.join(offered)}; --loss {config.loss} is not offered"
         )
+    critics = [name for name in names if getattr(OBJECTIVES[name], "needs_real", False)]  # a critic's objective
+    if critics and not task.real_samples:
+        raise UsageError(
+            f"--loss {config.loss}: {critics[0]} trains a critic against real pictures, and --task "
+            f"{config.task_name()} has none to give it"
+        )
+    if critics and config.classes():
+        raise UsageError(f"--loss {config.loss}: a critic judges one target's pictures, not a conditional model's")
     task.check_config(config)
 
 

@@ -24,6 +24,17 @@ class WriteError(NcaError):
     is left as it was and no partial file remains."""
 
 
+class NonFiniteLoss(Exception):
+    """A training loss became NaN or infinite at ``iteration`` (1-based; 0 where the raiser does not know it, the
+    trainer fills it in). ``what``: which loss (the NCA's, or an objective's own, like a critic's)."""
+
+    def __init__(self, iteration: int, value: float, what: str = "loss") -> None:
+        super().__init__(f"{what} became {value} at iteration {iteration}")
+        self.iteration = iteration
+        self.value = value
+        self.what = what
+
+
 def did_you_mean(name: str, known) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``known``, or ``""``: the one spelling-hint of the toolkit."""
     close = difflib.get_close_matches(name, list(known), n=1)

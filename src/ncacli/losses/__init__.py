@@ -13,12 +13,20 @@ callable mapping states ``(B, C, H, W)`` to per-sample losses ``(B,)``. The fact
 - ``untrained(options)``: the networks it would run on random weights (the test suite's), refusing them
   elsewhere;
 - ``extra_terms(config, term)``: more terms it brings along (the CLIP loss brings the growth loss), as
-  ``[(name, weight, fn)]``.
+  ``[(name, weight, fn)]``;
+- ``takes_samples`` (default False): it is called ``fn(states, samples)`` with the batch's :class:`Samples`
+  (each sample's own real picture and condition, where the task has them: a translation pair's target and
+  input) instead of comparing with the one target;
+- ``needs_real`` (default False): it learns from real pictures (a critic), so only a task that has them
+  (``Task.real_samples``) trains with it;
+- ``state_tensors()`` / ``load_state_tensors(tensors)`` on the callable: networks of its own that learn beside
+  the NCA (a critic and its optimiser), kept in the run's resume file and never in the model file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,6 +35,15 @@ from ncacli.registry import OBJECTIVES
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 LOSSES = OBJECTIVES  # the name 0.1.0 used
+
+
+@dataclass(frozen=True)
+class Samples:
+    """What a batch's samples are of: ``real`` ``(B, 4, H, W)`` premultiplied RGBA, each sample's ground truth (or
+    None), and ``condition`` ``(B, K, H, W)``, what the cells read (or None)."""
+
+    real: torch.Tensor | None = None
+    condition: torch.Tensor | None = None
 
 
 def register_loss(name: str, factory: Callable[..., LossFn]) -> None:

@@ -1,4 +1,5 @@
-"""Mean squared error on the visible RGBA channels (the Growing NCA objective)."""
+"""Distances of the visible RGBA to the ground truth: the mean squared error (the Growing NCA objective) and the
+mean absolute error (L1, pix2pix's reconstruction term)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,34 @@ from typing import Any
 
 import torch
 
+from ncacli.losses import Samples
+
 
 class MSELoss:
-    """Per-sample MSE between the state's RGBA ``(B, 4, H, W)`` and the premultiplied target ``(4, H, W)``."""
+    """Per-sample MSE between the state's RGBA ``(B, 4, H, W)`` and the premultiplied target ``(4, H, W)``, or each
+    sample's own real picture where the batch's :class:`~ncacli.losses.Samples` carry them (translation pairs)."""
 
-    def __init__(self, target: torch.Tensor, config: Any = None) -> None:
+    takes_samples = True
+
+    def __init__(self, target: torch.Tensor | None, config: Any = None) -> None:
         self.target = target
 
-    def __call__(self, state: torch.Tensor) -> torch.Tensor:
+    def reference(self, samples: Samples | None) -> torch.Tensor:
+        real = samples.real if samples is not None else None
+        if real is None and self.target is None:
+            raise ValueError(f"the {type(self).__name__} has no target and was given no real samples")
+        return real if real is not None else self.target
+
+    def distance(self, diff: torch.Tensor) -> torch.Tensor:
+        return diff**2
+
+    def __call__(self, state: torch.Tensor, samples: Samples | None = None) -> torch.Tensor:
         """``(B, C, H, W)`` → ``(B,)``."""
-        return ((state[:, :4] - self.target) ** 2).mean(dim=(1, 2, 3))
+        return self.distance(state[:, :4] - self.reference(samples)).mean(dim=(1, 2, 3))
+
+
+class L1Loss(MSELoss):
+    """Per-sample mean absolute difference of the RGBA to the target (or each sample's real picture)."""
+
+    def distance(self, diff: torch.Tensor) -> torch.Tensor:
+        return diff.abs()

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ncacli.losses import LossFn, make_loss
+from ncacli.losses import LossFn, Samples, make_loss
 from ncacli.losses import needs_target as term_needs_target
 from ncacli.registry import OBJECTIVES
 
@@ -46,11 +46,13 @@ class Objective:
             if hasattr(fn, "generator"):
                 fn.generator = generator
 
-    def __call__(self, state: torch.Tensor) -> torch.Tensor:
+    def __call__(self, state: torch.Tensor, samples: Samples | None = None) -> torch.Tensor:
+        """``state (B, C, H, W)`` → ``(B,)``; ``samples``: each sample's real picture and condition, for the terms
+        that take them (``takes_samples``), where the task has them."""
         total: torch.Tensor | None = None
         last: dict[str, float] = {}
         for name, weight, fn in self.terms:
-            value = fn(state)
+            value = fn(state, samples) if samples is not None and getattr(fn, "takes_samples", False) else fn(state)
             total = weight * value if total is None else total + weight * value
             if self.records:
                 last[name] = float(value.detach().mean())
@@ -58,6 +60,20 @@ class Objective:
         self.last = last
         assert total is not None
         return total
+
+    def state_tensors(self, prefix: str = "objective.") -> dict[str, torch.Tensor]:
+        """The tensors of the terms' own networks that learn beside the NCA (a critic), for the resume file."""
+        out: dict[str, torch.Tensor] = {}
+        for name, _, fn in self.terms:
+            if hasattr(fn, "state_tensors"):
+                out.update({f"{prefix}{name}.{k}": v for k, v in fn.state_tensors().items()})
+        return out
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor], prefix: str = "objective.") -> None:
+        for name, _, fn in self.terms:
+            if hasattr(fn, "load_state_tensors"):
+                head = f"{prefix}{name}."
+                fn.load_state_tensors({k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)})
 
 
 def make_objective(config: Any, target: torch.Tensor | None) -> Objective:

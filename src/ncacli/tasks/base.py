@@ -189,6 +189,22 @@ class Training(_Bound):
         """What the last :meth:`loss` call reports beside the loss (each term of a sum)."""
         return {}
 
+    # whether each training sample has a real picture to be judged against (a critic's objective needs one)
+    real_samples: ClassVar[bool] = False
+    objectives: list | tuple = ()  # the objectives :meth:`prepare` built (one per class of a conditional image model)
+
+    def training_state(self) -> dict[str, torch.Tensor]:
+        """What the run's resume file keeps beyond the NCA and never the model file: the objectives' own
+        networks (a critic and its optimiser)."""
+        out: dict[str, torch.Tensor] = {}
+        for k, objective in enumerate(self.objectives):
+            out.update(objective.state_tensors(f"objective.{k}."))
+        return out
+
+    def load_training_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        for k, objective in enumerate(self.objectives):
+            objective.load_state_tensors(tensors, f"objective.{k}.")
+
     def prepare(self, config: Config, generator: torch.Generator) -> None:
         """Called by the trainer once the model and the pool exist: build what the loss needs (objectives
         that draw random numbers take ``generator``, the trainer's)."""

@@ -34,6 +34,7 @@ class ImageTask(Task):
     summary = "grow a target image (or one of several: a conditional model) from a seed"
     perturbations = ("damage", "none", "mutation")
     capabilities = frozenset({"page", "zoom"})
+    real_samples = True  # the target: a critic judges the growth against it
 
     def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
         super().__init__(spec, tensors, device)

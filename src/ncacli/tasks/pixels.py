@@ -17,6 +17,7 @@ class PixelsTask(ImageTask):
     perturbations = ()
     capabilities = frozenset()
     writes_model = False
+    real_samples = False  # its trainer keeps no resume file a critic could live in
 
     def trainer(self, config: Any, device: Any, world: Any = None) -> Any:
         from ncacli.errors import NcaError

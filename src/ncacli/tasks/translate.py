@@ -5,9 +5,11 @@ output grows in the visible channels (RGBA, premultiplied) from the seed, as the
 carry the rest. Training draws batches from a pool whose states carry on from earlier iterations, each with its
 pair: the worst is replaced by a seed on a new training pair, ``damage_count`` of the best get a hole and
 ``mutation_count`` of the next are given another pair's input (the state kept), so the model learns to repaint.
-The loss is the MSE or the L1 distance of the RGBA to the pair's target. Data: ``edges2emoji`` (built offline from
-Twemoji, :mod:`ncacli.io.pairs`) or a folder in pix2pix's layout; the held-out pairs' indices go into the model
-file, and ``nca evaluate`` measures the growing protocol on them, each trial one held-out pair.
+The objective is the config's ``loss``, each sample judged against its own pair: ``mse`` or ``l1`` to the target,
+``wgan-gp`` (a critic that sees the input beside the picture, pix2pix's pairing), or a sum (``l1+wgan-gp``).
+Data: ``edges2emoji`` (built offline from Twemoji, :mod:`ncacli.io.pairs`) or a folder in pix2pix's layout; the
+held-out pairs' indices go into the model file, and ``nca evaluate`` measures the growing protocol on them, each
+trial one held-out pair.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from ncacli.engine import random_circles
 from ncacli.errors import UsageError
 from ncacli.spec import ModelSpec, TaskSpec, image_channels
 from ncacli.tasks.base import Asked, Batch, DatasetTask, Schedule, Trials
-
-LOSSES = ("mse", "l1")
+from ncacli.tasks.image import objective_provenance
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,14 @@ class Options:
     count: int = 512  # edges2emoji: how many emoji (a seeded choice of the single-codepoint ones)
     test_fraction: float = 0.1  # edges2emoji: the share held out (a folder's val/ is its held-out split)
     split_seed: int = 0  # edges2emoji: the seed of the choice and of the split
-    loss: str = "mse"  # mse or l1, of the RGBA to the target
 
 
 class TranslateTask(DatasetTask):
     name = "translate"
     summary = "grow the picture an input image stands for (image-to-image translation, edges to emoji)"
     perturbations = ("damage", "none", "mutation")
-    trains_with = ("mse",)  # the reconstruction loss is the task's own (task.loss: mse or l1)
+    trains_with = ("mse", "l1", "wgan-gp")
+    real_samples = True  # each pair's target
     Options = Options
     on_device = ("inputs", "targets")
 
@@ -46,6 +47,7 @@ class TranslateTask(DatasetTask):
         super().__init__(spec, tensors, device)
         self.options = Options(**spec.task.options.get("settings", {}))
         self.grid = tuple(spec.task.grid)  # self.data: Pairs
+        self.config: Any = None  # a training run's config (from_config)
 
     @classmethod
     def reads_data(cls, data: str) -> bool:
@@ -57,8 +59,6 @@ class TranslateTask(DatasetTask):
     @staticmethod
     def check_config(config: Any) -> None:
         o = Options(**config.task_options)
-        if o.loss not in LOSSES:
-            raise UsageError(f"task.loss must be one of {', '.join(LOSSES)}, not {o.loss!r}")
         DatasetTask.check_split_and_pool(config, o.test_fraction)
         if 1 + config.damage_count + config.mutation_count > config.batch:
             raise UsageError(
@@ -101,7 +101,9 @@ class TranslateTask(DatasetTask):
                 },
             ),
         )
-        return cls.with_data(spec, data, device)
+        task = cls.with_data(spec, data, device)
+        task.config = config
+        return task
 
     def describe(self) -> str:
         return f"{self.options.data} (image-to-image)"
@@ -109,7 +111,8 @@ class TranslateTask(DatasetTask):
     def provenance(self) -> dict[str, Any]:
         d = self.load_data()
         return {"target": self.describe(), "data": d.source, "train_pairs": len(d.train), "test_pairs": len(d.test),
-                "loss": self.options.loss}  # fmt: skip
+                "loss": self.config.loss if self.config is not None else None,
+                **(objective_provenance(self.config) if self.config is not None else {})}  # fmt: skip
 
     # -- training ------------------------------------------------------------------------------------------
 
@@ -145,11 +148,22 @@ class TranslateTask(DatasetTask):
         assert labels is not None
         return self.load_data().inputs[labels]
 
+    def prepare(self, config: Any, generator: torch.Generator) -> None:
+        """The objective, each sample judged against its own pair (see the module)."""
+        from ncacli.losses.objective import make_objective
+
+        self.objectives = [make_objective(config, None)]
+        self.objectives[0].generator = generator
+
     def loss(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        from ncacli.losses import Samples
+
         assert labels is not None
-        diff = x[:, :4] - self.load_data().targets[labels]
-        per = diff.abs() if self.options.loss == "l1" else diff**2
-        return per.mean((1, 2, 3))
+        d = self.load_data()
+        return self.objectives[0](x, Samples(real=d.targets[labels], condition=d.inputs[labels]))
+
+    def terms(self) -> dict[str, float]:
+        return dict(self.objectives[0].last)
 
     def preview(self, trainer: Any) -> bytes:
         """Six held-out pairs, a column each: the input, the picture grown after 96 and 200 steps, the target."""

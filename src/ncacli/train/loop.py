@@ -18,16 +18,8 @@ import torch
 
 from ncacli.config import Config
 from ncacli.engine import NCA
+from ncacli.errors import NonFiniteLoss
 from ncacli.train.distributed import World, generator_seed, shard_of
-
-
-class NonFiniteLoss(Exception):
-    """The loss became NaN or infinite at ``iteration`` (1-based)."""
-
-    def __init__(self, iteration: int, value: float) -> None:
-        super().__init__(f"loss became {value} at iteration {iteration}")
-        self.iteration = iteration
-        self.value = value
 
 
 @dataclass
@@ -152,7 +144,10 @@ class Trainer:
             checkpoint=cfg.checkpoint_steps,
             condition=self.condition(labels),
         )
-        loss = self.loss(out, labels).mean()
+        try:
+            loss = self.loss(out, labels).mean()
+        except NonFiniteLoss as exc:  # an objective's own network (a critic) diverged: it did not step
+            raise NonFiniteLoss(self.iteration + 1, exc.value, exc.what) from None
         value = loss.item() if self.world is None else self.world.mean_loss(loss)  # NaN if any rank's is
         if not math.isfinite(value):
             raise NonFiniteLoss(self.iteration + 1, value)
@@ -193,6 +188,7 @@ class Trainer:
                 tensors["pool_labels"] = self.pool.labels
         for name, t in self.task.saved_tensors().items():
             tensors[name] = t
+        tensors.update(self.task.training_state())  # an objective's own networks (a critic): not in the model file
         tensors["rng"] = self.generator.get_state()
         meta = {
             "iteration": str(self.iteration),
@@ -222,6 +218,7 @@ class Trainer:
             if self.pool.labels is not None:
                 self.pool.labels = tensors["pool_labels"].to(self.device).long()
         self.generator.set_state(tensors["rng"])
+        self.task.load_training_state(tensors)
         self.iteration = int(meta["iteration"])
         self.seconds = float(meta["seconds"])
         self.scheduler.last_epoch = int(meta["scheduler_last_epoch"])
