@@ -401,6 +401,19 @@ class DatasetTask(Task):
         return Schedule(at, described), (first, after)
 
     @staticmethod
+    def page_planes(images: torch.Tensor, grid: tuple[int, int], who: str) -> list:
+        """Input images ``(N, C, h, w)`` for a page: centred in ``grid`` (zeros around them), as lists of their
+        channels' ``H×W`` planes (float32 values as Python floats: JSON carries them exactly)."""
+        n, c, ih, iw = images.shape
+        h, w = grid
+        if h < ih or w < iw:
+            raise UsageError(f"--grid {h}x{w}: {who} needs at least its images' {ih}x{iw} cells")
+        placed = torch.zeros(n, c, h, w)
+        top, left = (h - ih) // 2, (w - iw) // 2
+        placed[:, :, top : top + ih, left : left + iw] = images.float().cpu()
+        return placed.tolist()
+
+    @staticmethod
     def check_split_and_pool(config: Config, test_fraction: float) -> None:
         """What every data-set task asks of a config: a held-out share in (0, 1), a pool of at least a batch."""
         if not 0.0 < test_fraction < 1.0:

@@ -287,15 +287,9 @@ class ClassifyTask(DatasetTask):
         first = self.image_of(asked.input or asked.condition or "0")
         examples = [int(i) for i in self.examples()]
         labels = self.load_data().labels
-        images = self.condition(torch.tensor([first, *examples], device=self.device)).float().cpu()
-        n, c, ih, iw = images.shape
-        h, w = grid
-        if h < ih or w < iw:
-            raise UsageError(f"--grid {h}x{w}: a classifier's page needs at least its images' {ih}x{iw} cells")
-        placed = torch.zeros(n, c, h, w)
-        top, left = (h - ih) // 2, (w - iw) // 2
-        placed[:, :, top : top + ih, left : left + iw] = images
-        planes = placed.tolist()  # float32 values as Python floats: JSON carries them exactly
+        images = self.condition(torch.tensor([first, *examples], device=self.device))
+        c = images.shape[1]
+        planes = self.page_planes(images, grid, "a classifier's page")
         names = self.spec.task.classes
         data = {
             "palette": [list(PALETTE[i % len(PALETTE)]) for i in range(len(names))],

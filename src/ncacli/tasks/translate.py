@@ -38,6 +38,7 @@ class TranslateTask(DatasetTask):
     name = "translate"
     summary = "grow the picture an input image stands for (image-to-image translation, edges to emoji)"
     perturbations = ("damage", "none", "mutation")
+    capabilities = frozenset({"page"})
     trains_with = ("mse", "l1", "wgan-gp")
     real_samples = True  # each pair's target
     Options = Options
@@ -212,6 +213,33 @@ class TranslateTask(DatasetTask):
         inputs = self.condition(torch.tensor(pairs, device=self.device))
         self.shown = [(inputs[i : i + 1], self.load_data().targets[pair]) for i, pair in enumerate(pairs)]
         return schedule
+
+    def page_start(self, grid: tuple[int, int], asked: Asked) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The page's data: the input it starts from (``--input``: ``#N`` or a pair's name; default #0) and the
+        first eight held-out inputs, to load from the page, which the mouse draws on; the cells grow the picture
+        from the seed. An edge map is drawn with 1s on 0 (edges2emoji), a picture in black on white."""
+        asked.only(("input",), "a translation model's page takes --input", self.name)
+        first = self.pair_of(asked.input or "#0")
+        shown = [int(i) for i in self.test_index()[:8]]
+        inputs = self.condition(torch.tensor([first, *shown], device=self.device))
+        planes = self.page_planes(inputs, grid, "a translation model's page")
+        names = self.load_data().names
+        about = {"index": first, "pair": names[first]}
+        data = {
+            "classes": [],
+            "input": {
+                "channels": int(inputs.shape[1]),
+                "image": planes[0],
+                "about": about,
+                "view": "picture",
+                "ink": 1.0 if inputs.shape[1] == 1 else 0.0,
+            },  # fmt: skip
+            "examples": [{"name": f"#{j} {names[i]}", "index": i, "image": planes[j + 1]} for j, i in enumerate(shown)],
+        }
+        return data, {"input": names[first]}
+
+    def page_name(self) -> str:
+        return self.describe()
 
     def frame(self, states: torch.Tensor, condition: torch.Tensor | None, scale: int) -> Any:
         """The first sample between its input and, for a pair the growth was scheduled with, its target:

@@ -6,7 +6,9 @@
 // laid out by src/ncacli/web/program.py.
 // A classifier's page (task "classify", the Distill self-classifying digits) reads its condition per cell
 // from an input image the user draws (one RGBA32F layer per 4 input channels), keeps alive the cells where
-// the input's first channel exceeds the threshold, and shows each living cell in its class's colour.
+// the input's first channel exceeds the threshold, and shows each living cell in its class's colour. A
+// translation model's page (task "translate", edges to pictures) reads its input the same way, the user drawing
+// edges, and shows the picture the cells grow from the seed with the edges over it.
 "use strict";
 (() => {
   const data = JSON.parse(document.getElementById("nca-data").textContent);
@@ -38,7 +40,9 @@
   // a classifier: the condition is the input image, one value per cell and input channel
   const IMAGE = data.input || null;
   const KI = IMAGE ? P.condition_channels : 0; // input channels
-  const NK = IMAGE ? data.classes.length : 0; // class channels: the state's first NK
+  const VOTES = IMAGE && IMAGE.view !== "picture"; // a classifier (its votes shown), not a translation model
+  const INK = IMAGE && IMAGE.ink != null ? IMAGE.ink : 1; // what the pen writes; the eraser writes 1 − INK
+  const NK = VOTES ? data.classes.length : 0; // class channels: the state's first NK
   const THRESHOLD = Math.fround(P.alive_threshold); // as float32 compares it
 
   // ---- the counter-based random numbers of engine/counter_random.py -------------------------------
@@ -297,9 +301,12 @@ ivec2 wrap(ivec2 p) { return (p + uSize * 64) % uSize; }
     "  if (dot(vec2(cell) + 0.5 - uCenter, vec2(cell) + 0.5 - uCenter) < uRadius * uRadius) v = vec4(0.0);\n"
   );
 
+  // the picture: premultiplied RGBA over the background; a translation model's drawn input over it, in blue
+  const EDGE_COLOUR = "vec3(0.15, 0.35, 0.85)";
   const drawProgram = program(
     HEADER +
       `uniform sampler2DArray u_a;
+${IMAGE ? "uniform sampler2DArray u_cond;" : ""}
 uniform int uScale;
 uniform int uBackground;
 out vec4 color;
@@ -309,6 +316,13 @@ void main() {
   vec4 s = texelFetch(u_a, ivec3(cell, 0), 0);
   vec3 rgb = clamp(s.rgb, 0.0, 1.0);
   if (uBackground == 0) rgb = clamp(1.0 - clamp(s.a, 0.0, 1.0) + rgb, 0.0, 1.0);
+${
+  IMAGE
+    ? `  vec4 i0 = texelFetch(u_cond, ivec3(cell, 0), 0);
+  float edge = clamp(${INK === 1 ? "i0.x" : `1.0 - (i0.x + i0.y + i0.z) / ${KI >= 3 ? "3.0" : "1.0"}`}, 0.0, 1.0);
+  rgb = mix(rgb, ${EDGE_COLOUR}, 0.6 * edge);`
+    : ""
+}
   color = vec4(rgb, 1.0);
 }
 `
@@ -316,7 +330,7 @@ void main() {
 
   // a classifier's view: each living cell in its class's colour (the argmax of the class channels), as dark
   // as the input's ink, on white (ClassifyTask.picture); a photograph is tinted half by the votes
-  const votesProgram = IMAGE
+  const votesProgram = VOTES
     ? program(
         HEADER +
           `uniform sampler2DArray u_a;
@@ -399,7 +413,7 @@ ${
   }
 
   // a stroke from (x0, y0) to (x1, y1) in cells: a soft round brush of radius r (full ink within r/3, fading to
-  // nothing at r) raises the input towards 1, or when erasing lowers it towards 0
+  // nothing at r) moves the input towards INK, or when erasing towards 1 − INK
   function paint(x0, y0, x1, y1, r, erase) {
     const dx = x1 - x0, dy = y1 - y0, length2 = dx * dx + dy * dy;
     const rows = [Math.max(0, Math.floor(Math.min(y0, y1) - r)), Math.min(H - 1, Math.ceil(Math.max(y0, y1) + r))];
@@ -413,7 +427,8 @@ ${
         const a = Math.min(1, 1.5 * (1 - d / r));
         for (let c = 0; c < KI; c++) {
           const i = (y * W + x) * KI + c;
-          const v = erase ? Math.min(ink[i], 1 - a) : Math.max(ink[i], a);
+          const up = erase ? INK === 0 : INK === 1; // raising towards 1, else lowering towards 0
+          const v = up ? Math.max(ink[i], a) : Math.min(ink[i], 1 - a);
           ink[i] = Math.min(1, Math.max(0, v));
         }
       }
@@ -579,7 +594,7 @@ ${
     }
     gl.bindFramebuffer(gl.FRAMEBUFFER, null);
     gl.viewport(0, 0, canvas.width, canvas.height);
-    if (IMAGE) {
+    if (VOTES) {
       gl.useProgram(votesProgram.p);
       bindSampler(votesProgram, "u_a", 1, state.tex);
       bindSampler(votesProgram, "u_cond", 2, inputTex.tex);
@@ -591,6 +606,7 @@ ${
     }
     gl.useProgram(drawProgram.p);
     bindSampler(drawProgram, "u_a", 1, state.tex);
+    if (IMAGE) bindSampler(drawProgram, "u_cond", 2, inputTex.tex);
     gl.uniform2i(drawProgram.uniforms.uSize, W, H);
     gl.uniform1i(drawProgram.uniforms.uScale, scale);
     gl.uniform1i(drawProgram.uniforms.uBackground, backgrounds[data.background] ?? 0);
@@ -604,10 +620,10 @@ ${
   speed.value = nca.stepsPerFrame;
   brush.max = Math.max(2, Math.floor(Math.max(W, H) / 2));
   if (IMAGE) {
-    // a pen for digits a few cells wide: radius in half cells
+    // a pen for digits a few cells wide, for edges a cell wide: radius in half cells
     brush.min = "0.5";
     brush.step = "0.5";
-    brush.value = Math.max(1.5, Math.round(Math.max(W, H) * 0.2) / 2);
+    brush.value = VOTES ? Math.max(1.5, Math.round(Math.max(W, H) * 0.2) / 2) : 1;
   } else {
     brush.value = Math.max(1, Math.round(Math.max(W, H) * 0.08));
   }
@@ -678,16 +694,17 @@ ${
   // the view and, for a classifier, its prediction
   function show() {
     draw();
-    if (IMAGE) showPrediction();
+    if (VOTES) showPrediction();
   }
 
   if (IMAGE) {
-    $("hint").textContent =
-      "Drag to draw the input · shift-drag or right-drag erases · Clear empties it · space pauses, s steps, r resets the cells";
-    $("prediction-box").hidden = false;
+    $("hint").textContent = VOTES
+      ? "Drag to draw the input · shift-drag or right-drag erases · Clear empties it · space pauses, s steps, r resets the cells"
+      : "Drag to draw edges · shift-drag or right-drag erases them · alt-drag cuts the cells · Clear empties the input · space pauses, s steps, r regrows from the seed";
+    $("prediction-box").hidden = !VOTES;
     const legend = $("legend");
-    legend.hidden = false;
-    data.classes.forEach((name, k) => {
+    legend.hidden = !VOTES;
+    if (VOTES) data.classes.forEach((name, k) => {
       const entry = document.createElement("span");
       entry.className = "entry";
       const swatch = document.createElement("span");
@@ -702,7 +719,7 @@ ${
     $("example-label").hidden = false;
     const examples = $("example");
     examples.add(new Option("drawn", ""));
-    data.examples.forEach((e, i) => examples.add(new Option(e.class, String(i))));
+    data.examples.forEach((e, i) => examples.add(new Option(e.class ?? e.name, String(i))));
     const start = data.examples.findIndex((e) => e.index === data.input.about.index);
     examples.value = start >= 0 ? String(start) : "";
     examples.addEventListener("change", () => {
@@ -711,7 +728,7 @@ ${
     });
     $("clear").hidden = false;
     $("clear").addEventListener("click", () => {
-      ink.fill(0);
+      ink.fill(1 - INK);
       upload();
       examples.value = "";
       show();
@@ -721,8 +738,14 @@ ${
     canvas.addEventListener("pointerdown", (e) => {
       if (e.button !== 0 && e.button !== 2) return;
       const [x, y] = cellAt(e);
-      stroke = { id: e.pointerId, erase: e.button === 2 || e.shiftKey, x, y };
+      stroke = { id: e.pointerId, erase: e.button === 2 || e.shiftKey, cut: !VOTES && e.altKey, x, y };
       canvas.setPointerCapture(e.pointerId);
+      if (stroke.cut) {
+        erase(x, y, Number(brush.value));
+        draw();
+        e.preventDefault();
+        return;
+      }
       paint(x, y, x, y, Number(brush.value), stroke.erase);
       examples.value = "";
       draw();
@@ -732,6 +755,11 @@ ${
     canvas.addEventListener("pointermove", (e) => {
       if (!stroke || stroke.id !== e.pointerId) return;
       const [x, y] = cellAt(e);
+      if (stroke.cut) {
+        erase(x, y, Number(brush.value));
+        draw();
+        return;
+      }
       paint(stroke.x, stroke.y, x, y, Number(brush.value), stroke.erase);
       stroke.x = x;
       stroke.y = y;
@@ -787,7 +815,7 @@ ${
   function frame(now) {
     if (nca.running) for (let i = 0; i < nca.stepsPerFrame; i++) step();
     draw();
-    if (IMAGE && (nca.running || predictionShown.dirty) && now - predictionShown.time >= 100) showPrediction();
+    if (VOTES && (nca.running || predictionShown.dirty) && now - predictionShown.time >= 100) showPrediction();
     readout(now);
     requestAnimationFrame(frame);
   }
@@ -807,8 +835,8 @@ ${
     // a classifier: its input (cell-major, as read), the class channels' means over the living cells, the prediction
     input: () => Array.from(ink),
     setInput(values) { ink.set(values); upload(); show(); },
-    votes: () => (IMAGE ? votes().means : null),
-    prediction: () => (IMAGE ? votes().prediction : null),
+    votes: () => (VOTES ? votes().means : null),
+    prediction: () => (VOTES ? votes().prediction : null),
     // steps per second of `n` steps, the GPU finished (one pixel read back waits for it)
     benchmark(n) {
       const pixel = new Float32Array(4);
