@@ -152,13 +152,24 @@ def test_a_run_whose_critic_diverges_stops_with_one_line_and_resumes(capsys, tmp
     assert code == 0, err
 
 
+def test_a_conditional_model_s_critic_sees_each_sample_beside_its_class(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--emoji", "🦎", "--emoji", "🐠", "--loss", "mse+wgan-gp", "--iters", "2",
+                           "--size", "12", "--padding", "2", "--set", "batch=4", "--set", "steps_min=8",
+                           "--set", "steps_max=10", "--set", "objectives.wgan-gp.width=8", "--out", out,
+                           "--quiet")  # fmt: skip
+    assert code == 0, err
+    resume = tensors_of(out / "resume.safetensors")
+    assert resume["objective.0.wgan-gp.critic.net.0.weight"].shape[1] == 4 + 2  # the picture and its class
+    assert not [k for k in resume if k.startswith("objective.1.")]  # one objective judges the whole batch
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [
         (["--task", "classify", "--data", "digits", "--loss", "wgan-gp"], "has none to give it"),
-        (["--emoji", "🦎", "--emoji", "🐠", "--loss", "mse+wgan-gp"], "not a conditional model's"),
         (["--data", "edges2emoji", "--loss", "wgan-gp", "--set", "objectives.wgan-gp.n_critic=0"], "n_critic"),
-        (["--data", "edges2emoji", "--loss", "style", "--style", "skimage:grass"], "trains with mse or l1 or wgan-gp"),
+        (["--data", "edges2emoji", "--loss", "style", "--style", "skimage:grass"], "or wgan-gp or gan;"),
     ],
 )
 def test_a_critic_where_it_cannot_learn_is_one_line(capsys, tmp_path, args, needle):

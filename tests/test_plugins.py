@@ -46,7 +46,7 @@ def test_plugins_lists_the_example_and_warns_about_the_broken_one(plugin_env):
     assert b"nca: warning: verb plugin 'broken' from nca-broken-plugin failed to load" in proc.stderr
     # every kind comes through the same door, the built-ins included
     kinds = {kind for kind, _ in entries}
-    assert kinds == {"verbs", "perceptions", "updates", "objectives", "tasks", "metrics", "suites"}
+    assert kinds == {"verbs", "architectures", "perceptions", "updates", "objectives", "tasks", "metrics", "suites"}
     assert entries[("tasks", "classify")]["builtin"] and entries[("perceptions", "conv")]["options"]["kernel_size"]
 
 

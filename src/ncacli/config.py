@@ -230,7 +230,8 @@ def _flatten(data: dict[str, Any], origin: str) -> dict[str, Any]:
     return out
 
 
-ENTRY_TABLES = {"perception": "perception_options", "update": "update_options"}
+ENTRY_TABLES = {"perception": "perception_options", "update": "update_options",
+                "architecture": "architecture_options"}  # fmt: skip
 
 
 def _entry_tables(config: Config, data: dict[str, Any]) -> dict[str, Any]:
@@ -465,8 +466,10 @@ def implied_task(loss: str) -> str:
 
 def check_entries(config: Config, origin: str = "config") -> None:
     """Every named entry is installed and its options are the ones it declares."""
-    from ncacli.registry import OBJECTIVES, PERCEPTIONS, TASKS, UPDATES
+    from ncacli.registry import ARCHITECTURES, OBJECTIVES, PERCEPTIONS, TASKS, UPDATES
 
+    ARCHITECTURES.get(config.architecture, "architecture")
+    ARCHITECTURES.options(config.architecture, config.architecture_options, f"{origin}: architecture")
     PERCEPTIONS.get(config.perception, "perception")
     PERCEPTIONS.options(config.perception, config.perception_options, f"{origin}: perception")
     UPDATES.get(config.update, "update")
@@ -500,8 +503,11 @@ def check_entries(config: Config, origin: str = "config") -> None:
             f"--loss {config.loss}: {critics[0]} trains a critic against real pictures, and --task "
             f"{config.task_name()} has none to give it"
         )
-    if critics and config.classes():
-        raise UsageError(f"--loss {config.loss}: a critic judges one target's pictures, not a conditional model's")
+    if critics and config.classes() and not all(getattr(OBJECTIVES[n], "takes_samples", False) for n in names):
+        raise UsageError(
+            f"--loss {config.loss}: a conditional model's critic judges each sample against its class's target, "
+            "and a term of this loss cannot"
+        )
     task.check_config(config)
 
 

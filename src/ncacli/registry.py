@@ -1,4 +1,5 @@
-"""One door for every extension: verbs, perceptions, update rules, objectives, tasks, metrics, benchmark suites.
+"""One door for every extension: verbs, architectures, perceptions, update rules, objectives, tasks, metrics,
+benchmark suites.
 
 Each kind is a :class:`Registry` filled from one entry-point group (``ncacli.<kind>``; verbs and objectives
 also read the groups that version 0.1.0 published, ``ncacli.commands`` and ``ncacli.losses``). The built-ins
@@ -195,6 +196,10 @@ def _task(obj: Any) -> str | None:
 
 
 VERBS = Registry("verbs", "a Typer command function or app", _verb, legacy_groups=("ncacli.commands",))
+ARCHITECTURES = Registry(
+    "architectures", "a model class Cls(config: ModelConfig, **options) with the NCA's rollout", _callable,
+    option_skip=1,
+)  # fmt: skip
 PERCEPTIONS = Registry(
     "perceptions", "a perception class Cls(channels, padding=..., **options)", _callable, option_skip=2
 )
@@ -208,7 +213,9 @@ TASKS = Registry("tasks", "a subclass of ncacli.tasks.Task", _task, option_skip=
 METRICS = Registry("metrics", "a Metric or a factory f(device, **options) → Metric", _callable, option_skip=1)
 SUITES = Registry("suites", "a benchmark suite f(sizes) → list of cases", _callable)
 
-REGISTRIES: dict[str, Registry] = {r.kind: r for r in (VERBS, PERCEPTIONS, UPDATES, OBJECTIVES, TASKS, METRICS, SUITES)}
+REGISTRIES: dict[str, Registry] = {
+    r.kind: r for r in (VERBS, ARCHITECTURES, PERCEPTIONS, UPDATES, OBJECTIVES, TASKS, METRICS, SUITES)
+}
 
 
 def records() -> list[PluginRecord]:

@@ -115,7 +115,15 @@ def zoom_of(given: Zoom, steps: int):
 
 
 def check_zoomable(m, model_path) -> None:
-    """Refuse ``--zoom`` for a model whose state is not a picture of the grid (its task lacks ``zoom``)."""
+    """Refuse ``--zoom`` for a model whose state is not a picture of the grid (its task lacks ``zoom``), or that
+    does not step (a single-pass U-Net)."""
+    from ncacli.registry import capabilities
+
+    if "steps" not in capabilities(m.nca):
+        from ncacli.errors import UsageError
+
+        raise UsageError(f"{model_path}: --zoom scales the grid between steps; a {m.nca.config.architecture} model "
+                         "does not step")  # fmt: skip
     if "zoom" not in m.task.capabilities:
         from ncacli.errors import UsageError
 

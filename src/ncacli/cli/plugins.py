@@ -7,7 +7,8 @@ from ncacli.cli.groups import json_option
 
 
 def plugins(json_out: bool = json_option()) -> None:
-    """List verbs, perceptions, updates, objectives, tasks, metrics and suites, with options and capabilities."""
+    """List verbs, architectures, perceptions, updates, objectives, tasks, metrics and suites, with options and
+    capabilities."""
     from rich.table import Table
 
     from ncacli.registry import DISABLE_ENV, plugins_disabled, records

@@ -42,7 +42,12 @@ def train(
         help="--task classify: digits (bundled), mnist, cifar10, or a folder of class sub-folders; --task video: "
         "moving-digits (generated), moving-mnist, or a folder of .npy videos.",
     ),
-    model_kind: Optional[str] = typer.Option(None, "--model", help="pixels: the same as --task pixels.", hidden=True),
+    model_kind: Optional[str] = typer.Option(
+        None,
+        "--model",
+        help="nca (default); unet: a single-pass U-Net (the baseline of the NCAtorch review's Tables 1 and 6); "
+        "pix2pix: the U-Net against pix2pix's conditional critic (--loss l1+gan).",
+    ),
     clip_model: Optional[str] = typer.Option(
         None, "--clip-model", help="open_clip model name, local-dir:PATH, or a model config JSON (default ViT-B-32)."
     ),
@@ -128,8 +133,9 @@ def _config(g: dict[str, Any]) -> tuple[Any, list[str]]:
     task, data, prompt, style = g["task"], g["data"], g["prompt"], g["style"]
     if data is not None and task is None:
         task = _task_of_data(data)
-    if g["model_kind"] is not None and task is None:
-        task = None if g["model_kind"] == "nca" else g["model_kind"]  # 0.1.0's --model: a task's name, or nca
+    architecture = _architecture(g)
+    if g["model_kind"] is not None and architecture is None and task is None:
+        task = g["model_kind"]  # 0.1.0's --model pixels: a task's name
     if g["autoencoder"] is not None and task is None:
         task = _task_reading("autoencoder")
     flags = {
@@ -141,6 +147,8 @@ def _config(g: dict[str, Any]) -> tuple[Any, list[str]]:
         "device": g["device_name"],
     }
     flags.update({key: g[key] for key in ("iters", "batch", "size", "padding", "seed")})
+    if architecture is not None:  # before --set, which may give its options
+        g["sets"] = [f'architecture="{architecture}"', *(g["sets"] or [])]
     notes = []
     if g["resume"] is not None:
         config = resumed_config(g["resume"], {"iters": g["iters"], "device": g["device_name"]})
@@ -151,11 +159,49 @@ def _config(g: dict[str, Any]) -> tuple[Any, list[str]]:
         if implied:
             why = f"--task {task}" if task is not None else f"--loss {config.loss}"
             notes.append(f"preset: {implied} (for {why}; name another with --preset)")
+    if g["resume"] is None:
+        config = _check_architecture(config, g["sets"] or [])
     if g["evaluate_after"] and not TASKS.get(config.task_name(), "task").writes_model:
         raise UsageError(f"--evaluate: a {config.task_name()} run writes no model, so there is nothing to evaluate")
     if g["autoencoder"] is not None:
         config = cfgmod.apply(config, {"task": {"autoencoder": g["autoencoder"]}}, "--autoencoder")
     return config, notes
+
+
+PIX2PIX = {"architecture": "unet", "loss": "l1+gan", "loss_weights": "l1=100,gan=1"}  # pix2pix's objective
+
+
+def _architecture(g: dict[str, Any]) -> str | None:
+    """The architecture ``--model`` names (``pix2pix``: the U-Net and pix2pix's objective, set in ``g``), or None
+    (``--model`` not given, or a task's name: 0.1.0's ``--model pixels``)."""
+    from ncacli.registry import ARCHITECTURES, TASKS
+
+    model = g["model_kind"]
+    if model == "pix2pix":
+        if g["loss"] is not None or g["loss_weights"] is not None:
+            raise UsageError("--model pix2pix trains with pix2pix's l1+gan; another objective: --model unet --loss …")
+        g["loss"], g["loss_weights"] = PIX2PIX["loss"], PIX2PIX["loss_weights"]
+        return PIX2PIX["architecture"]
+    if model is None or any(model in getattr(TASKS[name], "spelled_model", ()) for name in TASKS):
+        return None
+    ARCHITECTURES.get(model, "model")  # one line for an unknown name
+    return model
+
+
+def _check_architecture(config: Any, sets: list[str]) -> Any:
+    """A model of another architecture than the NCA refuses the options only an NCA reads, given with --set, and
+    trains as its class says (``training``: an NCA preset's rate is not a U-Net's) where --set does not say."""
+    from ncacli import config as cfgmod
+    from ncacli.engine.nca import NCA_ONLY
+    from ncacli.registry import ARCHITECTURES
+
+    if config.architecture == "nca":
+        return config
+    given = {item.split("=", 1)[0].strip().split(".", 1)[0] for item in sets}
+    for key in sorted(given & set(NCA_ONLY)):
+        raise UsageError(f"--set {key}: only an NCA reads it, and --model {config.architecture} is not one")
+    own = getattr(ARCHITECTURES[config.architecture], "training", {})
+    return cfgmod.apply(config, {k: v for k, v in own.items() if k not in given}, f"--model {config.architecture}")
 
 
 def _evaluate(session) -> dict[str, float]:

@@ -9,7 +9,18 @@ from ncacli.engine.pool import SamplePool
 from ncacli.engine.seeds import SEED_KINDS, make_seed, seed_position_for
 from ncacli.engine.visible import visible_rgb
 
+
+def build_model(config: ModelConfig):
+    """The model ``config`` describes: an :class:`NCA`, or the registered architecture it names (``unet``), built
+    with its options."""
+    from ncacli.registry import ARCHITECTURES
+
+    cls = ARCHITECTURES.get(config.architecture, "architecture")
+    return cls(config) if cls is NCA else cls(config, **config.architecture_options)
+
+
 __all__ = [
+    "build_model",
     "ALPHA",
     "CounterRandom",
     "NCA",

@@ -55,6 +55,8 @@ class ModelConfig:
     # which cells live: "alpha" (a living neighbourhood, Growing NCA) or "input" (where the fixed input's first
     # channel exceeds alive_threshold: the digit's pixels of a self-classifying NCA)
     alive_from: str = "alpha"
+    architecture: str = "nca"  # what the model is: "nca", or a registered architecture in its place ("unet")
+    architecture_options: dict = field(default_factory=dict)  # keyword options of that architecture (unet: width)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +69,12 @@ class ModelConfig:
             raise ValueError(f"unknown model keys {unknown}")
         return cls(**data)
 
+
+# the keys only an NCA reads (of the model and training sections): a model of another architecture (a single-pass
+# U-Net) refuses them when given and does not show them
+NCA_ONLY = ("hidden", "depth", "perception", "update", "fire_rate", "alive_threshold", "alive_masking", "update_tanh",
+            "signal_channels", "signal_steps", "perception_options", "update_options", "alive_from", "steps_min",
+            "steps_max", "truncate_backprop", "checkpoint_steps")  # fmt: skip
 
 Observer = Callable[[int, torch.Tensor], "torch.Tensor | None"]
 # where the fire masks come from: torch's generator (None: the global one), or a counter-based one
@@ -87,6 +95,9 @@ def fused_generator(generator: Generator, device: torch.device) -> CounterRandom
 
 class NCA(nn.Module):
     """A neural cellular automaton over states ``(B, C, H, W)``."""
+
+    # it runs step by step, each step local: the page and fractal growth (the grid scaled between steps) can run it
+    capabilities = frozenset({"steps"})
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ncacli import __version__
+from ncacli.engine import build_model
 from ncacli.engine.nca import NCA
 from ncacli.errors import NcaError
 from ncacli.io.files import atomic_write_bytes, pack, read_input, unpack
@@ -113,18 +114,21 @@ def load(name: str, device: str | torch.device = "cpu") -> LoadedModel:
     spec, provenance = read_spec(name, meta)
     extra = {k: tensors.pop(k) for k in task_tensor_names(tensors)}
     config = spec.model
-    from ncacli.registry import PERCEPTIONS, TASKS, UPDATES
+    from ncacli.registry import ARCHITECTURES, PERCEPTIONS, TASKS, UPDATES
 
     if spec.task.name in TASKS:
         problem = TASKS[spec.task.name].check_tensors(spec, extra)
         if problem is not None:
             raise NcaError(f"{name}: {problem}")
 
-    for registry, what, value in ((PERCEPTIONS, "perception", config.perception), (UPDATES, "update", config.update)):
+    entries = [(ARCHITECTURES, "architecture", config.architecture)]
+    if config.architecture == "nca":
+        entries += [(PERCEPTIONS, "perception", config.perception), (UPDATES, "update", config.update)]
+    for registry, what, value in entries:
         if value not in registry:
             raise NcaError(f"{name}: needs {what} {value!r}, which is not installed (see `nca plugins`)")
     try:
-        model = NCA(config)
+        model = build_model(config)
     except (TypeError, ValueError) as exc:
         raise NcaError(f"{name}: its architecture cannot be built ({exc})") from None
     missing, unexpected = model.load_state_dict(tensors, strict=False)
@@ -138,6 +142,8 @@ def _perception(config: dict[str, Any]) -> dict[str, Any] | None:
     from ncacli.engine.learned_perception import describe as describe_perception
     from ncacli.engine.perception import make_perception
 
+    if config.get("architecture", "nca") != "nca":
+        return None
     try:
         seen = config["channels"] + config.get("condition_channels", 0)
         module = make_perception(
@@ -154,6 +160,10 @@ def describe(name: str) -> dict[str, Any]:
     tensors, meta = read_model_file(name)
     spec, provenance = read_spec(name, meta)
     config = spec.model.to_dict()
+    if spec.model.architecture != "nca":  # what the model does not read, not shown
+        from ncacli.engine.nca import NCA_ONLY
+
+        config = {k: v for k, v in config.items() if k not in NCA_ONLY}
     extra = task_tensor_names(tensors)
     return {
         "file": name,

@@ -46,6 +46,11 @@ class Samples:
     condition: torch.Tensor | None = None
 
 
+def takes_samples(name: str) -> bool:
+    """Whether objective ``name`` judges each sample against its own real picture when given them."""
+    return bool(getattr(OBJECTIVES.get(name, "loss"), "takes_samples", False))
+
+
 def register_loss(name: str, factory: Callable[..., LossFn]) -> None:
     OBJECTIVES.register(name, factory)
 

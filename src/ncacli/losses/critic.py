@@ -1,5 +1,6 @@
-"""The Wasserstein critic with gradient penalty (WGAN-GP; the NCAtorch review §3.1.3): ``--loss wgan-gp``, alone or
-beside a reconstruction term (``--loss l1+wgan-gp``, pix2pix's pairing).
+"""Objectives with a critic: the Wasserstein critic with gradient penalty (WGAN-GP; the NCAtorch review §3.1.3),
+``--loss wgan-gp``, alone or beside a reconstruction term (``--loss l1+wgan-gp``); and pix2pix's conditional
+PatchGAN, ``--loss gan`` (``--model pix2pix`` trains a U-Net with ``l1+gan``, L1 weighed 100).
 
 A small convolutional critic scores pictures, conditioned on what the cells read (a translation pair's input is
 stacked onto the picture, as pix2pix's discriminator sees its pair). At every training iteration it first takes
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ncacli.errors import NonFiniteLoss, UsageError
@@ -48,6 +50,20 @@ class CriticOptions:
             raise UsageError(f"objectives.wgan-gp.width must be at least 1, not {self.width}")
 
 
+@dataclass(frozen=True)
+class GANOptions:
+    """The ``[objectives.gan]`` section (pix2pix's defaults)."""
+
+    n_critic: int = 1  # discriminator steps per generator step
+    lr: float = 2e-4  # the discriminator's Adam learning rate
+    beta1: float = 0.5  # the discriminator's Adam β1 (pix2pix: 0.5)
+    beta2: float = 0.999  # the discriminator's Adam β2 (pix2pix: 0.999)
+    width: int = 64  # the first layer's channels (doubled at each of the three strided layers)
+
+    def __post_init__(self) -> None:
+        CriticOptions(self.n_critic, 0.0, self.lr, self.beta1, self.beta2, self.width)  # the same checks
+
+
 class Critic(nn.Module):
     """Pictures ``(B, in_channels, H, W)`` → one score each ``(B,)``: three 4×4 stride-2 convolutions with leaky
     ReLUs (no normalisation: the gradient penalty is per sample), a 3×3 one to a score map, averaged (a PatchGAN
@@ -63,21 +79,27 @@ class Critic(nn.Module):
         layers.append(nn.Conv2d(channels, 1, 3, 1, 1))
         self.net = nn.Sequential(*layers)
 
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The score of each patch ``(B, 1, H/8, W/8)``."""
+        return self.net(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).mean(dim=(1, 2, 3))
+        return self.scores(x).mean(dim=(1, 2, 3))
 
 
-class WGANGPLoss:
-    """The NCA's adversarial term ``−D(fake)`` per sample, the critic trained first (see the module)."""
+class Adversarial:
+    """An objective with a critic of its own: the model's term per sample, the critic trained first on each
+    rollout that is being trained on (see the module). Subclasses give the two losses."""
 
-    Options = CriticOptions
+    Options: Any = CriticOptions
     takes_samples = True
     needs_real = True
+    name = "an adversarial objective"
 
     def __init__(self, target: torch.Tensor | None, config: Any, **options: Any) -> None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise UsageError("--loss wgan-gp trains one critic in one process; it does not run under torchrun")
-        self.options = CriticOptions(**options)
+            raise UsageError(f"--loss {self.name} trains one critic in one process; it does not run under torchrun")
+        self.options = self.Options(**options)
         self.target = target
         self.critic: Critic | None = None
         self.optimizer: torch.optim.Adam | None = None
@@ -92,14 +114,16 @@ class WGANGPLoss:
 
     @staticmethod
     def pictures(rgba: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
-        """What the critic sees: the picture, and what the cells read stacked onto it."""
-        return rgba if condition is None else torch.cat([rgba, condition.to(rgba.dtype)], dim=1)
+        """What the critic sees: the picture, and what the cells read stacked onto it (a class, broadcast)."""
+        if condition is None:
+            return rgba
+        return torch.cat([rgba, condition.to(rgba.dtype).expand(-1, -1, *rgba.shape[2:])], dim=1)
 
     def real_of(self, state: torch.Tensor, samples: Samples | None) -> torch.Tensor:
         real = samples.real if samples is not None else None
         if real is None:
             if self.target is None:
-                raise UsageError("--loss wgan-gp needs real pictures to judge against, and this task has none")
+                raise UsageError(f"--loss {self.name} needs real pictures to judge against, and this task has none")
             real = self.target.expand(state.shape[0], *self.target.shape[-3:])
         return real
 
@@ -109,14 +133,7 @@ class WGANGPLoss:
         # the critic as it was, to go back to if a step diverges: the run then resumes from a sound critic
         before = copy.deepcopy((self.critic.state_dict(), self.optimizer.state_dict()))
         for _ in range(o.n_critic):
-            eps = torch.rand(fake.shape[0], 1, 1, 1, generator=self.generator, device=fake.device)
-            mixed = (eps * real + (1.0 - eps) * fake).requires_grad_(True)
-            scored = self.critic(self.pictures(mixed, condition))
-            (grad,) = torch.autograd.grad(scored.sum(), mixed, create_graph=True)
-            penalty = ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
-            d_real = self.critic(self.pictures(real, condition)).mean()
-            d_fake = self.critic(self.pictures(fake, condition)).mean()
-            loss = d_fake - d_real + o.gp_weight * penalty
+            loss, report = self.critic_loss(real, fake, condition)
             value = float(loss.detach())
             if not torch.isfinite(loss):
                 self.critic.load_state_dict(before[0])
@@ -125,7 +142,17 @@ class WGANGPLoss:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-        self.last = {"critic": value, "wasserstein": float((d_real - d_fake).detach()), "gp": float(penalty.detach())}
+        self.last = {"critic": value, **report}
+
+    def critic_loss(
+        self, real: torch.Tensor, fake: torch.Tensor, condition: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The critic's loss, and what it reports."""
+        raise NotImplementedError
+
+    def model_loss(self, fake: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        """The model's term per sample ``(B,)``, differentiable with respect to ``fake``."""
+        raise NotImplementedError
 
     def __call__(self, state: torch.Tensor, samples: Samples | None = None) -> torch.Tensor:
         """``(B, C, H, W)`` → ``(B,)``: ``−D(fake)``. A rollout being trained on (one that carries gradients)
@@ -141,7 +168,7 @@ class WGANGPLoss:
             self.train_critic(fake.detach(), self.real_of(state, samples), condition)
         self.critic.requires_grad_(False)  # the NCA's gradient flows through the critic, not into it
         try:
-            return -self.critic(self.pictures(fake, condition))
+            return self.model_loss(fake, condition)
         finally:
             self.critic.requires_grad_(True)
 
@@ -174,3 +201,55 @@ class WGANGPLoss:
             if st:
                 st["step"] = st["step"].cpu()
                 self.optimizer.state[p] = st
+
+
+class WGANGPLoss(Adversarial):
+    """WGAN-GP: the critic's loss ``D(fake) − D(real) + λ·(‖∇D(x̂)‖ − 1)²``, the model's term ``−D(fake)``."""
+
+    Options = CriticOptions
+    name = "wgan-gp"
+
+    def critic_loss(
+        self, real: torch.Tensor, fake: torch.Tensor, condition: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        assert self.critic is not None
+        eps = torch.rand(fake.shape[0], 1, 1, 1, generator=self.generator, device=fake.device)
+        mixed = (eps * real + (1.0 - eps) * fake).requires_grad_(True)
+        scored = self.critic(self.pictures(mixed, condition))
+        (grad,) = torch.autograd.grad(scored.sum(), mixed, create_graph=True)
+        penalty = ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+        d_real = self.critic(self.pictures(real, condition)).mean()
+        d_fake = self.critic(self.pictures(fake, condition)).mean()
+        loss = d_fake - d_real + self.options.gp_weight * penalty
+        return loss, {"wasserstein": float((d_real - d_fake).detach()), "gp": float(penalty.detach())}
+
+    def model_loss(self, fake: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        assert self.critic is not None
+        return -self.critic(self.pictures(fake, condition))
+
+
+class GANLoss(Adversarial):
+    """pix2pix's conditional GAN: a PatchGAN discriminator, each patch judged real or fake by a cross-entropy
+    (``[BCE(D(real), 1) + BCE(D(fake), 0)] / 2``, halved as pix2pix halves it); the model's term is
+    ``BCE(D(fake), 1)`` over the patches (the non-saturating loss). Defaults are pix2pix's: one discriminator step
+    per model step, Adam 2e-4 with betas (0.5, 0.999)."""
+
+    Options = GANOptions
+    name = "gan"
+
+    def critic_loss(
+        self, real: torch.Tensor, fake: torch.Tensor, condition: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        assert self.critic is not None
+        bce = F.binary_cross_entropy_with_logits
+        on_real = self.critic.scores(self.pictures(real, condition))
+        on_fake = self.critic.scores(self.pictures(fake, condition))
+        loss = 0.5 * (bce(on_real, torch.ones_like(on_real)) + bce(on_fake, torch.zeros_like(on_fake)))
+        seen = {"d_real": float(torch.sigmoid(on_real).mean()), "d_fake": float(torch.sigmoid(on_fake).mean())}
+        return loss, seen
+
+    def model_loss(self, fake: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        assert self.critic is not None
+        on_fake = self.critic.scores(self.pictures(fake, condition))
+        per_patch = F.binary_cross_entropy_with_logits(on_fake, torch.ones_like(on_fake), reduction="none")
+        return per_patch.mean(dim=(1, 2, 3))

@@ -47,6 +47,7 @@ class ImageTask(Task):
         self.mode = spec.task.options.get("mode", "growing")
         self.config = None  # set by from_config: the training run's config
         self.objectives: list = []
+        self.per_sample = False  # prepare: one objective judges the whole batch of a conditional model
 
     def moved(self) -> None:
         self.target = self.tensors.get("target")
@@ -115,9 +116,15 @@ class ImageTask(Task):
 
     def prepare(self, config: Any, generator: torch.Generator) -> None:
         """The objective (one per class of a conditional model), drawing from the trainer's generator."""
+        from ncacli.config import loss_names
+        from ncacli.losses import takes_samples
         from ncacli.losses.objective import make_objective
 
-        targets = list(self.target) if self.classes else [self.target]
+        # a conditional model whose every term takes each sample's own target (mse, l1, a critic): one objective
+        # for the batch, each sample judged against its class's target and its class beside it (the critic's
+        # pairing); else one objective per class
+        self.per_sample = bool(self.classes) and all(takes_samples(name) for name in loss_names(config.loss))
+        targets = list(self.target) if self.classes and not self.per_sample else [self.target]
         self.objectives = [make_objective(config, t) for t in targets]
         for objective in self.objectives:
             objective.generator = generator
@@ -145,8 +152,12 @@ class ImageTask(Task):
 
     def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sample loss ``(B,)``; a conditional model's samples against their own class's target."""
+        from ncacli.losses import Samples
+
         if labels is None:
             return self.objectives[0](x)
+        if self.per_sample:
+            return self.objectives[0](x, Samples(real=self.target[labels], condition=self.condition(labels)))
         total = x.new_zeros(x.shape[0])
         for k in labels.unique().tolist():
             total = torch.where(labels == k, self.objectives[k](x), total)

@@ -39,7 +39,7 @@ class TranslateTask(DatasetTask):
     summary = "grow the picture an input image stands for (image-to-image translation, edges to emoji)"
     perturbations = ("damage", "none", "mutation")
     capabilities = frozenset({"page"})
-    trains_with = ("mse", "l1", "wgan-gp")
+    trains_with = ("mse", "l1", "wgan-gp", "gan")
     real_samples = True  # each pair's target
     Options = Options
     on_device = ("inputs", "targets")

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ncacli.config import Config
-from ncacli.engine import NCA
+from ncacli.engine import build_model
 from ncacli.errors import NonFiniteLoss
 from ncacli.train.distributed import World, generator_seed, shard_of
 
@@ -88,7 +88,7 @@ class Trainer:
         self.shard = shard_of(config, world)  # without torchrun: the config's batch, pool and counts
         self.classes = task.spec.model.condition_channels
         torch.manual_seed(config.seed)  # weight initialisation
-        self.model = NCA(task.spec.model).to(device)
+        self.model = build_model(task.spec.model).to(device)
         if world is not None:  # the same weights on every rank
             world.broadcast_([*self.model.parameters(), *self.model.buffers()])
         self.target = getattr(task, "target", None)

@@ -244,6 +244,10 @@ class Program:
 def page_program(model: NCA) -> dict[str, Any]:
     """The page's description of ``model``: blocks, MLP, the rule's settings, and the weights (base64)."""
     cfg = model.config
+    if "steps" not in capabilities(model):
+        raise NcaError(
+            f"a {cfg.architecture} model does not step, so it has no interactive page; render a .gif or .mp4 instead"
+        )
     program = Program(model)
     program.perception(model.perceive)
     mlp = program.mlp(model.update)
