@@ -4,6 +4,11 @@ mutation (a switch of class), for conditional models at the review's sizes (the 
     python benchmarks/table1.py runs/table1/model.safetensors runs/table1-combined/model.safetensors --out DIR
     python benchmarks/table1.py --train --iters 8000 --device cuda --out runs/table1   # train the rows, then measure
     python benchmarks/table1.py --train --iters 500 --set training.checkpoint_every=100 --out runs/table1-500
+    python benchmarks/table1.py runs/table1-unet/model.safetensors runs/table1-pix2pix/model.safetensors --out DIR
+
+The single-step rows are models trained with `nca train --preset table1 --model unet` (or `--model pix2pix`, the
+GAN) and `--set architecture_options.width=7` (28,534 parameters; 9 and 11 give 46,564 and 68,986): each is laid
+beside the review's U-Net or GAN row of the nearest size, whose stage 1 is "—" (a single pass has no rollout).
 
 Each model is measured with `nca evaluate MODEL --metric lpips,mse --trials N` (a circle of radius 0.2 cut at step
 150) and with `--perturb mutation` (each trial switched to another class at step 150); its row of Table 1 is found
@@ -30,6 +35,20 @@ REVIEW = {
     "table1-conv3": ("Conv 3x3", (0.065, 0.060, 0.128, 58.74), (0.068, 0.060, 0.070, 95.75), "23k"),
     "table1-conv5": ("Conv 5x5", (0.032, 0.025, 0.042, 89.58), (0.032, 0.025, 0.029, 98.34), "51k"),
     "table1-combined": ("Comb. 3x3+5x5D", (0.003, 0.001, 0.005, 98.32), (0.003, 0.001, 0.003, 99.64), "71k"),
+}
+# Table 1's single-step rows (no stage 1), by their size: the U-Net (`--model unet`) and the GAN (`--model pix2pix`),
+# each laid beside the review's row whose parameter count is the nearest
+BASELINES = {
+    "U-Net": {
+        25_000: ((None, 0.070, 0.064, 100), (None, 0.061, 0.055, 99.26)),
+        44_000: ((None, 0.028, 0.026, 100), (None, 0.029, 0.026, 100)),
+        69_000: ((None, 0.024, 0.024, 100), (None, 0.022, 0.024, 100)),
+    },
+    "GAN": {
+        25_000: ((None, 0.042, 0.037, 100), (None, 0.042, 0.039, 100)),
+        44_000: ((None, 0.018, 0.017, 100), (None, 0.018, 0.018, 100)),
+        69_000: ((None, 0.015, 0.015, 100), (None, 0.017, 0.017, 100)),
+    },
 }
 # rows of Table 1 that no preset builds at the review's size here (our modules differ; see docs/evaluation.md)
 UNMATCHED = {
@@ -67,6 +86,8 @@ def row(model: str, opts: argparse.Namespace) -> dict:
     info = json.loads(nca("info", model, "--json").stdout)
     preset = info.get("provenance", {}).get("preset")
     out = {"model": model, "preset": preset, "parameters": info["parameters"]}
+    out["architecture"] = info["config"].get("architecture", "nca")
+    out["loss"] = info.get("provenance", {}).get("loss")
     out["iterations"] = info.get("provenance", {}).get("iterations")
     for perturb in ("damage", "mutation"):
         figures = measured(model, perturb, opts)["metrics"][opts.metric]
@@ -76,7 +97,17 @@ def row(model: str, opts: argparse.Namespace) -> dict:
 
 
 def _stages(values) -> str:
-    return " / ".join(f"{v:.3f}" for v in values)
+    return " / ".join("—" if v is None else f"{v:.3f}" for v in values)
+
+
+def review_row(r: dict) -> tuple[str, tuple | None, tuple | None, str | None]:
+    """The review's row for a measured model: by its preset for an NCA; by its kind and nearest size for a
+    single-step model (a U-Net, or one trained against a critic: the GAN)."""
+    if r.get("architecture", "nca") == "nca":
+        return REVIEW.get(r["preset"], (r["preset"] or "?", None, None, None))
+    kind = "GAN" if "gan" in (r.get("loss") or "").split("+") else "U-Net"
+    size = min(BASELINES[kind], key=lambda n: abs(n - r["parameters"]))
+    return kind, *BASELINES[kind][size], f"{size // 1000}k"
 
 
 def markdown(rows: list[dict], trials: int, metric: str = "lpips") -> str:
@@ -92,7 +123,7 @@ def markdown(rows: list[dict], trials: int, metric: str = "lpips") -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        name, damage, mutation, size = REVIEW.get(r["preset"], (r["preset"] or "?", None, None, None))
+        name, damage, mutation, size = review_row(r)
         lines.append(
             f"| {name} (`{r['preset']}`) | {_stages(r['damage']['stages'])} | {percent(r['damage']['recovery'])} "
             f"| {_stages(r['mutation']['stages'])} | {percent(r['mutation']['recovery'])} | {r['parameters']:,} "
@@ -138,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown(rows, opts.trials, opts.metric)
     opts.out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(opts.out / "table.md", table.encode("utf-8"))
-    document = {"metric": opts.metric, "trials": opts.trials, "rows": rows, "review": REVIEW}
+    document = {"metric": opts.metric, "trials": opts.trials, "rows": rows, "review": REVIEW, "baselines": BASELINES}
     atomic_write_bytes(opts.out / "table.json", json.dumps(document, indent=2).encode())
     sys.stdout.write(table)
 

@@ -144,3 +144,30 @@ def test_a_u_net_has_no_page_and_no_fractal_growth(capsys, tmp_path):
     assert code != 0 and not (tmp_path / "z.png").exists()
     code, _, err = run_cli(capsys, "render", model, tmp_path / "u.gif", "--steps", "20")
     assert code == 0, err
+
+
+def test_table1_lays_a_u_net_and_a_gan_beside_the_review_s_rows_of_their_size(monkeypatch):
+    import importlib.util
+    import sys
+
+    from conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # table1 imports its neighbour perception_table
+    spec = importlib.util.spec_from_file_location("table1", ROOT / "benchmarks" / "table1.py")
+    table1 = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "table1", table1)
+    spec.loader.exec_module(table1)
+    figures = {"stages": [0.2, 0.1, 0.12], "recovery": 80.0}
+    rows = [
+        {"preset": "table1", "architecture": "unet", "loss": "mse", "parameters": 28_534, "iterations": 8000,
+         "damage": figures, "mutation": figures},
+        {"preset": "table1", "architecture": "unet", "loss": "l1+gan", "parameters": 68_986, "iterations": 8000,
+         "damage": figures, "mutation": figures},
+        {"preset": "table1-conv3", "architecture": "nca", "loss": "mse", "parameters": 22_976, "iterations": 10,
+         "damage": figures, "mutation": figures},
+    ]  # fmt: skip
+    md = table1.markdown(rows, 20)
+    assert "| U-Net (`table1`) | 0.200 / 0.100 / 0.120 | 80.0 |" in md
+    assert "| *review* U-Net | — / 0.070 / 0.064 | 100 | — / 0.061 / 0.055 | 99.26 | 25k | |" in md
+    assert "| *review* GAN | — / 0.015 / 0.015 | 100 | — / 0.017 / 0.017 | 100 | 69k | |" in md
+    assert "| *review* Conv 3x3 | 0.065 / 0.060 / 0.128 |" in md
