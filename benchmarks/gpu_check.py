@@ -32,7 +32,7 @@ train_cpu                   30     the 200 iterations of train_cuda on the CPU, 
                                    runs completed)
 ==========================  =====  ==========================================================================
 
-Two parts run only when ``--parts`` names them, each as a run of its own within the same budget:
+Three parts run only when ``--parts`` names them, each as a run of its own within the same budget:
 
 ==========================  =====  ==========================================================================
 table1                      440    the NCAtorch review's Table 1 at its sizes: ``nca train --preset table1``,
@@ -43,6 +43,9 @@ textures                    440    the review's Figure 11: ``nca train --preset 
                                    ``perception=conv`` and ``combined`` on CUDA, each for 2,000 iterations or
                                    147 s (then SIGINT), then ``nca evaluate`` of each (the style distance, the
                                    top half cut at step 150, 8 trials) beside the review's recovery
+table6                      240    the review's Table 6: ``nca benchmark --suite ncatorch-table6 --engine
+                                   reference``, a U-Net, the GAN, NCA conv 3×3 and attention at 64×64, each
+                                   over the U-Net beside the review's RTX 4090 ratios (not in a dry run)
 ==========================  =====  ==========================================================================
 
     python benchmarks/gpu_check.py --parts table1          # after the default run, into the same --out
@@ -165,9 +168,10 @@ PARTS: dict[str, str] = {
     "train_cpu": "the same training on the CPU, for the ratio",
     "table1": "the NCAtorch review's Table 1 at its sizes: the table1 presets trained, then benchmarks/table1.py",
     "textures": "the review's Figure 11: the texture preset trained with conv and combined perception, evaluated",
+    "table6": "the review's Table 6: nca benchmark --suite ncatorch-table6 (U-Net, GAN, NCA conv 3×3, attention)",
 }
 # Parts that run only when --parts names them: each is a run of its own (`--parts table1`, 7.5 minutes).
-OPT_IN = ("table1", "textures")
+OPT_IN = ("table1", "textures", "table6")
 # The review's Figure 11 (a lacelike texture, 50% horizontal removal at step 150): recovery by the style distance
 FIGURE11 = {"conv": 96.38, "combined": 99.88}
 
@@ -198,6 +202,7 @@ class Plan:
     texture_iters: int
     texture_train_args: tuple[str, ...]
     texture_evaluate_args: tuple[str, ...]
+    bench_table6: tuple[str, ...]  # () : not run (the suite's sizes are fixed: minutes on a CPU)
 
 
 GPU_PLAN = Plan(
@@ -219,6 +224,7 @@ GPU_PLAN = Plan(
         "train_cpu": 30,  # at 0.2–0.6 s an iteration: part of the 200; the ratio compares the same iterations
         "table1": 440,  # opt-in, a run of its own: 4 trainings of 82 s each (then SIGINT: a checkpoint), the table
         "textures": 440,  # opt-in, a run of its own: 2 trainings of 165 s each (then SIGINT), nca evaluate of each
+        "table6": 240,  # opt-in: 4 models × 2 phases × (2 warm-up + 10 timed) runs; attention's training the most
     },
     budget=GPU_BUDGET_S,
     train_iters=200,
@@ -241,6 +247,7 @@ GPU_PLAN = Plan(
     texture_iters=2000,  # the texture preset's budget
     texture_train_args=(),
     texture_evaluate_args=("--trials", "8"),  # the protocol's defaults on a texture: style distance, top half cut
+    bench_table6=("--suite", "ncatorch-table6"),  # the review's sizes: 64×64, train batch 16, inference 64, 32 steps
 )
 
 _TINY_TRAIN = ("--size", "12", "--padding", "4", "--batch", "4", "--set", "steps_min=8", "--set", "steps_max=12")
@@ -271,6 +278,7 @@ DRY_PLAN = Plan(
     + ("--set", "steps_max=6", "--set", "objectives.style.size=16", "--vgg-weights", "random"),
     texture_evaluate_args=("--trials", "2", "--stage1", "8-10", "--stage2", "11", "--perturb-at", "12")
     + ("--final", "16", "--vgg-weights", "random"),
+    bench_table6=(),  # the suite's sizes are fixed (64×64, batch 16 and 64): minutes on a CPU, so not in a dry run
 )
 
 
@@ -804,6 +812,17 @@ def part_bench_latent(c: Check, timeout: float) -> dict[str, Any]:
     return part_bench(c, timeout, "active", c.plan.bench_latent)
 
 
+def part_table6(c: Check, timeout: float) -> dict[str, Any]:
+    """The review's Table 6 on the device: the suite's four models (random weights), each over the U-Net, beside
+    the review's RTX 4090 figures (``review_table6`` in the benchmark's JSON)."""
+    if not c.plan.bench_table6:
+        return skipped("a dry run: the suite's sizes are fixed (64×64, batch 16 and 64), minutes on a CPU")
+    record = part_bench(c, timeout, "reference", c.plan.bench_table6)
+    if record["status"] == "ok" and not (record.get("output") or {}).get("review_table6"):
+        record.update(status="failed", reason="the benchmark's JSON has no review_table6")
+    return record
+
+
 def _newest_model(run: Path) -> Path | None:
     """A run's final model, else its newest checkpoint (a run cut short)."""
     if (run / "model.safetensors").is_file():
@@ -906,6 +925,7 @@ RUNNERS: dict[str, Callable[[Check, float], dict[str, Any]]] = {
     "train_cpu": part_train_cpu,
     "table1": part_table1,
     "textures": part_textures,
+    "table6": part_table6,
 }
 assert list(RUNNERS) == list(PARTS)
 
@@ -1227,6 +1247,23 @@ def _md_table1(doc: dict[str, Any]) -> list[str]:
     return [*lines, part["table_md"].rstrip(), ""]
 
 
+def _md_table6(doc: dict[str, Any]) -> list[str]:
+    part = doc["parts"].get("table6") or {}
+    review = (part.get("output") or {}).get("review_table6") if part.get("status") == "ok" else None
+    if not review:
+        return []
+    rows = []
+    for r in review:
+        ours, over, theirs = r["ours"], r["over_unet"], r["review_over_unet"]
+        row = [r["model"], ours["parameters"]]
+        for key in ("train_ms", "inference_ms", "train_mb", "inference_mb"):
+            row += [_f(ours.get(key), ".1f"), _f(over.get(key), ".2f"), _f(theirs.get(key), ".2f")]
+        rows.append(row)
+    header = ["model", "parameters"] + [f"{k} {w}" for k in ("train ms", "infer ms", "train MB", "infer MB")
+                                        for w in ("", "÷ U-Net", "review ÷ U-Net")]  # fmt: skip
+    return ["## Table 6 (`nca benchmark --suite ncatorch-table6`)", "", *_table(header, rows, "lr" + "r" * 12)]
+
+
 def _md_textures(doc: dict[str, Any]) -> list[str]:
     part = doc["parts"].get("textures") or {}
     trained = (part.get("figures") or {}).get("trained") or {}
@@ -1279,7 +1316,7 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     lines += _table(["part", "status", "s", "timeout s", "reason"], rows, "llrrl")
     lines += _md_cuda_checks(doc) + _md_engines(doc) + _md_scaling(doc) + _md_train(doc) + _md_verbs(doc)
-    lines += _md_table1(doc) + _md_textures(doc)
+    lines += _md_table1(doc) + _md_textures(doc) + _md_table6(doc)
     modules = [
         [m["distribution"], _f(m.get("importable")), m.get("version") or "—", m.get("note") or ""]
         for m in env["modules"].values()

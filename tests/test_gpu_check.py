@@ -268,3 +268,16 @@ def test_the_summary_shows_what_cuda_checks_prints(dry_run):
     doc["parts"]["cuda_checks"] = {"status": "ok", "output": {**line, "runs": runs, "ratios": {}}}
     md = gpu_check.markdown(doc)
     assert "| max \\|diff\\| after 32 steps | 2e-06 |" in md and "| fused+graph | 1.00 | 1e+03 | 10.00 |" in md
+
+
+def test_table6_is_skipped_in_a_dry_run_and_laid_out_beside_the_review(tmp_path):
+    out = tmp_path / "check"
+    proc = run_check("--dry-run", "--parts", "table6", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    doc, _ = read(out)
+    assert doc["parts"]["table6"]["status"] == "skipped" and "fixed" in doc["parts"]["table6"]["reason"]
+    row = {"model": "NCA Conv 3×3", "ours": {"parameters": 19376, "train_ms": 40.0, "inference_ms": 8.0,
+           "train_mb": 3000.0, "inference_mb": 300.0}, "over_unet": {"train_ms": 8.0},
+           "review_over_unet": {"train_ms": 8.2}}  # fmt: skip
+    md = gpu_check._md_table6({"parts": {"table6": {"status": "ok", "output": {"review_table6": [row]}}}})
+    assert md[0].startswith("## Table 6") and any("| NCA Conv 3×3 | 19376 | 40.0 | 8.00 | 8.20 |" in ln for ln in md)

@@ -20,7 +20,8 @@ MB = 1024 * 1024
 
 def train_run(model: nn.Module, seed: torch.Tensor, target: torch.Tensor, steps: int, fire_seed: int) -> Run:
     """One training iteration: rollout, MSE to ``target`` ``(4, H, W)``, backward, per-parameter
-    gradient normalisation (as the trainer does) and an Adam step. Returns the loss."""
+    gradient normalisation (as the trainer does) and an Adam step. Returns the loss. A model trained against a
+    critic (``adversarial(out, target)``: the critic's own step, then the model's term) adds that term."""
     # A tiny learning rate: the step costs the same, and the weights stay put, so every repeat does the same work.
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-9)
 
@@ -28,6 +29,9 @@ def train_run(model: nn.Module, seed: torch.Tensor, target: torch.Tensor, steps:
         generator = torch.Generator(device=seed.device).manual_seed(fire_seed)
         out = model.rollout(seed, steps, generator)
         loss = ((out[:, :4] - target) ** 2).mean()
+        adversarial = getattr(model, "adversarial", None)  # a critic's step, and the model's term against it
+        if adversarial is not None:
+            loss = loss + adversarial(out, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():

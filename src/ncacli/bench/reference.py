@@ -27,6 +27,8 @@ class ReferenceNCA(nn.Module):
     def __init__(self, model: NCA) -> None:
         super().__init__()
         cfg = model.config
+        if not isinstance(model, NCA):
+            raise NoReference(f"no reference for a {cfg.architecture} model")
         perceive, update = model.perceive, model.update
         if not fixed_kernel(perceive):
             raise NoReference(f"no reference for perception {cfg.perception!r}")

@@ -24,6 +24,7 @@ from ncacli.bench.measure import MB, Measurement, free_memory, inference_run, is
 from ncacli.bench.reference import NoReference, reference_for
 from ncacli.bench.states import Start, alive_fraction
 from ncacli.bench.system import LoadSampler, device_name, memory_available, memory_probe
+from ncacli.bench.table6 import parameters_at_inference
 from ncacli.engine import NCA, ModelConfig, make_seed
 
 DEFAULT_SIZES = (64, 128, 256, 512)
@@ -64,6 +65,16 @@ def distill_cases(sizes: tuple[int, ...] = DEFAULT_SIZES) -> list[Case]:
 
 def table6_cases(sizes: tuple[int, ...] = DEFAULT_SIZES) -> list[Case]:
     return [TABLE6]
+
+
+def _table6_subjects(device: torch.device, seed: int) -> list[tuple[str, nn.Module]]:
+    from ncacli.bench.table6 import subjects
+
+    return subjects(device, seed)
+
+
+# what the suite times when no model file is named: the rows of the review's Table 6, beside its figures
+table6_cases.subjects = _table6_subjects  # type: ignore[attr-defined]
 
 
 def all_cases(sizes: tuple[int, ...] = DEFAULT_SIZES) -> list[Case]:
@@ -224,10 +235,12 @@ class Runner:
         if key in self.history.oom and memory_work >= self.history.oom[key]:
             return Measurement("oom", "OOM (at a smaller size)")
         budget, _ = self.budget()
-        features = self.model.perceive.features_per_channel
-        if name == "engine" and s.engine == "active":  # keeps the living cells' activations: the state is its floor
+        if not isinstance(self.model, NCA):  # another architecture: estimated from what was measured only
+            need = 0
+        elif name == "engine" and s.engine == "active":  # keeps the living cells' activations: the state is its floor
             need = analytic_bytes(self.model.config, 0, phase, batch, cells, steps, hidden=False)
         else:
+            features = self.model.perceive.features_per_channel
             need = analytic_bytes(self.model.config, features, phase, batch, cells, steps)
         need = max(need, self.history.estimate_bytes(key, memory_work) or 0)
         if budget is not None and need > budget:
@@ -291,7 +304,7 @@ class Runner:
         if both and engine.first is not None and ref.first is not None:
             diff = float((engine.first.float() - ref.first.float()).abs().max())
         alive = None
-        if engine.ok:
+        if engine.ok and isinstance(self.model, NCA):
             alive = alive_fraction(self.model, seed, steps, torch.Generator(device=s.device).manual_seed(s.seed))
         extra = {}
         if case.latent:
@@ -307,7 +320,7 @@ class Runner:
             **extra,
             "checkpoint": self.checkpoint_of(case) if phase == "train" else 0,
             "model": self.model.config.to_dict(),
-            "parameters": self.model.parameter_count(),
+            "parameters": parameters_at_inference(self.model),
             "batch": batch,
             "grid": [case.height, case.width],
             "steps": steps,

@@ -88,7 +88,8 @@ def benchmark(
     dev = device(device_name)
     engine_option, engine = engine, auto_engine(dev) if engine == "auto" else engine
     paths: list[str | None] = list(model_paths) if model_paths else [None]
-    subjects = [subject(path, dev, seed, start) for path in paths]  # every file checked before any timing
+    own = _suite_subjects(suite, dev, seed, start) if not model_paths else None  # the rows a suite names itself
+    subjects = own or [subject(path, dev, seed, start) for path in paths]  # every file checked before any timing
     gpu = dev.type != "cpu"
     reports = []
     for model, source, starts in subjects:
@@ -107,11 +108,50 @@ def benchmark(
             console.print(f"[yellow]{escape(warning)}[/yellow]", highlight=False, soft_wrap=True)
         show(report)
         reports.append(report)
+    review = None
     if len(reports) > 1:
         compared = between_models(reports)
         show_between(compared)
+        if own and suite == "ncatorch-table6":
+            from ncacli.bench.table6 import beside_review
+
+            review = beside_review(reports)
+            show_table6(review)
     if json_out:
-        emit_json(reports[0] if len(reports) == 1 else {"models": reports, "between_models": compared})
+        document = reports[0] if len(reports) == 1 else {"models": reports, "between_models": compared}
+        if review is not None:
+            document["review_table6"] = review
+        emit_json(document)
+
+
+def _suite_subjects(suite: str, dev, seed: int, start: str) -> list | None:
+    """The models a suite times when no file is named (``ncatorch-table6``: the U-Net, the GAN and two NCAs of
+    the review's Table 6, random weights), as ``(model, name, start states)``; None for a suite that names none."""
+    from ncacli.bench.states import start_for
+    from ncacli.registry import SUITES
+
+    make = getattr(SUITES[suite], "subjects", None) if suite in SUITES else None  # "custom": --size and friends
+    if make is None:
+        return None
+    return [(model, name, start_for(start, model, None, trained=False)) for name, model in make(dev, seed)]
+
+
+def show_table6(rows: list[dict[str, Any]]) -> None:
+    """Each row's figures and their ratio to the U-Net's, beside the review's (RTX 4090)."""
+    from rich.table import Table
+
+    table = Table(title="the NCAtorch review's Table 6: ours (this device) and the review's, each over its U-Net")
+    for column in ("model", "parameters", "train ms", "× U-Net", "review ×", "inference ms", "× U-Net", "review ×",
+                   "train MB", "× U-Net", "review ×", "inference MB", "× U-Net", "review ×"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in rows:
+        ours, over, theirs = row["ours"], row["over_unet"], row["review_over_unet"]
+        cells = [row["model"], f"{ours['parameters']:,}" if ours["parameters"] is not None else "—"]
+        for key in ("train_ms", "inference_ms", "train_mb", "inference_mb"):
+            value = ours.get(key)
+            cells += [f"{value:.1f}" if value is not None else "—", _ratio(over.get(key)), _ratio(theirs.get(key))]
+        table.add_row(*cells)
+    print_table(table, width=220)
 
 
 def _cases(suite: str | None, sizes: str | None, size, batch, steps, models: bool) -> tuple[list, str]:
