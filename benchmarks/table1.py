@@ -7,7 +7,7 @@ mutation (a switch of class), for conditional models at the review's sizes (the 
     python benchmarks/table1.py runs/table1-unet/model.safetensors runs/table1-pix2pix/model.safetensors --out DIR
 
 The single-step rows are models trained with `nca train --preset table1 --model unet` (or `--model pix2pix`, the
-GAN) and `--set architecture_options.width=7` (28,534 parameters; 9 and 11 give 46,564 and 68,986): each is laid
+GAN) and `--set architecture_options.width=3` (21,298 parameters; 4 and 5 give 37,500 and 58,256): each is laid
 beside the review's U-Net or GAN row of the nearest size, whose stage 1 is "—" (a single pass has no rollout).
 
 Each model is measured with `nca evaluate MODEL --metric lpips,mse --trials N` (a circle of radius 0.2 cut at step

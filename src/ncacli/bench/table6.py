@@ -33,7 +33,7 @@ REVIEW = {
     "NCA Attention": (18_132, 201.57, 13.77, 17444.6, 2994.4),
 }
 FIGURES = ("parameters", "train_ms", "inference_ms", "train_mb", "inference_mb")
-UNET = ModelConfig(channels=16, architecture="unet", architecture_options={"width": 70})
+UNET = ModelConfig(channels=16, architecture="unet", architecture_options={"width": 70, "levels": 2})
 CONV3 = ModelConfig(
     channels=16, hidden=80, perception="conv", update_options={"activation": "leaky_relu"},
     perception_options={"mode": "full", "kernel_size": 3, "out_features": 80, "activation": "leaky_relu",
