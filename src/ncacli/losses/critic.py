@@ -245,7 +245,8 @@ class GANLoss(Adversarial):
         on_real = self.critic.scores(self.pictures(real, condition))
         on_fake = self.critic.scores(self.pictures(fake, condition))
         loss = 0.5 * (bce(on_real, torch.ones_like(on_real)) + bce(on_fake, torch.zeros_like(on_fake)))
-        seen = {"d_real": float(torch.sigmoid(on_real).mean()), "d_fake": float(torch.sigmoid(on_fake).mean())}
+        seen = {"d_real": float(torch.sigmoid(on_real.detach()).mean()),
+                "d_fake": float(torch.sigmoid(on_fake.detach()).mean())}  # fmt: skip
         return loss, seen
 
     def model_loss(self, fake: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
