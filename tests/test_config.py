@@ -189,3 +189,14 @@ def test_keys_of_earlier_versions_work_with_one_line_each(tmp_path):
     ]
     assert config.objectives == {"style": {"image": "a.png", "loss": "gram"}} and config.lr == 0.01
     assert read_run_config(run, quiet=True) == config
+
+
+def test_options_set_one_by_one_merge():
+    """``--set perception_options.a=… --set perception_options.b=…`` (or ``architecture_options``) set both, as
+    ``perception.a=…`` does, instead of the second replacing the first."""
+    config = resolve("regenerating", sets=['perception="conv"', "perception_options.kernel_size=5",
+                                           "perception_options.features=4"])  # fmt: skip
+    assert config.perception_options == {"kernel_size": 5, "features": 4}
+    config = resolve("regenerating", sets=['architecture="unet"', "architecture_options.width=3",
+                                           "architecture.levels=3"])  # fmt: skip
+    assert config.architecture == "unet" and config.architecture_options == {"width": 3, "levels": 3}

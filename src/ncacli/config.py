@@ -286,6 +286,8 @@ def parse_set(item: str) -> tuple[str, Any]:
         head, *rest = key.split(".")
         for part in reversed(rest):
             value = {part: value}
+        # perception_options.kernel_size=5: the same table, merged with the options set before (not replacing them)
+        head = {options: entry for entry, options in ENTRY_TABLES.items()}.get(head, head)
         return head, value
     return key, value
 
