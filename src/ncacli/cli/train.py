@@ -160,7 +160,7 @@ def _config(g: dict[str, Any]) -> tuple[Any, list[str]]:
             why = f"--task {task}" if task is not None else f"--loss {config.loss}"
             notes.append(f"preset: {implied} (for {why}; name another with --preset)")
     if g["resume"] is None:
-        config = _check_architecture(config, g["sets"] or [])
+        config = _check_architecture(config, g["sets"] or [], named=architecture is not None)
     if g["evaluate_after"] and not TASKS.get(config.task_name(), "task").writes_model:
         raise UsageError(f"--evaluate: a {config.task_name()} run writes no model, so there is nothing to evaluate")
     if g["autoencoder"] is not None:
@@ -188,9 +188,10 @@ def _architecture(g: dict[str, Any]) -> str | None:
     return model
 
 
-def _check_architecture(config: Any, sets: list[str]) -> Any:
-    """A model of another architecture than the NCA refuses the options only an NCA reads, given with --set, and
-    trains as its class says (``training``: an NCA preset's rate is not a U-Net's) where --set does not say."""
+def _check_architecture(config: Any, sets: list[str], named: bool) -> Any:
+    """A model of another architecture than the NCA refuses the options only an NCA reads, given with --set; named
+    by ``--model`` (over an NCA's preset), it trains as its class says (``training``: an NCA preset's rate is not a
+    U-Net's) where --set does not say. A preset or --config that names the architecture says its own rate."""
     from ncacli import config as cfgmod
     from ncacli.engine.nca import NCA_ONLY
     from ncacli.registry import ARCHITECTURES
@@ -200,7 +201,7 @@ def _check_architecture(config: Any, sets: list[str]) -> Any:
     given = {item.split("=", 1)[0].strip().split(".", 1)[0] for item in sets}
     for key in sorted(given & set(NCA_ONLY)):
         raise UsageError(f"--set {key}: only an NCA reads it, and --model {config.architecture} is not one")
-    own = getattr(ARCHITECTURES[config.architecture], "training", {})
+    own = getattr(ARCHITECTURES[config.architecture], "training", {}) if named else {}
     return cfgmod.apply(config, {k: v for k, v in own.items() if k not in given}, f"--model {config.architecture}")
 
 
