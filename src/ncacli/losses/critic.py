@@ -155,8 +155,8 @@ class Adversarial:
         raise NotImplementedError
 
     def __call__(self, state: torch.Tensor, samples: Samples | None = None) -> torch.Tensor:
-        """``(B, C, H, W)`` → ``(B,)``: ``−D(fake)``. A rollout being trained on (one that carries gradients)
-        trains the critic first; any other call (a pool sorted by loss) only scores."""
+        """``(B, C, H, W)`` → ``(B,)``: the model's term (:meth:`model_loss`). A rollout being trained on (one that
+        carries gradients) trains the critic first; any other call (a pool sorted by loss) only scores."""
         fake = state[:, :4]
         condition = samples.condition if samples is not None else None
         if self.critic is None and self.pending is not None:
