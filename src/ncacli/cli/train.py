@@ -75,7 +75,7 @@ def train(
         None, "--out", "-o", help="Run directory (default runs/<time>-<preset>-<target>)."
     ),
     autoencoder: Optional[str] = typer.Option(
-        None, "--autoencoder", help="--task latent: reuse this trained autoencoder (a run's autoencoder.safetensors)."
+        None, "--autoencoder", help="Latent tasks: reuse this trained autoencoder (a run's autoencoder.safetensors)."
     ),
     log: Optional[list[str]] = typer.Option(
         None, "--log", help="Report to tensorboard (events in RUN/tensorboard) or wandb (offline without network)."
@@ -136,8 +136,8 @@ def _config(g: dict[str, Any]) -> tuple[Any, list[str]]:
     architecture = _architecture(g)
     if g["model_kind"] is not None and architecture is None and task is None:
         task = g["model_kind"]  # 0.1.0's --model pixels: a task's name
-    if g["autoencoder"] is not None and task is None:
-        task = _task_reading("autoencoder")
+    if g["autoencoder"] is not None and task is None and g["preset"] is None and g["config_file"] is None:
+        task = _task_reading("autoencoder")  # else the preset's task, which must take it
     flags = {
         **_target_flags(g["target"] or [], g["emoji"] or []),
         "loss": g["loss"] or _loss_from_inputs(prompt, style),
@@ -164,6 +164,9 @@ def _config(g: dict[str, Any]) -> tuple[Any, list[str]]:
     if g["evaluate_after"] and not TASKS.get(config.task_name(), "task").writes_model:
         raise UsageError(f"--evaluate: a {config.task_name()} run writes no model, so there is nothing to evaluate")
     if g["autoencoder"] is not None:
+        name = config.task_name()
+        if "autoencoder" not in getattr(TASKS.get(name, "task"), "train_options", ()):
+            raise UsageError(f"--autoencoder: a {name} run has no autoencoder to reuse (latent tasks take one)")
         config = cfgmod.apply(config, {"task": {"autoencoder": g["autoencoder"]}}, "--autoencoder")
     return config, notes
 

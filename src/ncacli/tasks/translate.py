@@ -46,7 +46,7 @@ class TranslateTask(DatasetTask):
 
     def __init__(self, spec: ModelSpec, tensors: dict[str, torch.Tensor] | None = None, device: Any = "cpu") -> None:
         super().__init__(spec, tensors, device)
-        self.options = Options(**spec.task.options.get("settings", {}))
+        self.options = self.Options(**spec.task.options.get("settings", {}))
         self.grid = tuple(spec.task.grid)  # self.data: Pairs
         self.config: Any = None  # a training run's config (from_config)
 
@@ -57,9 +57,9 @@ class TranslateTask(DatasetTask):
 
         return data == EDGES2EMOJI
 
-    @staticmethod
-    def check_config(config: Any) -> None:
-        o = Options(**config.task_options)
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        o = cls.Options(**config.task_options)
         DatasetTask.check_split_and_pool(config, o.test_fraction)
         if 1 + config.damage_count + config.mutation_count > config.batch:
             raise UsageError(
@@ -173,7 +173,7 @@ class TranslateTask(DatasetTask):
         pick = self.test_index()[:6]
         cond = self.condition(pick)
         g = torch.Generator(device=self.device).manual_seed(0)
-        rows = [self.input_rgba(cond)]
+        rows = [self.input_picture(cond)]
         with torch.no_grad():
             x = trainer.seeds(len(pick), g)
             for steps in (96, 104):
@@ -190,6 +190,10 @@ class TranslateTask(DatasetTask):
             ink = 1.0 - inputs.clamp(0, 1)
             return torch.cat([ink.expand(-1, 3, -1, -1), torch.ones_like(ink)], dim=1)
         return torch.cat([inputs[:, :3].clamp(0, 1), torch.ones_like(inputs[:, :1])], dim=1)
+
+    def input_picture(self, condition: torch.Tensor) -> torch.Tensor:
+        """What the cells read, as a picture ``(B, 4, H, W)`` (here the input itself)."""
+        return self.input_rgba(condition)
 
     # -- showing -------------------------------------------------------------------------------------------
 
@@ -249,7 +253,7 @@ class TranslateTask(DatasetTask):
         from ncacli.io.images import to_pixels
 
         assert condition is not None
-        panels = [self.input_rgba(condition[:1])[0], self.rgba(states[:1])[0]]
+        panels = [self.input_picture(condition[:1])[0], self.rgba(states[:1])[0]]
         for inputs, target in getattr(self, "shown", []):
             if torch.equal(inputs, condition[:1]):
                 panels.append(target)
