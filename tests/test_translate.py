@@ -182,3 +182,30 @@ def test_an_unknown_data_set_is_one_line(capsys, tmp_path):
                            tmp_path / "run", *SHRUNK[:-4])  # fmt: skip
     one_error_line(err, "not edges2emoji nor a folder of image pairs")
     assert code != 0 and not (tmp_path / "run").exists()
+
+
+def test_figure7_trains_a_row_with_table_1_s_module_and_draws_its_curve(tmp_path):
+    """benchmarks/figure7.py: a row trained with the module of Table 1's Conv 3x3 preset (its parameter count), then
+    measured over the rollout into a curve, a table and a plot."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "f7"
+    args = [sys.executable, str(ROOT / "benchmarks" / "figure7.py"), "--train", "--rows", "conv3-mse", "--iters", "1",
+            "--metric", "mse", "--trials", "2", "--every", "100", "--device", "cpu", "--out", str(out),
+            "--set", "task.count=8", "--set", "task.test_fraction=0.25", "--set", "pool_size=8", "--set", "size=12",
+            "--set", "padding=2"]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "table.json").read_text())
+    (r,) = doc["rows"]
+    # the review's module: a full 3×3 convolution of 17 channels (16 + 1 input) to 80, then 80→80→16
+    assert r["perception"] == "Conv 3x3" and r["parameters"] == 17 * 9 * 80 + 80 + 80 * 80 + 80 + 80 * 16 + 16
+    steps = r["curve"]["mse"]["steps"]
+    assert steps[0] == 0 and {100, 149, 150, 449} <= set(steps) and len(r["stages"]["mse"]["stages"]) == 3
+    assert "| Conv 3x3 | mse |" in proc.stdout and (out / "figure7.png").stat().st_size > 1000
+    bad = subprocess.run([*args[:4], "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "nope not among" in bad.stderr
