@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ncacli.spec import ModelSpec, TaskSpec
+from ncacli.spec import ModelSpec
 from ncacli.tasks.latent_space import (
     PREFIX,
     AutoencoderOptions,
@@ -71,29 +71,9 @@ class LatentTranslateTask(LatentSpace, TranslateTask):
         h, w = int(data.inputs.shape[-2]), int(data.inputs.shape[-1])
         grid = latent_grid(h, w, ae_config.factor, "each pair", config.size, config.padding)
         model = replace(config.model_config(), condition_channels=ae_config.latent)
-        spec = ModelSpec(
-            model,
-            TaskSpec(
-                name=cls.name,
-                grid=grid,
-                seed_kind=config.seed_kind,
-                seed_positions=[list(p) for p in config.seed_positions] or [[0.5, 0.5]],
-                background="white",
-                classes=[],
-                channels={**latent_channels(ae_config.latent, model.channels), "input": list(range(ae_config.latent))},
-                options={
-                    "settings": asdict(o),
-                    "autoencoder": ae_config.to_dict(),
-                    "image": [h, w],
-                    "size": config.size,
-                    "padding": config.padding,
-                    "source": data.source,
-                    "train": len(data.train),
-                    "test": len(data.test),
-                    "mode": "regenerating" if config.damage_count else "persistent",
-                },
-            ),
-        )
+        channels = {**latent_channels(ae_config.latent, model.channels), "input": list(range(ae_config.latent))}
+        options = {"settings": asdict(o), "autoencoder": ae_config.to_dict(), "image": [h, w]}
+        spec = cls.pairs_spec(config, data, model, grid, channels, options)
         task = cls.with_data(spec, data, device)
         task.config = config
         if reused is not None:

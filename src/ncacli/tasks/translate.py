@@ -81,8 +81,21 @@ class TranslateTask(DatasetTask):
         data = cls.read_for(config)
         inputs = int(data.inputs.shape[1])
         grid = [int(data.inputs.shape[-2]), int(data.inputs.shape[-1])]
-        spec = ModelSpec(
-            replace(config.model_config(), condition_channels=inputs),
+        model = replace(config.model_config(), condition_channels=inputs)
+        channels = {**image_channels(config.channels), "input": list(range(inputs))}
+        spec = cls.pairs_spec(config, data, model, grid, channels, {"settings": {**config.task_options}})
+        task = cls.with_data(spec, data, device)
+        task.config = config
+        return task
+
+    @classmethod
+    def pairs_spec(
+        cls, config: Any, data: Any, model: Any, grid: list[int], channels: dict, options: dict
+    ) -> ModelSpec:
+        """The model spec of a run on ``data``'s pairs: a seed in the middle (by default), on white, the pairs'
+        source and split sizes beside the task's own ``options``."""
+        return ModelSpec(
+            model,
             TaskSpec(
                 name=cls.name,
                 grid=grid,
@@ -90,9 +103,9 @@ class TranslateTask(DatasetTask):
                 seed_positions=[list(p) for p in config.seed_positions] or [[0.5, 0.5]],
                 background="white",
                 classes=[],
-                channels={**image_channels(config.channels), "input": list(range(inputs))},
+                channels=channels,
                 options={
-                    "settings": {**config.task_options},
+                    **options,
                     "size": config.size,
                     "padding": config.padding,
                     "source": data.source,
@@ -102,9 +115,6 @@ class TranslateTask(DatasetTask):
                 },
             ),
         )
-        task = cls.with_data(spec, data, device)
-        task.config = config
-        return task
 
     def describe(self) -> str:
         return f"{self.options.data} (image-to-image)"
