@@ -189,8 +189,13 @@ def objective_args(preset: str, tiny_clip: tuple[Path, Path], style_png: Path) -
     if own.task == "classify":  # MNIST / CIFAR-10 cannot be downloaded here: the preset on the digits
         return ["--data", "digits", "--set", "pool_size=16", "--set", "batch=4", "--set", "task.fresh=1",
                 "--set", "mutation_count=1"]  # fmt: skip
-    if own.task == "latent":  # stage 1 shrunk too: a few iterations of a narrow autoencoder
-        return ["--set", "task.ae_iters=3", "--set", "task.width=4", "--set", "task.ae_batch=2"]
+    if own.task.startswith("latent"):  # stage 1 shrunk too: a few iterations of a narrow autoencoder
+        args = ["--set", "task.ae_iters=3", "--set", "task.width=4", "--set", "task.ae_batch=2"]
+        if own.task != "latent":  # a data set: a few pictures or pairs
+            args += ["--set", "task.count=8", "--set", "task.test_fraction=0.25"]
+        if own.task == "latent-inpaint":  # TINY's 10-pixel pictures: 2× compression
+            args += ["--set", "task.levels=1"]
+        return args
     if "clip" in names:
         args += ["--prompt", "fire", "--clip-model", str(tiny_clip[0]), "--clip-pretrained", str(tiny_clip[1])]
         args += ["--set", "objectives.clip.augmentations=2"]

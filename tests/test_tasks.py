@@ -38,6 +38,9 @@ def recipe(name, target_png, tiny_clip, style_png) -> list[str] | None:
         ],
         "video": ["--data", "moving-digits", "--set", "task.videos=12", "--set", "task.length=8"],
         "translate": ["--data", "edges2emoji", *sets("task.count=8", "task.test_fraction=0.25")],
+        "latent-inpaint": sets(
+            "task.count=8", "task.test_fraction=0.25", "task.ae_iters=2", "task.width=4", "task.levels=1"
+        ),
         "latent-translate": [
             "--data",
             "edges2emoji",

@@ -144,3 +144,93 @@ def _folder(path: Path, size: int, padding: int, test_fraction: float, seed: int
             stacked = 1.0 - stacked
     train, test = split(len(labels), test_fraction, seed)
     return LabelledImages(fit(stacked, size, padding), torch.tensor(labels), classes, train, test, str(path))
+
+
+FACES = "faces"
+LFW = (
+    "scikit-image's lfw_subset.npy (1 MB inside its BSD-3 wheel): the 100 faces of 25×25 grey pixels it keeps from "
+    "Labeled Faces in the Wild (Huang et al.), which states no licence of its own (research use)"
+)
+
+
+@dataclass
+class Pictures:
+    images: torch.Tensor  # (N, 4, S, S) premultiplied RGBA in [0, 1], opaque
+    names: list[str]
+    train: torch.Tensor
+    test: torch.Tensor
+    source: str
+
+
+def load_pictures(data: str, size: int, count: int, test_fraction: float, seed: int, root: str = "") -> Pictures:
+    """An unlabelled set of pictures, each a ``size`` square (centre-cropped, resized): ``faces`` (offline, see
+    :data:`LFW`), ``celeba`` (torchvision's CelebA in ``root`` or :func:`default_root`), or a folder of images;
+    ``count`` > 0 keeps the first ``count``."""
+    if data == FACES:
+        from skimage.data import lfw_subset
+
+        grey = torch.from_numpy(lfw_subset()[:100]).float()
+        grey = grey / 255.0 if grey.max() > 1 else grey
+        images, names, source = grey[:, None].expand(-1, 3, -1, -1), [f"face-{i}" for i in range(100)], LFW
+    elif data == "celeba":
+        images, names, source = _celeba(Path(root) if root else default_root(), count)
+    else:
+        path = Path(data).expanduser()
+        if not path.is_dir():
+            raise NcaError(f"--data {data}: neither {FACES}, celeba nor a folder of pictures")
+        images, names = _pictures_in(path, size, count)
+        source = f"the pictures of {path}"
+    if count > 0:
+        images, names = images[:count], names[:count]
+    if len(names) < 2:
+        raise NcaError(f"--data {data}: {len(names)} picture; a training and a held-out split need two or more")
+    images = _square(images, size)
+    opaque = torch.cat([images, torch.ones_like(images[:, :1])], dim=1)
+    train, test = split(len(names), test_fraction, seed)
+    return Pictures(opaque.contiguous(), names, train, test, source)
+
+
+def _square(images: torch.Tensor, size: int) -> torch.Tensor:
+    """``(N, 3, h, w)`` → the centred square, resized to ``size`` (bilinear, antialiased when shrinking)."""
+    h, w = images.shape[-2:]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    images = images[:, :, top : top + side, left : left + side]
+    if side != size:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=side > size)
+    return images.clamp(0.0, 1.0)
+
+
+def _pictures_in(path: Path, size: int, count: int) -> tuple[torch.Tensor, list[str]]:
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise NcaError(f"{path}: no pictures ({', '.join(IMAGE_SUFFIXES)})")
+    out = []
+    for f in files[: count if count > 0 else None]:
+        try:
+            with Image.open(f) as im:
+                rgb = torch.from_numpy(np.asarray(im.convert("RGB"), dtype="float32") / 255.0).permute(2, 0, 1)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise NcaError(f"{f}: not a readable image ({exc})") from None
+        out.append(_square(rgb[None], size)[0])
+    return torch.stack(out), [f.name for f in files[: len(out)]]
+
+
+def _celeba(root: Path, count: int) -> tuple[torch.Tensor, list[str]]:
+    import numpy as np
+    import torchvision
+
+    try:
+        ds = torchvision.datasets.CelebA(str(root), split="all", target_type=[], download=False)
+    except Exception as exc:  # the files are not there (torchvision downloads CelebA from Google Drive, if at all)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NcaError(
+            f"celeba: not in {root / 'celeba'} (img_align_celeba/, list_eval_partition.txt: {reason}); put the "
+            "files there, set NCA_DATA or task.data_root, or pass --data DIR (a folder of pictures)"
+        ) from None
+    n = len(ds) if count <= 0 else min(count, len(ds))
+    images = [torch.from_numpy(np.asarray(ds[i][0], dtype="float32") / 255.0).permute(2, 0, 1) for i in range(n)]
+    return torch.stack(images), [ds.filename[i] for i in range(n)]
