@@ -6,8 +6,8 @@ objective and the evaluation), what a perturbation is, and how a state is shown.
 (grow a target image: growing / persistent / regenerating / conditional), ``text`` (towards a CLIP prompt),
 ``texture`` (a VGG style loss), ``pixels`` (the picture's pixels optimised directly, nca-clip's baseline),
 ``classify`` (self-classifying digits), ``video`` (the next frames of a video), ``latent`` (growth in an
-autoencoder's latent space), ``translate`` (image-to-image) and ``latent-translate`` (the same in a latent
-space). See ``docs/plugins.md`` for adding one.
+autoencoder's latent space), ``translate`` (image-to-image), ``latent-translate`` (the same in a latent
+space) and ``latent-inpaint`` (filling holes there). See ``docs/plugins.md`` for adding one.
 """
 
 from ncacli.tasks.base import Asked, Batch, DatasetTask, Measuring, Schedule, Showing, Task, Training, task_for
