@@ -180,7 +180,8 @@ def _builtin(obj: Any) -> bool:
 
 def rows() -> list[Row]:
     """One row per key of each table of :func:`sections`, in the dataclass's order (a section's keys are its
-    own fields, not those of the classes it builds on); the task's ``name`` after the three sections."""
+    own fields and those of the option classes it builds on, such as the options every latent task shares); the
+    task's ``name`` after the three sections."""
     from ncacli.config import SECTIONS
 
     own = {f"[{name}]" for name in SECTIONS}
@@ -188,7 +189,10 @@ def rows() -> list[Row]:
     for group, cls in sections():
         if group not in own and not any(r.group == "[task]" for r in out):
             out.append(Row("[task]", "name", "str", '""', TASK_NAME, "table"))
-        parsed = _parse_class(cls)
+        parsed: dict[str, _Parsed] = {}
+        for base in reversed(cls.__mro__):
+            if dataclasses.is_dataclass(base):
+                parsed.update(_parse_class(base))
         for f in dataclasses.fields(cls):
             if f.name not in parsed:
                 continue  # a field the class inherits

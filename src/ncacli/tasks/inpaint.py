@@ -51,9 +51,9 @@ class Options(AutoencoderOptions):
     data_root: str = ""  # where celeba's files are (default: $NCA_DATA, else torchvision's cache)
     count: int = 0  # the first this many pictures (0: all)
     test_fraction: float = 0.1  # the share held out
-    split_seed: int = 0
-    hole_min: float = 0.15  # a hole's radius, a share of the side: drawn between these
-    hole_max: float = 0.3
+    split_seed: int = 0  # the seed of the split
+    hole_min: float = 0.15  # the smallest radius of a hole, a share of the side
+    hole_max: float = 0.3  # the largest (radii are drawn between the two)
     fresh: int = 2  # pool samples started again from a new picture and hole each batch
 
 
