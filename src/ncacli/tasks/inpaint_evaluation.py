@@ -78,7 +78,8 @@ def evaluate_inpainting(
         }
     kinds = {name: METRICS.get(name, "metric") for name in names}
     given = metric_options({**options, "metrics": names})
-    made = make_metrics(names, dev, {k: hook(kinds[k], "prepare")(model, given.get(k, {})) for k in names})
+    prepared = {k: hook(kinds[k], "prepare")(model, given.get(k, {})) for k in names}
+    made = make_metrics(names, dev, prepared)
     inside = holes.expand(-1, 4, -1, -1)
     figures: dict[str, dict[str, Any]] = {}
     for method, picture in pictures.items():
@@ -101,6 +102,7 @@ def evaluate_inpainting(
             "share": float(holes.float().mean()),
         },
         "metrics": ["hole_mse", *names],
+        **{key: value for k in names for key, value in hook(kinds[k], "describe")(prepared[k]).items()},
         "methods": figures,
         "better": {name: ("higher" if made[name].higher_is_better else "lower") for name in names},
     }
