@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -75,6 +76,18 @@ def test_the_verbs_show_a_held_out_face_with_its_hole(capsys, tmp_path, run):
         assert gif.n_frames == 5 and gif.size[0] == 3 * gif.size[1]  # masked | NCA | complete
     code, _, err = run_cli(capsys, "grow", model, "--steps", "3", "--out", tmp_path / "g.png")
     assert code == 0, err
+    Image.new("RGB", (30, 20), "red").save(tmp_path / "face.png")  # any picture: made a square of the model's size
+    code, out, err = run_cli(capsys, "render", model, tmp_path / "f.gif", "--steps", "2", "--input",
+                             tmp_path / "face.png", "--json")  # fmt: skip
+    assert code == 0, err
+    assert last_json(out)["input"] == str(tmp_path / "face.png")
+    with Image.open(tmp_path / "f.gif") as gif:
+        first = np.asarray(gif.convert("RGB"))
+    side = first.shape[0]
+    assert tuple(first[2, side * 2 + 2]) == (255, 0, 0)  # the complete picture, right: the file's red
+    assert tuple(first[side // 2, side // 2]) == (255, 255, 255)  # the hole, left: transparent over white
+    code, _, err = run_cli(capsys, "grow", model, "--input", "#9", "--out", tmp_path / "n.png")
+    one_error_line(err, "--input #9", "#0 … #4")
     code, _, err = run_cli(capsys, "render", model, tmp_path / "p.html")
     one_error_line(err, "page")
     code, out, err = run_cli(capsys, "train", "--resume", run, "--iters", "4", "--quiet")

@@ -57,7 +57,10 @@ def grow(
         raise UsageError(f"--latent: {model_path} grows in pixel space; its state is its picture (--format state)")
     state, start = _start(m, from_state, size, batch, seed)
     asked = Asked(condition=reads.condition, condition_map=reads.condition_map, input=reads.input, model=model_path)
-    cond = m.task.schedule(asked, tuple(state.shape[2:]), steps).condition
+    schedule = m.task.schedule(asked, tuple(state.shape[2:]), steps)
+    cond = schedule.condition
+    if schedule.start is not None and from_state is None:  # the options name the state it starts from
+        state = schedule.start.expand(len(state), -1, -1, -1).clone()
     plan = zoom_plan(m, model_path, state, cond, fractal, steps) if fractal is not None else None
     state = m.grow(steps, state, seed, cond, zoom=fractal).cpu()
     shown = state if as_state else m.rgba(state[:1])  # a latent model's picture is decoded

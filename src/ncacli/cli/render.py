@@ -113,6 +113,8 @@ def _growth(m, asked, from_state, size, steps, every, scale, seed, damage, fract
     s = m.task.scale  # a latent model's damage is cut in its picture's pixels
     mask = damage_mask(h * s, w * s, shape, center, radius, device=m.device)
     schedule = m.task.schedule(asked, (h, w), steps, every)
+    if schedule.start is not None and from_state is None:  # the options name the state it starts from
+        state = schedule.start
     plan = zoom_plan(m, asked.model, state, schedule.condition, fractal, steps) if fractal is not None else None
     shown = api.frames(m, steps, every, scale, seed, state, schedule.condition, damage_at, mask, zoom=fractal)
     summary = {"frames": len(shown), "steps": steps, "damage_at": damage_at, **schedule.about}

@@ -190,6 +190,15 @@ def load_pictures(data: str, size: int, count: int, test_fraction: float, seed: 
     return Pictures(opaque.contiguous(), names, train, test, source)
 
 
+def picture_file(path: str, size: int) -> torch.Tensor:
+    """One picture file as an opaque ``size`` square ``(4, size, size)`` (centre-cropped, resized)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise NcaError(f"{path}: no such picture")
+    images, _ = _pictures_in(file.parent, size, 0, only=file.name)
+    return torch.cat([images[0], torch.ones_like(images[0, :1])])
+
+
 def _square(images: torch.Tensor, size: int) -> torch.Tensor:
     """``(N, 3, h, w)`` → the centred square, resized to ``size`` (bilinear, antialiased when shrinking)."""
     h, w = images.shape[-2:]
@@ -201,11 +210,11 @@ def _square(images: torch.Tensor, size: int) -> torch.Tensor:
     return images.clamp(0.0, 1.0)
 
 
-def _pictures_in(path: Path, size: int, count: int) -> tuple[torch.Tensor, list[str]]:
+def _pictures_in(path: Path, size: int, count: int, only: str = "") -> tuple[torch.Tensor, list[str]]:
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
-    files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and (not only or f.name == only))
     if not files:
         raise NcaError(f"{path}: no pictures ({', '.join(IMAGE_SUFFIXES)})")
     out = []

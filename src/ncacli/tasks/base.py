@@ -72,10 +72,13 @@ class Asked:
 @dataclass
 class Schedule:
     """The condition of each step of a growth a verb shows: None, one tensor ``(1, K, H|1, W|1)``, or a function
-    ``step → tensor`` (steps from 1); ``about``: what it is, for the verb's summary."""
+    ``step → tensor`` (steps from 1); ``about``: what it is, for the verb's summary; ``start``: the state
+    ``(1, C, H, W)`` the growth starts from where the verb's options name it (a picture to inpaint), else None
+    (the seed, or ``--from``)."""
 
     condition: Any = None
     about: dict[str, Any] = field(default_factory=dict)
+    start: Any = None
 
 
 class _Bound:

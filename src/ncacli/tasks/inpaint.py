@@ -278,6 +278,32 @@ class LatentInpaintTask(LatentSpace, DatasetTask):
 
     # -- showing and measuring -----------------------------------------------------------------------------
 
+    def schedule(self, asked: Any, grid: tuple[int, int], steps: int, every: int = 1) -> Any:
+        """What ``nca grow`` and ``nca render`` start from: ``--input`` names the picture (``#N``, held-out picture
+        N, default #0; or a picture file, made a square of the model's size), with a centred hole of radius
+        ``SHOWN_HOLE``."""
+        from ncacli.engine.damage import damage_mask
+        from ncacli.tasks.base import Schedule
+
+        asked.only(
+            ("input",), "an inpainting model takes --input (#N, a held-out picture, or a picture file)", self.name
+        )
+        name = asked.input or "#0"
+        side = self.spec.task.options["image"][0]
+        if name.startswith("#") and name[1:].isdigit():
+            test = self.test_index()
+            if not 0 <= int(name[1:]) < len(test):
+                raise UsageError(f"--input {name}: the held-out split has pictures #0 … #{len(test) - 1}")
+            picture = self.load_data().images[test[int(name[1:])]][None]
+        else:
+            from ncacli.io.datasets import picture_file
+
+            picture = picture_file(name, side)[None].to(self.device)
+        hole = damage_mask(side, side, "circle", (0.5, 0.5), SHOWN_HOLE, device=self.device)
+        self.shown = (picture, picture * ~hole)
+        return Schedule(about={"input": name, "hole": f"a centred circle, radius {SHOWN_HOLE}"},
+                        start=self.starts(picture, hole))  # fmt: skip
+
     def frame(self, states: torch.Tensor, condition: torch.Tensor | None, scale: int) -> Any:
         """The first sample between the picture with its hole and the complete one: ``(S·s, 3·S·s, 3)`` uint8."""
         import numpy as np
