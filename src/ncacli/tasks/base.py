@@ -429,6 +429,15 @@ class DatasetTask(Task):
         train = self.load_data().train.to(self.device)
         return train[torch.randint(len(train), (n,), generator=generator, device=self.device)]
 
+    def worst_first(self, trainer: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A batch drawn from the pool, sorted by loss, worst first → ``(pool indices, states, labels)``."""
+        g, n, pool = trainer.generator, trainer.shard.batch, trainer.pool
+        idx, x = pool.sample(n, g)
+        labels = pool.labels[idx].clone()
+        with torch.no_grad():
+            order = torch.argsort(self.loss(x, labels), descending=True)
+        return idx[order], x[order], labels[order]
+
     def make_pool(self, trainer: Any) -> Any:
         """A pool of seeds, each labelled with a random training sample."""
         from ncacli.engine import SamplePool

@@ -32,7 +32,6 @@ from ncacli.spec import ModelSpec, TaskSpec
 from ncacli.tasks.base import Batch, DatasetTask
 from ncacli.tasks.latent_space import (
     LATENT,
-    PREFIX,
     AutoencoderOptions,
     LatentSpace,
     autoencoder_for,
@@ -136,24 +135,10 @@ class LatentInpaintTask(LatentSpace, DatasetTask):
             task.use_autoencoder(reused)
         return task
 
-    @classmethod
-    def from_resume(cls, config: Any, tensors: dict[str, torch.Tensor], device: Any) -> LatentInpaintTask:
-        task = cls.from_config(replace(config, task_options={**config.task_options, "autoencoder": ""}), device)
-        ae = {k: v for k, v in tensors.items() if k.startswith(PREFIX)}
-        if ae:
-            from ncacli.engine.autoencoder import Autoencoder
-
-            task.use_autoencoder(Autoencoder.from_tensors(task.ae_config, ae, PREFIX))
-        return task
-
     def before_training(self, run_dir: Path, quiet: bool) -> None:
         """Stage 1: the autoencoder, on the training pictures (complete and perturbed)."""
         d = self.load_data()
         self.train_autoencoder(d.images[d.train.to(d.images.device)], run_dir, quiet, self.config.seed)
-
-    @classmethod
-    def check_tensors(cls, spec: ModelSpec, tensors: dict[str, torch.Tensor]) -> str | None:
-        return DatasetTask.check_tensors(spec, tensors) or LatentSpace.check_autoencoder(spec, tensors)
 
     def describe(self) -> str:
         return f"{self.options.data} (latent inpainting)"
@@ -206,12 +191,8 @@ class LatentInpaintTask(LatentSpace, DatasetTask):
 
     def batch(self, trainer: Any) -> Batch:
         """Sorted by loss, worst first: the ``fresh`` worst start again from a new picture with a new hole."""
-        g, n, pool = trainer.generator, trainer.shard.batch, trainer.pool
-        idx, x = pool.sample(n, g)
-        labels = pool.labels[idx].clone()
-        with torch.no_grad():
-            order = torch.argsort(self.loss(x, labels), descending=True)
-        idx, x, labels = idx[order], x[order], labels[order]
+        g = trainer.generator
+        idx, x, labels = self.worst_first(trainer)
         k = self.options.fresh
         labels[:k] = self.random_samples(k, g)
         x[:k] = self.fresh_starts(labels[:k], g)

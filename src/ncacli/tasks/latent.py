@@ -24,12 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from ncacli.engine import one_hot
-from ncacli.engine.autoencoder import Autoencoder
 from ncacli.errors import UsageError
 from ncacli.spec import ModelSpec, TaskSpec
 from ncacli.tasks.image import ImageTask, class_names
 from ncacli.tasks.latent_space import (
-    PREFIX,
     AutoencoderOptions,
     LatentSpace,
     autoencoder_for,
@@ -116,18 +114,12 @@ class LatentTask(LatentSpace, ImageTask):
         if "target" in tensors:
             task.target = tensors["target"].to(task.device)
             task.tensors["target"] = task.target
-        ae = {k: v for k, v in tensors.items() if k.startswith(PREFIX)}
-        if ae:
-            task.use_autoencoder(Autoencoder.from_tensors(task.ae_config, ae, PREFIX))
+        task.restore_autoencoder(tensors)
         return task
 
     def before_training(self, run_dir: Path, quiet: bool) -> None:
         """Stage 1: the autoencoder, on the targets (see :meth:`LatentSpace.train_autoencoder`)."""
         self.train_autoencoder(self.target if self.classes else self.target[None], run_dir, quiet, self.config.seed)
-
-    @classmethod
-    def check_tensors(cls, spec: ModelSpec, tensors: dict[str, torch.Tensor]) -> str | None:
-        return ImageTask.check_tensors(spec, tensors) or LatentSpace.check_autoencoder(spec, tensors)
 
     def describe(self) -> str:
         return super().describe() + " (latent)"

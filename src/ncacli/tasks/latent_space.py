@@ -115,6 +115,18 @@ class LatentSpace:
         if self.autoencoder is not None:
             self.autoencoder.to(self.device)
 
+    @classmethod
+    def from_resume(cls, config: Any, tensors: dict[str, torch.Tensor], device: Any) -> Any:
+        """The task of a run being resumed, with the autoencoder its resume file keeps (none: stage 1 is to come)."""
+        task = cls.from_config(replace(config, task_options={**config.task_options, "autoencoder": ""}), device)
+        task.restore_autoencoder(tensors)
+        return task
+
+    def restore_autoencoder(self, tensors: dict[str, torch.Tensor]) -> None:
+        ae = {k: v for k, v in tensors.items() if k.startswith(PREFIX)}
+        if ae:
+            self.use_autoencoder(Autoencoder.from_tensors(self.ae_config, ae, PREFIX))
+
     def train_autoencoder(self, pictures: torch.Tensor, run_dir: Path, quiet: bool, seed: int) -> None:
         """Stage 1: train the autoencoder on ``pictures`` ``(N, 4, H, W)`` in ``run_dir`` (or take up its interrupted
         run there), unless one was given or restored."""
@@ -138,6 +150,11 @@ class LatentSpace:
         self.tensors.update(self.autoencoder.tensors(PREFIX))
         self.tensors["task.empty"] = empty.cpu()
         self.tensors = {k: v.to(self.device) for k, v in self.tensors.items()}
+
+    @classmethod
+    def check_tensors(cls, spec: Any, tensors: dict[str, torch.Tensor]) -> str | None:
+        """What the task it is mixed into checks, then the autoencoder (:meth:`check_autoencoder`)."""
+        return super().check_tensors(spec, tensors) or LatentSpace.check_autoencoder(spec, tensors)
 
     @staticmethod
     def check_autoencoder(spec: Any, tensors: dict[str, torch.Tensor]) -> str | None:

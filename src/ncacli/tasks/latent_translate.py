@@ -23,7 +23,6 @@ import torch.nn.functional as F
 
 from ncacli.spec import ModelSpec
 from ncacli.tasks.latent_space import (
-    PREFIX,
     AutoencoderOptions,
     LatentSpace,
     autoencoder_for,
@@ -80,27 +79,12 @@ class LatentTranslateTask(LatentSpace, TranslateTask):
             task.use_autoencoder(reused)
         return task
 
-    @classmethod
-    def from_resume(cls, config: Any, tensors: dict[str, torch.Tensor], device: Any) -> LatentTranslateTask:
-        """The run's pairs, and the autoencoder it trained, from its resume file."""
-        task = cls.from_config(replace(config, task_options={**config.task_options, "autoencoder": ""}), device)
-        ae = {k: v for k, v in tensors.items() if k.startswith(PREFIX)}
-        if ae:
-            from ncacli.engine.autoencoder import Autoencoder
-
-            task.use_autoencoder(Autoencoder.from_tensors(task.ae_config, ae, PREFIX))
-        return task
-
     def before_training(self, run_dir: Path, quiet: bool) -> None:
         """Stage 1: the autoencoder, on the training pairs' targets and inputs (drawn as pictures)."""
         d = self.load_data()
         train = d.train.to(d.inputs.device)
         pictures = torch.cat([d.targets[train], self.input_rgba(d.inputs[train])])
         self.train_autoencoder(pictures, run_dir, quiet, self.config.seed)
-
-    @classmethod
-    def check_tensors(cls, spec: ModelSpec, tensors: dict[str, torch.Tensor]) -> str | None:
-        return TranslateTask.check_tensors(spec, tensors) or LatentSpace.check_autoencoder(spec, tensors)
 
     def describe(self) -> str:
         return f"{self.options.data} (latent image-to-image)"

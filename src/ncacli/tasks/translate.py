@@ -137,12 +137,8 @@ class TranslateTask(DatasetTask):
     def batch(self, trainer: Any) -> Batch:
         """Sorted by loss, worst first: the worst starts again from a seed on a new pair, the ``damage_count``
         best get a hole, the ``mutation_count`` next best another pair's input."""
-        g, n, pool = trainer.generator, trainer.shard.batch, trainer.pool
-        idx, x = pool.sample(n, g)
-        labels = pool.labels[idx].clone()
-        with torch.no_grad():
-            order = torch.argsort(self.loss(x, labels), descending=True)
-        idx, x, labels = idx[order], x[order], labels[order]
+        g, n = trainer.generator, trainer.shard.batch
+        idx, x, labels = self.worst_first(trainer)
         x[:1] = trainer.seeds(1)
         labels[:1] = self.random_samples(1, g)
         damaged = trainer.shard.damage_count
