@@ -172,6 +172,26 @@ def label_of(name: str, higher_is_better: bool) -> str:
     return getattr(declared(name), "label", "") or f"{name} {'↑' if higher_is_better else '↓'}"
 
 
+def metric_options(given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The evaluation's keywords that set a metric's own options (``lpips_net``: ``--lpips-net``), as each
+    metric's option fields name their flags → ``{metric: {option: value}}``, checked. A flag given for a metric
+    not measured is refused with the metric to add."""
+    from ncacli.errors import UsageError
+    from ncacli.options import flag_options, option_fields
+    from ncacli.registry import METRICS
+
+    names = given.get("metrics") or []
+    out = flag_options(METRICS, given)
+    for name, values in out.items():
+        if names and name not in names:
+            flags = " and ".join(f.flag for f in option_fields(METRICS[name]) if f.name in values)
+            raise UsageError(
+                f"{flags} {'are' if ' and ' in flags else 'is'} read by the {name} metric: add --metric {name}"
+            )
+        out[name] = METRICS.options(name, values, "nca evaluate")
+    return out
+
+
 def hook(entry: Any, name: str) -> Callable[..., Any]:
     """A metric's hook ``name`` (a :class:`MetricKind`'s), or the default of a plain :class:`Metric`."""
     return getattr(entry, name, None) or getattr(MetricKind(), name)

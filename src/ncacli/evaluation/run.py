@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from ncacli.errors import NcaError, UsageError
+from ncacli.evaluation.metrics import metric_options
 from ncacli.evaluation.report import Report, report_of, stages_report
-from ncacli.options import option_fields
 
 
 def evaluate_model(
@@ -211,22 +211,3 @@ def _compares_with_target(provenance: dict) -> bool:
 
     names = loss_names(str(provenance.get("loss") or "mse"))
     return not all(name in OBJECTIVES for name in names) or all(needs_target(name) for name in names)
-
-
-def metric_options(given: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The evaluation's keywords that set a metric's own options (``lpips_net``: ``--lpips-net``), as each
-    metric's option fields name their flags → ``{metric: {option: value}}``, checked. A flag given for a metric
-    not measured is refused with the metric to add."""
-    from ncacli.options import flag_options
-    from ncacli.registry import METRICS
-
-    names = given.get("metrics") or []
-    out = flag_options(METRICS, given)
-    for name, values in out.items():
-        if names and name not in names:
-            flags = " and ".join(f.flag for f in option_fields(METRICS[name]) if f.name in values)
-            raise UsageError(
-                f"{flags} {'are' if ' and ' in flags else 'is'} read by the {name} metric: add --metric {name}"
-            )
-        out[name] = METRICS.options(name, values, "nca evaluate")
-    return out

@@ -52,9 +52,8 @@ def evaluate_inpainting(
     """``trials`` held-out pictures (default 16), holes and fire masks from ``seed``, the NCA run ``final`` steps
     (default 64) → the document ``nca evaluate --json`` prints. The growing protocol's other options (stages,
     damage, targets) do not apply and are ignored."""
-    from ncacli.evaluation.metrics import hook, make_metrics
+    from ncacli.evaluation.metrics import hook, make_metrics, metric_options
     from ncacli.evaluation.protocol import check_perturbation
-    from ncacli.evaluation.run import metric_options
     from ncacli.registry import METRICS
 
     check_perturbation(model, perturb, "none", None)
