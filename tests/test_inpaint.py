@@ -113,6 +113,15 @@ def test_bad_inputs_are_one_line_and_write_nothing(capsys, tmp_path, sets, needl
     assert not (tmp_path / "r").exists()
 
 
+def test_data_names_the_task_or_goes_to_the_preset_s(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", *RUN, "--data", "celeba", "--out", tmp_path / "c")
+    one_error_line(err, "celeba: not in", "--data DIR")
+    args = [a for a in RUN if a not in ("--preset", "latent-inpaint")]
+    code, out, err = run_cli(capsys, "train", "--data", "faces", *args, "--out", tmp_path / "f")
+    assert code == 0, err
+    assert 'name = "latent-inpaint"' in (tmp_path / "f" / "config.toml").read_text()
+
+
 def test_a_size_the_autoencoder_does_not_divide_is_one_line(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train", *RUN, "--size", "18", "--out", tmp_path / "r")
     one_error_line(err, "18×18", "4× compression")

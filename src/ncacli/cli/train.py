@@ -131,8 +131,8 @@ def _config(g: dict[str, Any]) -> tuple[Any, list[str]]:
     from ncacli.train.session import resumed_config
 
     task, data, prompt, style = g["task"], g["data"], g["prompt"], g["style"]
-    if data is not None and task is None:
-        task = _task_of_data(data)
+    if data is not None and task is None and g["preset"] is None and g["config_file"] is None:
+        task = _task_of_data(data)  # else the preset's task reads it
     architecture = _architecture(g)
     if g["model_kind"] is not None and architecture is None and task is None:
         task = g["model_kind"]  # 0.1.0's --model pixels: a task's name

@@ -234,11 +234,10 @@ def _celeba(root: Path, count: int) -> tuple[torch.Tensor, list[str]]:
 
     try:
         ds = torchvision.datasets.CelebA(str(root), split="all", target_type=[], download=False)
-    except Exception as exc:  # the files are not there (torchvision downloads CelebA from Google Drive, if at all)
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except Exception:  # the files are not there (torchvision downloads CelebA from Google Drive, if at all)
         raise NcaError(
-            f"celeba: not in {root / 'celeba'} (img_align_celeba/, list_eval_partition.txt: {reason}); put the "
-            "files there, set NCA_DATA or task.data_root, or pass --data DIR (a folder of pictures)"
+            f"celeba: not in {root / 'celeba'} (img_align_celeba/ and list_eval_partition.txt); put the files there, "
+            "set NCA_DATA or task.data_root, or pass --data DIR (a folder of pictures)"
         ) from None
     n = len(ds) if count <= 0 else min(count, len(ds))
     images = [torch.from_numpy(np.asarray(ds[i][0], dtype="float32") / 255.0).permute(2, 0, 1) for i in range(n)]

@@ -78,6 +78,13 @@ class LatentInpaintTask(LatentSpace, DatasetTask):
     # -- data ----------------------------------------------------------------------------------------------
 
     @classmethod
+    def reads_data(cls, data: str) -> bool:
+        """faces and celeba (a folder of pictures: with --task latent-inpaint or its preset)."""
+        from ncacli.io.datasets import FACES
+
+        return data in (FACES, "celeba")
+
+    @classmethod
     def read(cls, options: Options, settings: dict[str, Any]):
         from ncacli.io.datasets import load_pictures
 
