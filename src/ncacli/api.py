@@ -59,20 +59,25 @@ class Model:
         condition: torch.Tensor | Callable[[int], torch.Tensor] | None = None,
         observe: Callable[[int, torch.Tensor], torch.Tensor | None] | None = None,
         zoom: Any = None,
+        runner: Any = None,
     ) -> torch.Tensor:
         """Run ``steps`` steps from ``state`` (default: the seed); fire masks from ``seed``. ``zoom``, a
         :class:`ncacli.engine.zoom.Zoom`: fractal growth, the grid scaled up as it grows (the result at the
-        last grid; tasks whose ``capabilities`` say ``zoom``)."""
+        last grid; tasks whose ``capabilities`` say ``zoom``). ``runner``: given the NCA, what runs the steps in
+        its place (a task's :attr:`ncacli.tasks.Schedule.runner`: classifier-free guidance)."""
         x = (self.seed(seed=seed) if state is None else state).to(self.device)
         g = torch.Generator(device=self.device).manual_seed(seed)
         with torch.no_grad():
             if zoom is not None:
                 from ncacli.engine.zoom import zoom_rollout
 
+                if runner is not None:
+                    raise ValueError("fractal growth runs the NCA alone, not a guided pair of rollouts")
                 if "zoom" not in self.task.capabilities:
                     raise ValueError(f"a {self.spec.task.name!r} model's state is not a picture to zoom")
                 return zoom_rollout(self.nca, x, steps, zoom, g, observe, condition)
-            return self.nca.rollout(x, steps, g, observe, condition=condition)
+            stepper = self.nca if runner is None else runner(self.nca)
+            return stepper.rollout(x, steps, g, observe, condition=condition)
 
     def picture(self, state: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """How ``state`` looks, as the task shows it: RGB ``(B, 3, H, W)`` in [0, 1]."""
@@ -109,6 +114,7 @@ def frames(
     damage_at: int | None = None,
     damage_mask: torch.Tensor | None = None,
     zoom: Any = None,
+    runner: Any = None,
 ) -> list:
     """The frames of a video (``nca render``): the start, then every ``every`` steps and the last, each as the
     task shows it (``(H·scale, W·scale, 3)`` uint8, a classifier's with its legend); ``damage_mask`` erased
@@ -130,7 +136,7 @@ def frames(
             out.append(show(x, at(step), scale))
         return replaced
 
-    model.grow(steps, x, seed, condition, observe, zoom)
+    model.grow(steps, x, seed, condition, observe, zoom, runner)
     return out
 
 

@@ -71,6 +71,9 @@ def evaluate(
     frames: Optional[int] = typer.Option(
         None, "--frames", min=1, help="Video models: frames predicted one after another (default up to 20)."
     ),
+    guidance: Optional[float] = typer.Option(
+        None, "--guidance", help="Models trained with classifier-free guidance: grow with this scale (1: none)."
+    ),
     device_name: str = device_option(),
     engine: str = engine_option(),
     json_out: bool = json_option("One JSON document on stdout."),

@@ -88,13 +88,20 @@ class Reads:
 
     panel: ClassVar[str] = "What the model reads"
     condition: Optional[str] = flag(
-        None, "--condition", "-c", help="Conditional models: the class to grow, an index or a name (default 0)."
+        None,
+        "--condition",
+        "--class",
+        "-c",
+        help="Conditional models: the class to grow, an index or a name (default 0).",
     )
     condition_map: Optional[str] = flag(
         None, "--condition-map", help="Conditional models: an image whose brightness picks each cell's class."
     )
     input: Optional[str] = flag(
         None, "--input", help="Models that read an input: what to grow from (a classifier: a class, or #N)."
+    )
+    guidance: Optional[float] = flag(
+        None, "--guidance", help="Models trained with classifier-free guidance: its scale w (1: none, 0: no class)."
     )
 
 

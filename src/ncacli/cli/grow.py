@@ -30,6 +30,9 @@ def grow(
     out: str = typer.Option(..., "--out", "-o", help="Output: .png picture, .safetensors state, or - (state)."),
     from_state: Optional[str] = typer.Option(None, "--from", help="Start from this state file (- for stdin)."),
     batch: int = typer.Option(1, "--batch", min=1, help="Grow this many samples from the seed."),
+    samples: Optional[int] = typer.Option(
+        None, "--samples", min=2, help="Grow N samples and write them side by side with their spread (a PNG)."
+    ),
     size: Optional[str] = typer.Option(None, "--grid", help="Grid size N or HxW when growing from the seed."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the fire masks."),
     reads: Reads = Reads,
@@ -47,6 +50,10 @@ def grow(
     from ncacli.tasks.base import Asked
 
     as_state = wants_state(out, fmt) or latent
+    if samples is not None:
+        if batch != 1 or as_state:
+            raise UsageError("--samples writes one picture of N samples; --batch N grows them into a state file")
+        batch = samples
     fractal = zoom_of(zoom, steps)
     if model_path == "-" and from_state == "-":
         raise UsageError("only one of MODEL and --from can be read from stdin")
@@ -56,16 +63,33 @@ def grow(
     if latent and m.task.scale == 1:
         raise UsageError(f"--latent: {model_path} grows in pixel space; its state is its picture (--format state)")
     state, start = _start(m, from_state, size, batch, seed)
-    asked = Asked(condition=reads.condition, condition_map=reads.condition_map, input=reads.input, model=model_path)
+    asked = Asked(condition=reads.condition, condition_map=reads.condition_map, input=reads.input, model=model_path,
+                  guidance=reads.guidance)  # fmt: skip
     schedule = m.task.schedule(asked, tuple(state.shape[2:]), steps)
     cond = schedule.condition
     if schedule.start is not None and from_state is None:  # the options name the state it starts from
         state = schedule.start.expand(len(state), -1, -1, -1).clone()
     plan = zoom_plan(m, model_path, state, cond, fractal, steps) if fractal is not None else None
-    state = m.grow(steps, state, seed, cond, zoom=fractal).cpu()
-    shown = state if as_state else m.rgba(state[:1])  # a latent model's picture is decoded
-    kind = write_picture_or_state(out, shown, start + steps, transparent, scale, as_state, background_of(m.spec))
+    state = m.grow(steps, state, seed, cond, zoom=fractal, runner=schedule.runner).cpu()
+    if samples is not None:
+        _write_samples(out, m.rgba(state), scale, transparent, background_of(m.spec))
+        kind = "png"
+    else:
+        shown = state if as_state else m.rgba(state[:1])  # a latent model's picture is decoded
+        kind = write_picture_or_state(out, shown, start + steps, transparent, scale, as_state, background_of(m.spec))
     _report(m, out, kind, state, start, steps, plan, json_out and out != "-")
+
+
+def _write_samples(out: str, rgba: torch.Tensor, scale: int, transparent: bool, background: str) -> None:
+    """``--samples``: the pictures side by side (rows of up to ten), their spread last."""
+    from ncacli.errors import UsageError
+    from ncacli.io.files import write_output
+    from ncacli.io.images import png_bytes, sample_tiles, tiled
+
+    if transparent:
+        raise UsageError("--transparent: --samples draws its spread map on the model's background")
+    n = len(rgba) + 1
+    write_output(out, png_bytes(tiled(sample_tiles(rgba, scale, background), min(n, 10), max(1, scale))))
 
 
 def _start(m, from_state: str | None, size: str | None, batch: int, seed: int) -> tuple[torch.Tensor, int]:

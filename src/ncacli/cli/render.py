@@ -71,7 +71,7 @@ def render(
     growth = {"--damage-at": damage_at, "--from": from_state, "--grid": grid, "--zoom": zoom.factor}
     given = tuple(flag for flag, value in growth.items() if value is not None)
     asked = Asked(reads.condition, reads.condition_map, switch_at, condition_to, condition_video, reads.input,
-                  input_to, frames, given, model_path)  # fmt: skip
+                  input_to, frames, given, model_path, reads.guidance)  # fmt: skip
     size = None if grid is None else parse_grid(grid)
     if out.suffix.lower() == ".html":
         return _page(model_path, out, size, scale, steps_per_frame, title, asked, json_out)
@@ -116,7 +116,8 @@ def _growth(m, asked, from_state, size, steps, every, scale, seed, damage, fract
     if schedule.start is not None and from_state is None:  # the options name the state it starts from
         state = schedule.start
     plan = zoom_plan(m, asked.model, state, schedule.condition, fractal, steps) if fractal is not None else None
-    shown = api.frames(m, steps, every, scale, seed, state, schedule.condition, damage_at, mask, zoom=fractal)
+    cond, runner = schedule.condition, schedule.runner
+    shown = api.frames(m, steps, every, scale, seed, state, cond, damage_at, mask, fractal, runner)
     summary = {"frames": len(shown), "steps": steps, "damage_at": damage_at, **schedule.about}
     return shown, summary if plan is None else {**summary, "zoom": plan}
 

@@ -156,17 +156,17 @@ class NCA(nn.Module):
         generator: Generator = None,
         condition: torch.Tensor | None = None,
         fire: torch.Tensor | None = None,
+        delta: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """The step as the Distill model writes it: perceive and update every cell, then mask.
 
-        ``fire`` ``(B, 1, H, W)`` bool: this step's fire mask, when already drawn from ``generator``."""
+        ``fire`` ``(B, 1, H, W)`` bool: this step's fire mask, when already drawn from ``generator``; ``delta``:
+        what gives the update of states ``x`` in :meth:`delta`'s place (classifier-free guidance's blend)."""
         cfg = self.config
         by_alpha = cfg.alive_masking and cfg.alive_from == "alpha"
         if by_alpha:
             pre = self.alive(x)
-        dx = self.update(self.perceive(self.with_condition(x, condition)))
-        if cfg.update_tanh:
-            dx = torch.tanh(dx)
+        dx = self.delta(x, condition) if delta is None else delta(x)
         if cfg.fire_rate < 1.0:
             dx = dx * (self.fire_mask(x, generator) if fire is None else fire)
         x = x + dx
@@ -177,6 +177,11 @@ class NCA(nn.Module):
         elif cfg.alive_masking:  # alive_from input: the input's cells, the same every step
             x = x * self.input_alive(x, condition)
         return x
+
+    def delta(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """What the update would add to every cell of ``x`` before the fire and alive masks: ``(B, C, H, W)``."""
+        dx = self.update(self.perceive(self.with_condition(x, condition)))
+        return torch.tanh(dx) if self.config.update_tanh else dx
 
     def input_alive(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
         """Where the fixed input's first channel exceeds the threshold: ``(B, 1, H, W)`` bool."""

@@ -37,6 +37,7 @@ def evaluate_model(
     style: str | None = None,
     frames: int | None = None,
     damage_space: str | None = None,
+    guidance: float | None = None,
 ) -> Report:
     """The evaluation as :class:`~ncacli.evaluation.report.Report`: its document (what ``nca evaluate --json``
     prints), its table and its plot.
@@ -44,6 +45,8 @@ def evaluate_model(
     The model's task evaluates it first (:meth:`ncacli.tasks.Task.evaluate`: a classifier's accuracy, a video
     model's predicted frames); when it has no evaluation of its own, the growing protocol runs."""
     options: dict[str, Any] = {k: v for k, v in locals().items() if k != "model"}  # every keyword, as given
+    if guidance is not None:
+        model.task.check_guidance(guidance, str(model.path))
     own = model.task.evaluate(model, **options)
     if own is not None:
         return report_of(own, f"task {model.spec.task.name!r}")

@@ -169,6 +169,44 @@ def grid_png(states: torch.Tensor, scale: int = 2, background: str = "white", co
     return png_bytes(np.concatenate(rows, axis=0))
 
 
+def spread_pixels(rgba: torch.Tensor, scale: int = 1, background: str = "white") -> np.ndarray:
+    """How samples ``(N, 4, H, W)`` differ, pixel by pixel: the standard deviation over the samples of their
+    visible brightness (the mean of RGB over ``background``), as a heat map (matplotlib's magma, black 0, white
+    0.5: the most two values in [0, 1] can spread) → uint8 ``(H·s, W·s, 3)``."""
+    from matplotlib import colormaps
+
+    from ncacli.engine.visible import visible_rgb
+
+    rgba = torch.nan_to_num(rgba.detach().float().cpu(), nan=0.0, posinf=1.0, neginf=0.0)
+    spread = visible_rgb(rgba, background).mean(1).std(0, unbiased=False) / 0.5
+    pixels = (colormaps["magma"](spread.clamp(0, 1).numpy())[..., :3] * 255.0 + 0.5).astype(np.uint8)
+    return pixels.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else pixels
+
+
+def sample_tiles(rgba: torch.Tensor, scale: int = 1, background: str = "white", shown: int | None = None) -> list:
+    """Samples ``(N, 4, H, W)`` as pictures (the first ``shown``, default all), then the :func:`spread_pixels` map
+    of all of them: a list of uint8 ``(H·s, W·s, 3)`` tiles."""
+    tiles = [to_pixels(s, scale=scale, background=background) for s in rgba[:shown]]
+    return tiles + [spread_pixels(rgba, scale, background)]
+
+
+def tiled(tiles: list, columns: int, gap: int = 1) -> np.ndarray:
+    """Equal tiles in rows of ``columns``, ``gap`` grey pixels between them (a short last row padded grey)."""
+    h, w, _ = tiles[0].shape
+    grey = lambda rows, cols: np.full((rows, cols, 3), 128, np.uint8)  # noqa: E731
+    tiles = tiles + [grey(h, w)] * (-len(tiles) % columns)
+    rows = []
+    for i in range(0, len(tiles), columns):
+        row = [tiles[i]]
+        for tile in tiles[i + 1 : i + columns]:
+            row += [grey(h, gap), tile]
+        rows.append(np.concatenate(row, axis=1))
+    out = [rows[0]]
+    for row in rows[1:]:
+        out += [grey(gap, row.shape[1]), row]
+    return np.concatenate(out, axis=0)
+
+
 def brightness(image, grid: tuple[int, int]):
     """A picture (PIL) → its brightness ``(H, W)`` in [0, 1] on the grid: luma over black, resized bilinearly."""
     from PIL import Image

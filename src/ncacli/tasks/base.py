@@ -34,6 +34,7 @@ FLAGS = {
     "input": "--input",
     "input_to": "--input-to",
     "frames": "--frames",
+    "guidance": "--guidance",
 }
 
 
@@ -41,9 +42,9 @@ FLAGS = {
 class Asked:
     """What a verb's options ask of a model beyond its steps, each None where not given: the condition of a
     growing model (a class, a map of classes, a switch, a video of maps), the input of a model that reads one,
-    the frames of a model that predicts them. ``growth``: the flags given that shape a growth (``--damage-at``,
-    ``--from``, ``--grid``), for a task that shows something other than a growth to refuse; ``model``: the
-    model as the user named it, for messages."""
+    the frames of a model that predicts them, the scale of classifier-free guidance. ``growth``: the flags given
+    that shape a growth (``--damage-at``, ``--from``, ``--grid``), for a task that shows something other than a
+    growth to refuse; ``model``: the model as the user named it, for messages."""
 
     condition: str | None = None
     condition_map: str | None = None
@@ -55,6 +56,7 @@ class Asked:
     frames: int | None = None
     growth: tuple[str, ...] = ()
     model: str = "the model"
+    guidance: float | None = None
 
     def given(self, *names: str) -> list[str]:
         """The flags given among the fields ``names`` (default: all of them)."""
@@ -66,6 +68,9 @@ class Asked:
         for flag in self.given(*(n for n in FLAGS if n not in reads)):
             if flag == "--frames":
                 raise UsageError(f"--frames counts the frames a video model predicts; {self.model} is a {task} model")
+            if flag == "--guidance":
+                raise UsageError(f"--guidance scales classifier-free guidance; {self.model} is a {task} model "
+                                 "trained without it")  # fmt: skip
             raise UsageError(f"{flag}: {why}")
 
 
@@ -74,11 +79,13 @@ class Schedule:
     """The condition of each step of a growth a verb shows: None, one tensor ``(1, K, H|1, W|1)``, or a function
     ``step → tensor`` (steps from 1); ``about``: what it is, for the verb's summary; ``start``: the state
     ``(1, C, H, W)`` the growth starts from where the verb's options name it (a picture to inpaint), else None
-    (the seed, or ``--from``)."""
+    (the seed, or ``--from``); ``runner``: given the NCA, what runs the growth in its place with its ``rollout``
+    signature (classifier-free guidance's pair of rollouts, :class:`ncacli.engine.guidance.Guided`), else None."""
 
     condition: Any = None
     about: dict[str, Any] = field(default_factory=dict)
     start: Any = None
+    runner: Any = None
 
 
 class _Bound:
@@ -261,6 +268,11 @@ class Showing(_Bound):
                 "them with (Task.schedule)"
             )
         return Schedule()
+
+    def check_guidance(self, scale: float, model: str = "the model") -> None:
+        """Refuse ``--guidance scale`` for a model not trained to be guided (the default: every model)."""
+        raise UsageError(f"--guidance scales classifier-free guidance; {model} is a {self.name} model trained "
+                         "without it")  # fmt: skip
 
     def video(self, model: Any, asked: Asked, scale: int, seed: int) -> tuple[list, dict[str, Any]] | None:
         """The frames ``nca render`` writes and their summary, for a task that shows something other than a
