@@ -88,6 +88,27 @@ def test_the_verbs_show_a_held_out_face_with_its_hole(capsys, tmp_path, run):
     assert tuple(first[side // 2, side // 2]) == (255, 255, 255)  # the hole, left: transparent over white
     code, _, err = run_cli(capsys, "grow", model, "--input", "#9", "--out", tmp_path / "n.png")
     one_error_line(err, "--input #9", "#0 … #4")
+    mask = np.zeros((16, 16, 3), np.uint8)
+    mask[:, :4] = 255  # a hole of one's own: the left quarter
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    for given, hole in ((str(tmp_path / "mask.png"), (4, 16)), ("right", (8, 16))):
+        code, out, err = run_cli(capsys, "render", model, tmp_path / "m.gif", "--steps", "1", "--input",
+                                 tmp_path / "face.png", "--mask", given, "--json")  # fmt: skip
+        assert code == 0, err
+        with Image.open(tmp_path / "m.gif") as gif:
+            masked = np.asarray(gif.convert("RGB"))[:, :side]
+        white = (masked == 255).all(-1)  # transparent over white: the hole; the rest the file's red
+        cols = white.any(0).nonzero()[0]
+        assert white.mean() == pytest.approx(hole[0] / hole[1], abs=0.02) and (cols[0] == 0) == (given != "right")
+    for picture, words in (("black", "no white pixel"), ("white", "all white")):
+        Image.new("RGB", (16, 16), picture).save(tmp_path / "bad.png")
+        code, _, err = run_cli(capsys, "grow", model, "--mask", tmp_path / "bad.png", "--out", tmp_path / "b.png")
+        one_error_line(err, "--mask", words)
+        assert not (tmp_path / "b.png").exists()
+    code, _, err = run_cli(capsys, "grow", model, "--mask", "hexagon", "--out", tmp_path / "b.png")
+    one_error_line(err, "--mask hexagon", "circle")
+    code, _, err = run_cli(capsys, "grow", "lizard", "--mask", "circle", "--out", tmp_path / "b.png")
+    one_error_line(err, "--mask")
     code, _, err = run_cli(capsys, "render", model, tmp_path / "p.html")
     one_error_line(err, "page")
     code, out, err = run_cli(capsys, "train", "--resume", run, "--iters", "4", "--quiet")

@@ -103,6 +103,12 @@ class Reads:
     guidance: Optional[float] = flag(
         None, "--guidance", help="Models trained with classifier-free guidance: its scale w (1: none, 0: no class)."
     )
+    mask: Optional[str] = flag(
+        None,
+        "--mask",
+        help="Inpainting models: the hole, a centred shape (circle, square, left, right, top, bottom) or a picture "
+        "whose white pixels are the hole.",
+    )
 
 
 def device_option(default: str | None = "auto") -> Any:

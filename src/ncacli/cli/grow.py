@@ -64,7 +64,7 @@ def grow(
         raise UsageError(f"--latent: {model_path} grows in pixel space; its state is its picture (--format state)")
     state, start = _start(m, from_state, size, batch, seed)
     asked = Asked(condition=reads.condition, condition_map=reads.condition_map, input=reads.input, model=model_path,
-                  guidance=reads.guidance)  # fmt: skip
+                  guidance=reads.guidance, mask=reads.mask)  # fmt: skip
     schedule = m.task.schedule(asked, tuple(state.shape[2:]), steps)
     cond = schedule.condition
     if schedule.start is not None and from_state is None:  # the options name the state it starts from

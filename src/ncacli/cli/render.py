@@ -71,7 +71,7 @@ def render(
     growth = {"--damage-at": damage_at, "--from": from_state, "--grid": grid, "--zoom": zoom.factor}
     given = tuple(flag for flag, value in growth.items() if value is not None)
     asked = Asked(reads.condition, reads.condition_map, switch_at, condition_to, condition_video, reads.input,
-                  input_to, frames, given, model_path, reads.guidance)  # fmt: skip
+                  input_to, frames, given, model_path, reads.guidance, reads.mask)  # fmt: skip
     size = None if grid is None else parse_grid(grid)
     if out.suffix.lower() == ".html":
         return _page(model_path, out, size, scale, steps_per_frame, title, asked, json_out)

@@ -35,6 +35,7 @@ FLAGS = {
     "input_to": "--input-to",
     "frames": "--frames",
     "guidance": "--guidance",
+    "mask": "--mask",
 }
 
 
@@ -42,9 +43,10 @@ FLAGS = {
 class Asked:
     """What a verb's options ask of a model beyond its steps, each None where not given: the condition of a
     growing model (a class, a map of classes, a switch, a video of maps), the input of a model that reads one,
-    the frames of a model that predicts them, the scale of classifier-free guidance. ``growth``: the flags given
-    that shape a growth (``--damage-at``, ``--from``, ``--grid``), for a task that shows something other than a
-    growth to refuse; ``model``: the model as the user named it, for messages."""
+    the frames of a model that predicts them, the scale of classifier-free guidance, the hole an inpainting
+    model fills. ``growth``: the flags given that shape a growth (``--damage-at``, ``--from``, ``--grid``), for a
+    task that shows something other than a growth to refuse; ``model``: the model as the user named it, for
+    messages."""
 
     condition: str | None = None
     condition_map: str | None = None
@@ -57,6 +59,7 @@ class Asked:
     growth: tuple[str, ...] = ()
     model: str = "the model"
     guidance: float | None = None
+    mask: str | None = None
 
     def given(self, *names: str) -> list[str]:
         """The flags given among the fields ``names`` (default: all of them)."""

@@ -268,14 +268,12 @@ class LatentInpaintTask(LatentSpace, DatasetTask):
 
     def schedule(self, asked: Any, grid: tuple[int, int], steps: int, every: int = 1) -> Any:
         """What ``nca grow`` and ``nca render`` start from: ``--input`` names the picture (``#N``, held-out picture
-        N, default #0; or a picture file, made a square of the model's size), with a centred hole of radius
-        ``SHOWN_HOLE``."""
-        from ncacli.engine.damage import damage_mask
+        N, default #0; or a picture file, made a square of the model's size), with the hole ``--mask`` names
+        (:meth:`hole_of`)."""
         from ncacli.tasks.base import Schedule
 
-        asked.only(
-            ("input",), "an inpainting model takes --input (#N, a held-out picture, or a picture file)", self.name
-        )
+        why = "an inpainting model takes --input (#N, a held-out picture, or a picture file) and --mask"
+        asked.only(("input", "mask"), why, self.name)
         name = asked.input or "#0"
         side = self.spec.task.options["image"][0]
         if name.startswith("#") and name[1:].isdigit():
@@ -287,10 +285,32 @@ class LatentInpaintTask(LatentSpace, DatasetTask):
             from ncacli.io.datasets import picture_file
 
             picture = picture_file(name, side)[None].to(self.device)
-        hole = damage_mask(side, side, "circle", (0.5, 0.5), SHOWN_HOLE, device=self.device)
+        hole, about = self.hole_of(asked.mask, side)
         self.shown = (picture, picture * ~hole)
-        return Schedule(about={"input": name, "hole": f"a centred circle, radius {SHOWN_HOLE}"},
-                        start=self.starts(picture, hole))  # fmt: skip
+        return Schedule(about={"input": name, "hole": about}, start=self.starts(picture, hole))
+
+    def hole_of(self, mask: str | None, side: int) -> tuple[torch.Tensor, str]:
+        """The hole ``--mask`` names ``(1, 1, S, S)`` bool and its description: a centred shape of radius
+        ``SHOWN_HOLE`` (default a circle; a half cut at the middle), or a picture file, its white pixels the hole
+        (brightness above one half, the picture made a square of the model's size)."""
+        from ncacli.engine.damage import SHAPES, damage_mask
+
+        if mask is None or mask in SHAPES:
+            shape = mask or "circle"
+            hole = damage_mask(side, side, shape, (0.5, 0.5), SHOWN_HOLE, device=self.device)
+            return hole, (f"a centred {shape}, radius {SHOWN_HOLE}" if shape in ("circle", "square") else
+                          f"the {shape} half")  # fmt: skip
+        from ncacli.io.datasets import picture_file
+
+        if not Path(mask).expanduser().is_file():
+            raise UsageError(f"--mask {mask}: neither a shape ({', '.join(SHAPES)}) nor a picture file")
+        hole = (picture_file(mask, side)[:3].mean(0) > 0.5)[None, None].to(self.device)
+        share = float(hole.float().mean())
+        if share == 0.0:
+            raise UsageError(f"--mask {mask}: no white pixel, so no hole to fill (white marks the hole)")
+        if share == 1.0:
+            raise UsageError(f"--mask {mask}: all white, a hole over the whole picture leaves nothing to fill it from")
+        return hole, f"{mask} ({share:.0%} of the pixels)"
 
     def frame(self, states: torch.Tensor, condition: torch.Tensor | None, scale: int) -> Any:
         """The first sample between the picture with its hole and the complete one: ``(S·s, 3·S·s, 3)`` uint8."""
