@@ -432,6 +432,13 @@ class DatasetTask(Task):
         return placed.tolist()
 
     @staticmethod
+    def recorded(config: Config, data: Any) -> dict[str, Any]:
+        """What a model file's task options keep of a new run's data: the grid keys, the data's source and the
+        sizes of its split."""
+        return {"size": config.size, "padding": config.padding, "source": data.source, "train": len(data.train),
+                "test": len(data.test)}  # fmt: skip
+
+    @staticmethod
     def check_split_and_pool(config: Config, test_fraction: float) -> None:
         """What every data-set task asks of a config: a held-out share in (0, 1), a pool of at least a batch."""
         if not 0.0 < test_fraction < 1.0:

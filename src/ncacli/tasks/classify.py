@@ -116,11 +116,7 @@ class ClassifyTask(DatasetTask):
                 },  # the condition's channels
                 options={
                     "settings": {**config.task_options},
-                    "size": config.size,
-                    "padding": config.padding,
-                    "source": data.source,
-                    "train": len(data.train),
-                    "test": len(data.test),
+                    **cls.recorded(config, data),
                 },
             ),
         )

@@ -117,11 +117,7 @@ class GrowDigitsTask(DatasetTask):
                 channels=image_channels(config.channels),
                 options={
                     "settings": {**config.task_options},
-                    "size": config.size,
-                    "padding": config.padding,
-                    "source": data.source,
-                    "train": len(data.train),
-                    "test": len(data.test),
+                    **cls.recorded(config, data),
                     "mode": "regenerating" if config.damage_count else "persistent",
                 },
             ),

@@ -106,11 +106,7 @@ class TranslateTask(DatasetTask):
                 channels=channels,
                 options={
                     **options,
-                    "size": config.size,
-                    "padding": config.padding,
-                    "source": data.source,
-                    "train": len(data.train),
-                    "test": len(data.test),
+                    **cls.recorded(config, data),
                     "mode": "regenerating" if config.damage_count else "persistent",
                 },
             ),
