@@ -183,3 +183,26 @@ def test_a_run_resumes_with_its_critic_and_pool_labels(capsys, runs, tmp_path):
     assert any(k.startswith("objective.0.wgan-gp.critic.") for k in tensors)
     assert tensors["objective.0.wgan-gp.critic.net.0.weight"].shape[1] == 4 + 10  # the picture and the class
     assert bool((tensors["pool_labels"] < 0).any())  # dropped classes kept in the pool
+
+
+def test_figure18_trains_the_guided_row_and_measures_it_with_and_without_guidance(tmp_path):
+    """benchmarks/figure18.py: the cfg row (a critic, class dropout) trained, then measured plain and at a scale,
+    into a table, its JSON and the panels side by side."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "f18"
+    args = [sys.executable, str(ROOT / "benchmarks" / "figure18.py"), "--train", "--rows", "cfg", "--iters", "1",
+            "--trials", "2", "--scales", "3", "--device", "cpu", "--out", str(out), "--set", "size=8",
+            "--set", "padding=2", "--set", "pool_size=16", "--set", "steps_min=4", "--set", "steps_max=5",
+            "--set", "objectives.wgan-gp.width=4"]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((out / "table.json").read_text())["rows"]
+    assert [r["label"] for r in rows] == ["L1 + critic + CFG", "L1 + critic + CFG, w=3"]
+    assert [r["guidance"] for r in rows] == [None, 3.0] and rows[0]["iterations"] == 1
+    assert "| L1 + critic + CFG, w=3 |" in proc.stdout and (out / "figure18.png").stat().st_size > 1000
+    bad = subprocess.run([*args[:4], "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "nope not among" in bad.stderr
