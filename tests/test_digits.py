@@ -16,7 +16,7 @@ from conftest import last_json, one_error_line, run_cli
 RUN = ["--preset", "grow-digits", "--size", "8", "--padding", "2", "--iters", "3", "--batch", "4", "--seed", "1",
        "--quiet", "--device", "cpu", "--set", "steps_min=4", "--set", "steps_max=6", "--set", "pool_size=16",
        "--set", "hidden=16", "--set", "channels=8", "--set", "checkpoint_every=2",
-       "--set", "damage_count=1"]  # fmt: skip
+       "--set", "damage_count=1", "--set", "task.fresh=2"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_class_drop_draws_null_labels_at_its_rate():
 
     config = resolve("grow-digits", None, ["size=8", "padding=2", "task.class_drop=0.5"], {})
     task = GrowDigitsTask.from_config(config, "cpu")
-    labels = task.fresh(2000, torch.Generator().manual_seed(0))
+    labels = task.fresh_labels(2000, torch.Generator().manual_seed(0))
     assert 0.45 < float((labels < 0).float().mean()) < 0.55
     assert bool((task.images_of(labels) >= 0).all())
     del nca

@@ -30,7 +30,7 @@ def recipe(name, target_png, tiny_clip, style_png) -> list[str] | None:
         "text": clip,
         "texture": style,
         "classify": ["--data", "digits", *sets("batch=4", "task.fresh=1", "mutation_count=1")],
-        "grow-digits": sets("batch=4", "damage_count=1"),
+        "grow-digits": sets("batch=4", "damage_count=1", "task.fresh=2"),
         "pixels": None,
         "latent": [
             "--emoji",

@@ -42,10 +42,13 @@ class Options:
     test_fraction: float = 0.2  # digits and folders: the share held out (the evaluation's classifier's test split)
     split_seed: int = 0  # digits and folders: the seed of the held-out split
     class_drop: float = 0.0  # classifier-free guidance: the probability a fresh sample's class is dropped
+    fresh: int = 8  # pool samples started again from a new seed each batch (the worst)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.class_drop < 1.0:
             raise UsageError(f"task.class_drop must be in [0, 1), not {self.class_drop}")
+        if self.fresh < 1:
+            raise UsageError(f"task.fresh must be at least 1, not {self.fresh}")
 
 
 @dataclass
@@ -86,8 +89,9 @@ class GrowDigitsTask(DatasetTask):
     def check_config(cls, config: Any) -> None:
         o = cls.Options(**config.task_options)
         DatasetTask.check_split_and_pool(config, o.test_fraction)
-        if 1 + config.damage_count > config.batch:
-            raise UsageError(f"a fresh seed and damage_count ({1 + config.damage_count}) exceed batch ({config.batch})")
+        if o.fresh + config.damage_count > config.batch:
+            n = o.fresh + config.damage_count
+            raise UsageError(f"task.fresh and damage_count ({n}) exceed batch ({config.batch})")
 
     # -- data ----------------------------------------------------------------------------------------------
 
@@ -161,7 +165,7 @@ class GrowDigitsTask(DatasetTask):
         classes = self.load_data().labels[self.images_of(labels)]
         return torch.where(labels < 0, torch.full_like(classes, -1), classes)
 
-    def fresh(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    def fresh_labels(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` pool labels: random training images, each class dropped with probability ``class_drop``."""
         labels = self.random_samples(n, generator)
         if self.options.class_drop > 0:
@@ -173,7 +177,7 @@ class GrowDigitsTask(DatasetTask):
 
     def seeds(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` seeds of classes drawn as training draws them (what a pool starts from)."""
-        return self.class_seeds(self.classes_of(self.fresh(n, generator)))
+        return self.class_seeds(self.classes_of(self.fresh_labels(n, generator)))
 
     def start(self, n: int, grid: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
         """The first class's seed (``--class`` picks another, through :meth:`schedule`)."""
@@ -183,15 +187,16 @@ class GrowDigitsTask(DatasetTask):
         from ncacli.engine import SamplePool
 
         size = trainer.shard.pool_size
-        labels = self.fresh(size, trainer.generator)
+        labels = self.fresh_labels(size, trainer.generator)
         return SamplePool(self.class_seeds(self.classes_of(labels)), size, labels)
 
     def batch(self, trainer: Any) -> Batch:
-        """Sorted by loss, worst first: the worst starts again from a fresh seed, the ``damage_count`` best get
-        a hole."""
+        """Sorted by loss, worst first: the ``task.fresh`` worst start again from a new seed, the ``damage_count``
+        best get a hole."""
         idx, x, labels = self.worst_first(trainer)
-        labels[:1] = self.fresh(1, trainer.generator)
-        x[:1] = self.class_seeds(self.classes_of(labels[:1]))
+        n = self.options.fresh
+        labels[:n] = self.fresh_labels(n, trainer.generator)
+        x[:n] = self.class_seeds(self.classes_of(labels[:n]))
         damaged = trainer.shard.damage_count
         if damaged:
             h, w = x.shape[2:]
