@@ -206,3 +206,17 @@ def test_figure18_trains_the_guided_row_and_measures_it_with_and_without_guidanc
     assert "| L1 + critic + CFG, w=3 |" in proc.stdout and (out / "figure18.png").stat().st_size > 1000
     bad = subprocess.run([*args[:4], "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "nope not among" in bad.stderr
+
+
+def test_guidance_of_a_model_that_does_not_step_is_one_line(capsys, tmp_path):
+    args = ["--preset", "grow-digits", "--model", "unet", "--size", "8", "--padding", "2", "--iters", "1", "--batch",
+            "4", "--quiet", "--device", "cpu", "--set", "pool_size=16", "--set", "damage_count=1", "--set",
+            "task.fresh=2", "--set", "task.class_drop=0.5", "--set", "architecture_options.width=2",
+            "--set", "architecture_options.levels=1", "--out", tmp_path / "u"]  # fmt: skip
+    code, _, err = run_cli(capsys, "train", *args)
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "grow", tmp_path / "u" / "model.safetensors", "--guidance", "2",
+                           "--out", tmp_path / "x.png")  # fmt: skip
+    assert code != 0
+    one_error_line(err, "--guidance", "does not step")
+    assert not (tmp_path / "x.png").exists()

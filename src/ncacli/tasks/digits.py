@@ -253,12 +253,21 @@ class GrowDigitsTask(DatasetTask):
         runner = None
         if asked.guidance is not None:
             self.check_guidance(asked.guidance, asked.model)
-            from ncacli.engine.guidance import Guided
-
-            null, scale = self.class_seeds(torch.tensor([-1]), grid), asked.guidance
-            runner = lambda nca: Guided(nca, null, scale)  # noqa: E731
+            scale = asked.guidance
+            runner = lambda nca: self.guided(nca, scale, grid)  # noqa: E731
             about["guidance"] = asked.guidance
         return Schedule(None, about, self.class_seeds(torch.tensor([index]), grid), runner)
+
+    def guided(self, nca: Any, scale: float, grid: tuple[int, int] | None = None) -> Any:
+        """What grows ``nca`` with classifier-free guidance at ``scale`` on ``grid``: beside the null seed's growth
+        (:class:`ncacli.engine.guidance.Guided`)."""
+        from ncacli.engine.guidance import Guided
+        from ncacli.registry import capabilities
+
+        if "steps" not in capabilities(nca):
+            raise UsageError(f"--guidance steps the model beside the null seed's growth; a {nca.config.architecture} "
+                             "model does not step")  # fmt: skip
+        return Guided(nca, self.class_seeds(torch.tensor([-1]), grid), scale)
 
     def check_guidance(self, scale: float, model: str = "the model") -> None:
         if not self.options.class_drop > 0:

@@ -107,7 +107,6 @@ def evaluate_digits(
     """The document ``nca evaluate --json`` prints (see the module); the growing protocol's other options do not
     apply and are ignored."""
     from ncacli.engine import apply_damage, damage_mask
-    from ncacli.engine.guidance import Guided
     from ncacli.evaluation.protocol import check_perturbation
 
     check_perturbation(model, perturb, "damage", None)
@@ -125,7 +124,7 @@ def evaluate_digits(
     seeds = task.class_seeds(classes)
     h, w = seeds.shape[-2:]
     hole = damage_mask(h, w, "circle", (0.5, 0.5), radius, device=dev)
-    runner = model.nca if guidance is None else Guided(model.nca, task.class_seeds(torch.tensor([-1])), guidance)
+    runner = model.nca if guidance is None else task.guided(model.nca, guidance)
     kept: dict[str, torch.Tensor] = {}
 
     def observe(step: int, x: torch.Tensor) -> torch.Tensor | None:
