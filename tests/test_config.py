@@ -103,6 +103,13 @@ def test_unknown_preset_and_bad_values():
     for bad in ("[0.3, 0.2]", "[0, 0.2]", "[0.2]", "[0.1, 1.5]"):
         with pytest.raises(UsageError, match="damage_radius must be"):
             resolve("regenerating", None, [f"damage_radius={bad}"])
+    for bad in ("[0.9]", "[1.0, 0.9]", "[0.5, -0.1]", '["a", 0.9]'):
+        with pytest.raises(UsageError, match="adam_betas must be two numbers"):
+            resolve(None, None, [f"adam_betas={bad}"])
+    with pytest.raises(UsageError, match="grad_clip must be 0"):
+        resolve(None, None, ["grad_clip=-1"])
+    with pytest.raises(UsageError, match="lr_warmup must be 0 or more"):
+        resolve(None, None, ["lr_warmup=-5"])
 
 
 def test_config_round_trips_through_toml(tmp_path):

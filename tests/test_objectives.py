@@ -95,6 +95,33 @@ def test_cosine_and_step_schedules():
     assert math.isclose(lr_factor(cosine, 50) * 2e-3, (2e-3 + 1e-4) / 2)
     step = resolve()
     assert lr_factor(step, 1999) == 1.0 and math.isclose(lr_factor(step, 2000), 0.1)
+    plain = resolve(flags={"lr_schedule": "cosine", "iters": 100, "lr_min": 0.0})
+    warm = resolve(flags={"lr_schedule": "cosine", "iters": 100, "lr_min": 0.0, "lr_warmup": 10})
+    assert math.isclose(lr_factor(warm, 0), 0.1) and math.isclose(lr_factor(warm, 4), 0.5 * lr_factor(plain, 4))
+    assert all(lr_factor(warm, i) == lr_factor(plain, i) for i in (9, 50, 100))
+
+
+def test_adam_s_betas_and_the_global_gradient_clip_reach_the_step():
+    """The review's optimiser: Adam with betas (0.5, 0.95), the gradient clipped to a global norm before the step."""
+    flags = {"adam_betas": [0.5, 0.95], "grad_norm": False, "grad_clip": 1e-9, "size": 8, "padding": 2, "batch": 2,
+             "steps_min": 3, "steps_max": 4}  # fmt: skip
+    trainer = Trainer(resolve(flags=flags), torch.rand(4, 12, 12), torch.device("cpu"))
+    assert trainer.optimizer.param_groups[0]["betas"] == (0.5, 0.95)
+    seen = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *a, **k):
+        params = list(params)
+        norm = clip(params, max_norm, *a, **k)
+        seen.append(float(torch.sqrt(sum((p.grad**2).sum() for p in params if p.grad is not None))))
+        return norm
+
+    torch.nn.utils.clip_grad_norm_ = spy
+    try:
+        trainer.step()
+    finally:
+        torch.nn.utils.clip_grad_norm_ = clip
+    assert len(seen) == 1 and seen[0] <= 1e-9 * 1.01
 
 
 def test_objective_is_the_weighted_sum_of_its_terms(target_png):

@@ -67,7 +67,10 @@ class TrainingConfig:
     lr_milestones: list = field(default_factory=lambda: [2000])
     lr_gamma: float = 0.1
     lr_min: float = 1e-4
+    lr_warmup: int = 0  # iterations over which the rate rises linearly to its schedule's (0: none)
+    adam_betas: list = field(default_factory=lambda: [0.9, 0.999])  # Adam's (β1, β2)
     grad_norm: bool = True
+    grad_clip: float = 0.0  # clip the gradient's global norm to this after grad_norm (0: no clipping)
     truncate_backprop: int = 0  # gradients through the last K steps only (0 = all), the higher-resolution NCA study
     checkpoint_steps: int = 0  # gradient checkpointing: keep the state every N steps, recompute between (0 = off)
     pool_size: int = 1024
@@ -416,7 +419,14 @@ def validate(config: Config) -> None:
     ):
         if getattr(config, key) not in allowed:
             raise UsageError(f"{key} must be one of {', '.join(allowed)}, not {getattr(config, key)!r}")
-    for key in ("signal_channels", "signal_steps", "truncate_backprop", "checkpoint_steps", "mutation_count"):
+    betas = config.adam_betas
+    numbers = isinstance(betas, list) and all(isinstance(b, int | float) and not isinstance(b, bool) for b in betas)
+    if not (numbers and len(betas) == 2 and all(0 <= b < 1 for b in betas)):
+        raise UsageError(f"adam_betas must be two numbers in [0, 1), like [0.9, 0.999], not {betas!r}")
+    if config.grad_clip < 0:
+        raise UsageError(f"grad_clip must be 0 (none) or a positive norm, not {config.grad_clip}")
+    for key in ("signal_channels", "signal_steps", "truncate_backprop", "checkpoint_steps", "mutation_count",
+                "lr_warmup"):  # fmt: skip
         if getattr(config, key) < 0:
             raise UsageError(f"{key} must be 0 or more, not {getattr(config, key)}")
     if config.condition_channels < 0:

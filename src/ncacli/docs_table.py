@@ -59,6 +59,10 @@ DESCRIPTIONS: dict[str, str] = {
     "lr_gamma": "the factor of the `step` schedule at each milestone",
     "lr_min": "the learning rate the `cosine` schedule ends at",
     "grad_norm": "divide each parameter's gradient by its norm before the step (the Distill normalisation)",
+    "lr_warmup": "iterations over which the learning rate rises linearly from 0 to its schedule's (0: none)",
+    "adam_betas": "Adam's (β1, β2); the NCAtorch review's emoji runs use [0.5, 0.95]",
+    "grad_clip": "clip the gradient's global norm to this before the step, after `grad_norm` (0: none; the "
+    "NCAtorch review clips to 1)",
     "pool_size": "samples in the pool (persistent and regenerating modes, classify)",
     "damage_count": "regenerating mode: the best samples of each batch that get a circular hole",
     "damage_radius": "regenerating mode: the holes' radii are drawn uniformly from this range, fractions of the grid's "

@@ -56,13 +56,15 @@ def lr_factor(config: Config, iteration: int) -> float:
     """The learning rate at ``iteration`` as a fraction of ``config.lr``.
 
     ``step``: ×``lr_gamma`` at each milestone passed (Distill). ``cosine``: from ``lr`` down to
-    ``lr_min`` over ``iters`` iterations (nca-clip: 2e-3 → 1e-4).
+    ``lr_min`` over ``iters`` iterations (nca-clip: 2e-3 → 1e-4). Either rises linearly over its first
+    ``lr_warmup`` iterations.
     """
+    warm = min(1.0, (iteration + 1) / config.lr_warmup) if config.lr_warmup else 1.0
     if config.lr_schedule == "cosine":
         t = min(iteration, config.iters) / max(config.iters, 1)
         lr = config.lr_min + (config.lr - config.lr_min) * 0.5 * (1.0 + math.cos(math.pi * t))
-        return lr / config.lr
-    return config.lr_gamma ** sum(m <= iteration for m in config.lr_milestones)
+        return warm * lr / config.lr
+    return warm * config.lr_gamma ** sum(m <= iteration for m in config.lr_milestones)
 
 
 class Trainer:
@@ -94,7 +96,7 @@ class Trainer:
         self.target = getattr(task, "target", None)
         self.grid = tuple(task.spec.task.grid)
         self.seed_positions = [list(p) for p in task.spec.task.seed_positions]
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=tuple(config.adam_betas))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(config, it))
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(generator_seed(config.seed, world))
@@ -160,6 +162,8 @@ class Trainer:
                 for p in self.model.parameters():
                     if p.grad is not None:
                         p.grad /= p.grad.norm() + 1e-8
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         if not all(torch.isfinite(p.grad).all() for p in self.model.parameters() if p.grad is not None):
             raise NonFiniteLoss(self.iteration + 1, float("nan"))
         lr = self.optimizer.param_groups[0]["lr"]
