@@ -191,7 +191,7 @@ def test_option_groups_are_declared_once():
     """The options the verbs share (fractal growth, damage, what a model reads, --device, --json) are defined in
     ``cli/groups.py`` alone, and each verb that takes a group hands its function one instance of it."""
     shared = {"--device", "--json"}
-    for cls in (groups.Zoom, groups.Cut, groups.Reads):
+    for cls in (groups.Zoom, groups.Cut, groups.Reads, groups.Guide):
         shared |= {f.metadata["decls"][0] for f in dataclasses.fields(cls)}
     declared: dict[str, set[str]] = {}
     for path in (SRC / "ncacli" / "cli").glob("*.py"):

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ncacli.cli.common import emit_json, engine_option, parse_pair, print_table
-from ncacli.cli.groups import Cut, device_option, grouped, json_option
+from ncacli.cli.groups import Cut, Guide, device_option, grouped, json_option
 from ncacli.errors import NcaError, UsageError
 
 
@@ -71,9 +71,7 @@ def evaluate(
     frames: Optional[int] = typer.Option(
         None, "--frames", min=1, help="Video models: frames predicted one after another (default up to 20)."
     ),
-    guidance: Optional[float] = typer.Option(
-        None, "--guidance", help="Models trained with classifier-free guidance: grow with this scale (1: none)."
-    ),
+    guide: Guide = Guide,
     device_name: str = device_option(),
     engine: str = engine_option(),
     json_out: bool = json_option("One JSON document on stdout."),
@@ -120,6 +118,7 @@ def _options(given: dict) -> dict:
         "center": parse_pair(cut.center, "--center") if cut.center is not None else None,
         "metrics": [m.strip() for m in metric.split(",") if m.strip()] if metric is not None else None,
         "curve_every": given["every"] or (1 if given["plot"] is not None else 0),
+        "guidance": given["guide"].guidance,
     }
     names = [n for n in inspect.signature(evaluate_model).parameters if n != "model"]
     return {name: parsed[name] if name in parsed else given[name] for name in names}

@@ -100,14 +100,21 @@ class Reads:
     input: Optional[str] = flag(
         None, "--input", help="Models that read an input: what to grow from (a classifier: a class, or #N)."
     )
-    guidance: Optional[float] = flag(
-        None, "--guidance", help="Models trained with classifier-free guidance: its scale w (1: none, 0: no class)."
-    )
     mask: Optional[str] = flag(
         None,
         "--mask",
         help="Inpainting models: the hole, a centred shape (circle, square, left, right, top, bottom) or a picture "
         "whose white pixels are the hole.",
+    )
+
+
+@dataclass(frozen=True)
+class Guide:
+    """Classifier-free guidance, for the models trained for it."""
+
+    panel: ClassVar[str] = "What the model reads"
+    guidance: Optional[float] = flag(
+        None, "--guidance", help="Models trained with classifier-free guidance: its scale w (1: none, 0: no class)."
     )
 
 

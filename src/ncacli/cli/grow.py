@@ -17,7 +17,7 @@ from ncacli.cli.common import (
     wants_state,
     write_picture_or_state,
 )
-from ncacli.cli.groups import Reads, Zoom, device_option, grouped, json_option
+from ncacli.cli.groups import Guide, Reads, Zoom, device_option, grouped, json_option
 
 if TYPE_CHECKING:
     import torch
@@ -36,6 +36,7 @@ def grow(
     size: Optional[str] = typer.Option(None, "--grid", help="Grid size N or HxW when growing from the seed."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the fire masks."),
     reads: Reads = Reads,
+    guide: Guide = Guide,
     fmt: Optional[str] = typer.Option(None, "--format", help="png or state (default from --out)."),
     transparent: bool = typer.Option(False, "--transparent", help="Keep alpha in the PNG instead of white."),
     scale: int = typer.Option(1, "--scale", min=1, help="Upscale the PNG by this factor (nearest)."),
@@ -64,7 +65,7 @@ def grow(
         raise UsageError(f"--latent: {model_path} grows in pixel space; its state is its picture (--format state)")
     state, start = _start(m, from_state, size, batch, seed)
     asked = Asked(condition=reads.condition, condition_map=reads.condition_map, input=reads.input, model=model_path,
-                  guidance=reads.guidance, mask=reads.mask)  # fmt: skip
+                  guidance=guide.guidance, mask=reads.mask)  # fmt: skip
     schedule = m.task.schedule(asked, tuple(state.shape[2:]), steps)
     cond = schedule.condition
     if schedule.start is not None and from_state is None:  # the options name the state it starts from

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from ncacli.cli.common import console, emit_json, engine_option, load, parse_pair
-from ncacli.cli.groups import Cut, Reads, Zoom, device_option, grouped, json_option
+from ncacli.cli.groups import Cut, Guide, Reads, Zoom, device_option, grouped, json_option
 
 VIDEO_ONLY = ("--damage-at", "--from", "--switch-at", "--zoom", "--condition-map", "--condition-video", "--input-to")
 
@@ -37,6 +37,7 @@ def render(
     from_state: Optional[str] = typer.Option(None, "--from", help="Start from this state instead of the seed."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the fire masks."),
     reads: Reads = Reads,
+    guide: Guide = Guide,
     switch_at: Optional[int] = typer.Option(
         None, "--switch-at", min=1, help="Switch the class after this step.", rich_help_panel=Reads.panel
     ),
@@ -71,7 +72,7 @@ def render(
     growth = {"--damage-at": damage_at, "--from": from_state, "--grid": grid, "--zoom": zoom.factor}
     given = tuple(flag for flag, value in growth.items() if value is not None)
     asked = Asked(reads.condition, reads.condition_map, switch_at, condition_to, condition_video, reads.input,
-                  input_to, frames, given, model_path, reads.guidance, reads.mask)  # fmt: skip
+                  input_to, frames, given, model_path, guide.guidance, reads.mask)  # fmt: skip
     size = None if grid is None else parse_grid(grid)
     if out.suffix.lower() == ".html":
         return _page(model_path, out, size, scale, steps_per_frame, title, asked, json_out)
