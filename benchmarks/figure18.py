@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", default=",".join(ROWS), help=f"with --train: which of {', '.join(ROWS)}")
     parser.add_argument("--iters", type=int, default=2000, help="with --train: iterations (the preset's 2,000)")
     parser.add_argument("--set", action="append", default=[], help="with --train: a preset key for nca train (repeat)")
-    parser.add_argument("--scales", default="2,4", help="guidance scales the guided model is measured at")
+    parser.add_argument("--scales", default="1.5,2", help="guidance scales the guided model is measured at")
     parser.add_argument("--trials", type=int, default=16, help="samples a class")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")

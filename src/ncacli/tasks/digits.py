@@ -42,13 +42,13 @@ class Options:
     test_fraction: float = 0.2  # digits and folders: the share held out (the evaluation's classifier's test split)
     split_seed: int = 0  # digits and folders: the seed of the held-out split
     class_drop: float = 0.0  # classifier-free guidance: the probability a fresh sample's class is dropped
-    fresh: int = 8  # pool samples started again from a new seed each batch (the worst)
+    fresh: int = 0  # pool samples started again from a new seed each batch, the worst (0: half the batch)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.class_drop < 1.0:
             raise UsageError(f"task.class_drop must be in [0, 1), not {self.class_drop}")
-        if self.fresh < 1:
-            raise UsageError(f"task.fresh must be at least 1, not {self.fresh}")
+        if self.fresh < 0:
+            raise UsageError(f"task.fresh must be 0 (half the batch) or more, not {self.fresh}")
 
 
 @dataclass
@@ -62,6 +62,11 @@ class Digits:
     train: torch.Tensor
     test: torch.Tensor
     source: str
+
+
+def fresh_count(options: Options, batch: int) -> int:
+    """The samples of a batch that start again from a new seed: ``task.fresh``, or half the batch (at least 1)."""
+    return options.fresh or max(1, batch // 2)
 
 
 def as_target(images: torch.Tensor) -> torch.Tensor:
@@ -89,8 +94,8 @@ class GrowDigitsTask(DatasetTask):
     def check_config(cls, config: Any) -> None:
         o = cls.Options(**config.task_options)
         DatasetTask.check_split_and_pool(config, o.test_fraction)
-        if o.fresh + config.damage_count > config.batch:
-            n = o.fresh + config.damage_count
+        n = fresh_count(o, config.batch) + config.damage_count
+        if n > config.batch:
             raise UsageError(f"task.fresh and damage_count ({n}) exceed batch ({config.batch})")
 
     # -- data ----------------------------------------------------------------------------------------------
@@ -191,10 +196,10 @@ class GrowDigitsTask(DatasetTask):
         return SamplePool(self.class_seeds(self.classes_of(labels)), size, labels)
 
     def batch(self, trainer: Any) -> Batch:
-        """Sorted by loss, worst first: the ``task.fresh`` worst start again from a new seed, the ``damage_count``
-        best get a hole."""
+        """Sorted by loss, worst first: the ``task.fresh`` worst (half the batch) start again from a new seed, the
+        ``damage_count`` best get a hole."""
         idx, x, labels = self.worst_first(trainer)
-        n = self.options.fresh
+        n = fresh_count(self.options, len(labels))
         labels[:n] = self.fresh_labels(n, trainer.generator)
         x[:n] = self.class_seeds(self.classes_of(labels[:n]))
         damaged = trainer.shard.damage_count
