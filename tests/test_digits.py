@@ -134,7 +134,7 @@ def test_grow_writes_samples_of_a_class_with_their_spread(capsys, tmp_path, runs
     "args, words",
     [
         (["grow", "plain", "--guidance", "2", "--out", "x.png"], ("without class dropout", "class_drop")),
-        (["grow", "guided", "--class", "12", "--out", "x.png"], ("--condition 12", "0 … 9")),
+        (["grow", "guided", "--class", "12", "--out", "x.png"], ("--class 12", "0 … 9")),
         (["grow", "guided", "--samples", "3", "--out", "x.safetensors"], ("--samples", "--batch")),
         (["grow", "guided", "--guidance", "50", "--out", "x.png"], ("--guidance 50", "between")),
         (["evaluate", "plain", "--guidance", "2"], ("without class dropout",)),

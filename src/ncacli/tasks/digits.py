@@ -136,7 +136,7 @@ class GrowDigitsTask(DatasetTask):
         return task
 
     def describe(self) -> str:
-        return f"{self.options.data} digits grown from a coloured seed"
+        return f"{self.options.data} grown from a coloured seed"
 
     def provenance(self) -> dict[str, Any]:
         d = self.load_data()
@@ -253,7 +253,8 @@ class GrowDigitsTask(DatasetTask):
         from ncacli.choices import class_index
 
         asked.only(("condition", "guidance"), "a grow-digits model grows from its seed (--class: a digit)", self.name)
-        index = class_index(self.spec.task.classes, self.k, asked.condition) if asked.condition is not None else 0
+        names, given = self.spec.task.classes, asked.condition
+        index = class_index(names, self.k, given, "--class") if given is not None else 0
         about: dict[str, Any] = {"class": self.spec.task.classes[index]}
         runner = None
         if asked.guidance is not None:
