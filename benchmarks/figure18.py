@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from perception_table import nca, percent
+from perception_table import chosen_rows, nca, percent, row_options, write_table
 
 CRITIC = ["--loss", "l1+wgan-gp", "--loss-weights", "l1=100,wgan-gp=1"]
 ROWS = {"mse": [], "l1": ["--loss", "l1"], "critic": CRITIC, "cfg": [*CRITIC, "--set", "task.class_drop=0.1"]}
@@ -111,15 +111,9 @@ def markdown(rows: list[dict], opts: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="LABEL=MODEL (a label containing 'cfg' is also measured guided)")
-    parser.add_argument("--train", action="store_true", help="train the rows into --out first")
-    parser.add_argument("--rows", default=",".join(ROWS), help=f"with --train: which of {', '.join(ROWS)}")
-    parser.add_argument("--iters", type=int, default=2000, help="with --train: iterations (the preset's 2,000)")
-    parser.add_argument("--set", action="append", default=[], help="with --train: a preset key for nca train (repeat)")
+    row_options(parser, list(ROWS), 2000, "runs/figure18")
     parser.add_argument("--scales", default="1.5,2", help="guidance scales the guided model is measured at")
     parser.add_argument("--trials", type=int, default=16, help="samples a class")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path, default=Path("runs/figure18"))
     opts = parser.parse_args(argv)
     opts.scales = [float(s) for s in opts.scales.split(",") if s.strip()]
     named = []
@@ -129,21 +123,14 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"{item}: give LABEL=MODEL")
         named.append((label, model, "cfg" in label.lower()))
     if opts.train:
-        unknown = [r for r in opts.rows.split(",") if r not in ROWS]
-        if unknown:
-            parser.error(f"--rows: {', '.join(unknown)} not among {', '.join(ROWS)}")
-        named += [(LABELS[r], str(train(r, opts.out / r, opts)), r == "cfg") for r in opts.rows.split(",")]
+        for r in chosen_rows(parser, opts, list(ROWS)):
+            named.append((LABELS[r], str(train(r, opts.out / r, opts)), r == "cfg"))
     if not named:
         parser.error("name models to measure, or --train")
     opts.out.mkdir(parents=True, exist_ok=True)
     rows = rows_of(named, opts)
-    from ncacli.io.files import atomic_write_bytes
-
     figure(rows, opts.out / "figure18.png")
-    table = markdown(rows, opts)
-    atomic_write_bytes(opts.out / "table.md", table.encode("utf-8"))
-    atomic_write_bytes(opts.out / "table.json", json.dumps({"trials": opts.trials, "rows": rows}, indent=2).encode())
-    sys.stdout.write(table)
+    write_table(opts.out, markdown(rows, opts), {"trials": opts.trials, "rows": rows})
 
 
 if __name__ == "__main__":

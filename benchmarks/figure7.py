@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from perception_table import nca, percent
+from perception_table import chosen_rows, nca, percent, row_options, write_table
 
 PERCEPTIONS = {"conv3": "table1-conv3", "conv5": "table1-conv5", "combined": "table1-combined"}  # the module's preset
 LOSSES = {"mse": ("mse", None), "critic": ("l1+wgan-gp", "l1=100,wgan-gp=1")}
@@ -153,38 +153,24 @@ def markdown(rows: list[dict], opts: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="translation model files to measure")
-    parser.add_argument("--train", action="store_true", help="train the rows into --out first")
-    parser.add_argument("--rows", default=",".join(ROWS), help=f"with --train: which of {', '.join(ROWS)}")
-    parser.add_argument("--iters", type=int, default=3000, help="with --train: iterations (the preset's 3,000)")
-    parser.add_argument("--set", action="append", default=[], help="with --train: a preset key for nca train (repeat)")
+    row_options(parser, ROWS, 3000, "runs/figure7")
     parser.add_argument("--trials", type=int, default=16, help="trials, each a held-out pair")
     parser.add_argument("--every", type=int, default=5, help="a point of the curve every this many steps")
     parser.add_argument("--metric", choices=("lpips", "mse"), default="lpips", help="mse: without AlexNet's weights")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path, default=Path("runs/figure7"))
     opts = parser.parse_args(argv)
     models = list(opts.models)
     if opts.train:
-        unknown = [r for r in opts.rows.split(",") if r not in ROWS]
-        if unknown:
-            parser.error(f"--rows: {', '.join(unknown)} not among {', '.join(ROWS)}")
-        models += [str(train(r, opts.out / r, opts)) for r in opts.rows.split(",")]
+        models += [str(train(r, opts.out / r, opts)) for r in chosen_rows(parser, opts, ROWS)]
     if not models:
         parser.error("name models to measure, or --train")
     rows = []
     for model in models:
         rows.append(row(model, opts))
         print(f"{model}: measured", file=sys.stderr, flush=True)
-    from ncacli.io.files import atomic_write_bytes
-
     opts.out.mkdir(parents=True, exist_ok=True)
     plot(rows, opts.metric, opts.out / "figure7.png")
-    table = markdown(rows, opts)
-    atomic_write_bytes(opts.out / "table.md", table.encode("utf-8"))
     document = {"metric": opts.metric, "trials": opts.trials, "every": opts.every, "rows": rows}
-    atomic_write_bytes(opts.out / "table.json", json.dumps(document, indent=2).encode())
-    sys.stdout.write(table)
+    write_table(opts.out, markdown(rows, opts), document)
 
 
 if __name__ == "__main__":

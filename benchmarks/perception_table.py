@@ -95,6 +95,36 @@ def row(name: str, run: Path, opts: argparse.Namespace) -> dict:
     }
 
 
+def row_options(parser: argparse.ArgumentParser, rows: list[str], iters: int, out: str) -> None:
+    """The options of a script that trains named rows (``--train --rows --iters --set``) or measures the models
+    given, into ``--out``: ``--seed``, ``--device`` and ``--out`` too."""
+    parser.add_argument("--train", action="store_true", help="train the rows into --out first")
+    parser.add_argument("--rows", default=",".join(rows), help=f"with --train: which of {', '.join(rows)}")
+    parser.add_argument("--iters", type=int, default=iters, help=f"with --train: iterations (default {iters:,})")
+    parser.add_argument("--set", action="append", default=[], help="with --train: a preset key for nca train (repeat)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=Path(out))
+
+
+def chosen_rows(parser: argparse.ArgumentParser, opts: argparse.Namespace, rows: list[str]) -> list[str]:
+    """The rows ``--rows`` names, each one of ``rows`` (else the parser's error, exit 2)."""
+    chosen = opts.rows.split(",")
+    unknown = [r for r in chosen if r not in rows]
+    if unknown:
+        parser.error(f"--rows: {', '.join(unknown)} not among {', '.join(rows)}")
+    return chosen
+
+
+def write_table(out: Path, table: str, document: dict) -> None:
+    """``table.md`` and ``table.json`` into ``out``, and the table on stdout."""
+    from ncacli.io.files import atomic_write_bytes
+
+    atomic_write_bytes(out / "table.md", table.encode("utf-8"))
+    atomic_write_bytes(out / "table.json", json.dumps(document, indent=2).encode())
+    sys.stdout.write(table)
+
+
 def percent(value: float | None) -> str:
     """none: the perturbation did not make the metric worse; below −100: worse at the end than right after it."""
     return "—" if value is None else "< −100" if value < -100 else f"{value:.1f}"
