@@ -99,10 +99,12 @@ def test_the_evaluation_recognises_measures_the_spread_and_draws_figure_18(capsy
     assert doc["data_variance"] > 0 and doc["classes"]["0"]["data"]["pairwise_l1"] > 0
     with Image.open(tmp_path / "f.png") as im:  # ten rows of three samples and their spread, 24 px tiles, 2 px gaps
         assert im.size == (4 * 24 + 3 * 2, 10 * 24 + 9 * 2)
+    assert 0 <= doc["recognised_after_damage"] <= 1 and doc["damage"]["radius"] == 0.2
     code, out, err = run_cli(capsys, "evaluate", runs / "guided", "--trials", "2", "--final", "4", "--json",
-                             "--guidance", "2")  # fmt: skip
+                             "--guidance", "2", "--perturb", "none")  # fmt: skip
     assert code == 0, err
-    assert last_json(out)["guidance"] == 2
+    doc = last_json(out)
+    assert doc["guidance"] == 2 and doc["damage"] is None and doc["recovery"] is None
 
 
 def test_the_spread_is_zero_for_equal_samples_and_grows_with_their_differences():

@@ -10,7 +10,7 @@ recognisable, how much do the samples of a class differ, and do they heal.
   own spread, beside them.
 - **Healing**: each grown sample loses a disc (``--radius``, default 0.2 of the width, in the middle) and grows on
   as long again; reported: the recognised share after, and the recovery % of the picture,
-  ``100 · (1 − MSE(healed, before) / MSE(damaged, before))``.
+  ``100 · (1 − MSE(healed, before) / MSE(damaged, before))``. ``--perturb none`` leaves it out.
 
 ``--trials`` samples a class (default 16), grown ``--final`` steps (default 96), fire masks from ``--seed``,
 with classifier-free guidance at ``--guidance`` where given.
@@ -109,7 +109,7 @@ def evaluate_digits(
     from ncacli.engine import apply_damage, damage_mask
     from ncacli.evaluation.protocol import check_perturbation
 
-    check_perturbation(model, perturb, "damage", None)
+    cut = check_perturbation(model, perturb, "damage", None)[0] == "damage"
     task, dev = model.task, model.device
     data = task.load_data()
     k, n = task.k, trials or DEFAULT_TRIALS
@@ -136,13 +136,20 @@ def evaluate_digits(
 
     g = torch.Generator(device=dev).manual_seed(seed)
     with torch.no_grad():
-        healed = runner.rollout(seeds, 2 * steps, g, observe)
-    grown, damaged, healed = (brightness(task.rgba(s)).cpu() for s in (kept["grown"], kept["damaged"], healed))
+        last = runner.rollout(seeds, 2 * steps if cut else steps, g, observe if cut else None)
+    kept.setdefault("grown", last)
+    grown = brightness(task.rgba(kept["grown"])).cpu()
     recognised = predict(net, grown) == classes
-    recognised_healed = predict(net, healed) == classes
-    mse = lambda a, b: (a - b).pow(2).flatten(1).mean(1)  # noqa: E731
-    hurt, left = mse(damaged, grown), mse(healed, grown)
-    recovery = 100.0 * (1.0 - left.sum() / hurt.sum().clamp_min(1e-12))
+    healing: dict[str, Any] = {"damage": None, "recognised_after_damage": None, "recovery": None}
+    if cut:  # --perturb none: no cut, no healing
+        damaged, healed = (brightness(task.rgba(s)).cpu() for s in (kept["damaged"], last))
+        mse = lambda a, b: (a - b).pow(2).flatten(1).mean(1)  # noqa: E731
+        hurt, left = mse(damaged, grown), mse(healed, grown)
+        healing = {
+            "damage": {"shape": "circle", "center": [0.5, 0.5], "radius": radius, "at": steps, "regrown": steps},
+            "recognised_after_damage": float((predict(net, healed) == classes).float().mean()),
+            "recovery": float(100.0 * (1.0 - left.sum() / hurt.sum().clamp_min(1e-12))),
+        }
 
     per_class: dict[str, dict[str, Any]] = {}
     for c, name in enumerate(data.classes):
@@ -173,9 +180,7 @@ def evaluate_digits(
         "pairwise_l1": mean("pairwise_l1"),
         "data_variance": sum(r["variance"] for r in data_rows) / max(1, len(data_rows)),
         "data_pairwise_l1": sum(r["pairwise_l1"] for r in data_rows) / max(1, len(data_rows)),
-        "damage": {"shape": "circle", "center": [0.5, 0.5], "radius": radius, "at": steps, "regrown": steps},
-        "recognised_after_damage": float(recognised_healed.float().mean()),
-        "recovery": float(recovery),
+        **healing,
         "classes": per_class,
     }
     columns = [("class", "left"), ("recognised", "right"), ("variance", "right"), ("pairwise L1", "right"),
@@ -190,9 +195,11 @@ def evaluate_digits(
                  f"{document['data_pairwise_l1']:.4f}"])  # fmt: skip
     guided = "" if guidance is None else f", guidance {guidance:g}"
     about = f"{n} samples a class, {steps} steps{guided}"
-    caption = (f"classifier: {test_accuracy:.1%} on {len(test)} held-out images; after a disc of radius {radius:g} "
-               f"and {steps} more steps: {document['recognised_after_damage']:.1%} recognised, recovery "
-               f"{document['recovery']:.1f}%")  # fmt: skip
+    caption = f"classifier: {test_accuracy:.1%} on {len(test)} held-out images"
+    if cut:
+        after, recovery = healing["recognised_after_damage"], healing["recovery"]
+        caption += f"; after a disc of radius {radius:g} and {steps} more steps: {after:.1%} recognised, "
+        caption += f"recovery {recovery:.1f}%"
     table = Table(f"{model.path} · {task.describe()} · {about}", columns, rows, caption=caption, bold_rows={k})
     shown = task.rgba(kept["grown"]).cpu()
 
