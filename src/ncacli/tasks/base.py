@@ -72,7 +72,7 @@ class Asked:
             if flag == "--frames":
                 raise UsageError(f"--frames counts the frames a video model predicts; {self.model} is a {task} model")
             if flag == "--guidance":
-                raise UsageError(f"--guidance scales classifier-free guidance; {self.model} is a {task} model "
+                raise UsageError(f"--guidance scales classifier-free guidance; {self.model} (task {task!r}) was "
                                  "trained without it")  # fmt: skip
             raise UsageError(f"{flag}: {why}")
 
@@ -274,7 +274,7 @@ class Showing(_Bound):
 
     def check_guidance(self, scale: float, model: str = "the model") -> None:
         """Refuse ``--guidance scale`` for a model not trained to be guided (the default: every model)."""
-        raise UsageError(f"--guidance scales classifier-free guidance; {model} is a {self.name} model trained "
+        raise UsageError(f"--guidance scales classifier-free guidance; {model} (task {self.name!r}) was trained "
                          "without it")  # fmt: skip
 
     def video(self, model: Any, asked: Asked, scale: int, seed: int) -> tuple[list, dict[str, Any]] | None:
