@@ -76,7 +76,12 @@ def test_the_verbs_show_a_held_out_face_with_its_hole(capsys, tmp_path, run):
         assert gif.n_frames == 5 and gif.size[0] == 3 * gif.size[1]  # masked | NCA | complete
     code, _, err = run_cli(capsys, "grow", model, "--steps", "3", "--out", tmp_path / "g.png")
     assert code == 0, err
-    Image.new("RGB", (30, 20), "red").save(tmp_path / "face.png")  # any picture: made a square of the model's size
+    Image.new("RGB", (30, 20), "red").save(tmp_path / "wide.png")  # not the model's 16×16: refused, not resized
+    for flag in ("--input", "--mask"):
+        code, _, err = run_cli(capsys, "render", model, tmp_path / "w.gif", "--steps", "2", flag, tmp_path / "wide.png")
+        one_error_line(err, "wide.png: 30×20 pixels", "16×16", f"{flag} picture")
+        assert not (tmp_path / "w.gif").exists()
+    Image.new("RGB", (16, 16), "red").save(tmp_path / "face.png")
     code, out, err = run_cli(capsys, "render", model, tmp_path / "f.gif", "--steps", "2", "--input",
                              tmp_path / "face.png", "--json")  # fmt: skip
     assert code == 0, err

@@ -300,3 +300,46 @@ def test_the_autoencoder_option_names_the_latent_task(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train", "--autoencoder", tmp_path / "none.safetensors", "--out", tmp_path / "r")
     assert code == 1
     one_error_line(err, "none.safetensors", "autoencoder file not found")
+
+
+def test_stage_one_learns_a_data_set_beside_the_target_and_perturbed_copies_or_not(capsys, tmp_path, monkeypatch):
+    """task.ae_data adds Twemoji (or a folder's pictures) to what stage 1 learns, each fitted into the target's
+    grid; task.ae_perturb = false keeps stage 1 to the complete pictures."""
+    import ncacli.tasks.autoencoder as stage
+    from ncacli.io.images import twemoji_pictures
+
+    seen = {}
+    real = stage.train_autoencoder
+
+    def spy(pictures, *args, **kwargs):
+        seen["pictures"], seen["perturb"] = pictures, kwargs["perturb"]
+        return real(pictures, *args, **kwargs)
+
+    monkeypatch.setattr(stage, "train_autoencoder", spy)
+    code, _, err = run_cli(capsys, "train", *RUN, "--set", "task.ae_data=twemoji", "--set", "task.ae_count=3",
+                           "--out", tmp_path / "t")  # fmt: skip
+    assert code == 0, err
+    pictures = seen["pictures"]
+    assert pictures.shape == (4, 4, 32, 32) and seen["perturb"] is True
+    assert torch.equal(pictures[1:], twemoji_pictures(3, 24, 4, 0, "test")[0])  # the target first, then three emoji
+    assert not torch.equal(pictures[0], pictures[1])
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    from PIL import Image
+
+    Image.new("RGBA", (60, 30), (255, 0, 0, 255)).save(folder / "wide.png")
+    code, _, err = run_cli(capsys, "train", *RUN, "--set", f"task.ae_data={folder}", "--set", "task.ae_perturb=false",
+                           "--out", tmp_path / "f")  # fmt: skip
+    assert code == 0, err
+    wide = seen["pictures"][1]
+    assert seen["perturb"] is False and wide.shape == (4, 32, 32)
+    assert wide[3, 16].sum() == 24 and wide[3, 4:28].sum() == 24 * 12  # 24×12, centred on the 32×32 grid, opaque
+    x = torch.rand(3, 4, 8, 8)
+    assert torch.equal(stage.augmented(x, 5, torch.Generator().manual_seed(0), [[0.5, 0.5]], False).unique(), x.unique())
+    for args, needle in ((["--set", "task.ae_data=/nonexistent"], "neither twemoji nor a folder"),
+                         (["--set", "task.ae_count=-1"], "ae_count"),
+                         (["--set", "task.ae_data=twemoji", "--autoencoder", tmp_path / "t" / "autoencoder.safetensors"],
+                          "task.ae_data is what stage 1 learns")):  # fmt: skip
+        code, _, err = run_cli(capsys, "train", *RUN, *args, "--out", tmp_path / "bad")
+        assert code == 2 and not (tmp_path / "bad").exists()
+        one_error_line(err, needle)

@@ -168,6 +168,7 @@ def _config(g: dict[str, Any]) -> tuple[Any, list[str]]:
         if "autoencoder" not in getattr(TASKS.get(name, "task"), "train_options", ()):
             raise UsageError(f"--autoencoder: a {name} run has no autoencoder to reuse (latent tasks take one)")
         config = cfgmod.apply(config, {"task": {"autoencoder": g["autoencoder"]}}, "--autoencoder")
+        cfgmod.validate(config)
     return config, notes
 
 

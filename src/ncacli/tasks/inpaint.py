@@ -268,7 +268,7 @@ class LatentInpaintTask(LatentSpace, DatasetTask):
 
     def schedule(self, asked: Any, grid: tuple[int, int], steps: int, every: int = 1) -> Any:
         """What ``nca grow`` and ``nca render`` start from: ``--input`` names the picture (``#N``, held-out picture
-        N, default #0; or a picture file, made a square of the model's size), with the hole ``--mask`` names
+        N, default #0; or a picture file of the model's size), with the hole ``--mask`` names
         (:meth:`hole_of`)."""
         from ncacli.tasks.base import Schedule
 
@@ -284,7 +284,7 @@ class LatentInpaintTask(LatentSpace, DatasetTask):
         else:
             from ncacli.io.datasets import picture_file
 
-            picture = picture_file(name, side)[None].to(self.device)
+            picture = picture_file(name, side, "--input picture")[None].to(self.device)
         hole, about = self.hole_of(asked.mask, side)
         self.shown = (picture, picture * ~hole)
         return Schedule(about={"input": name, "hole": about}, start=self.starts(picture, hole))
@@ -292,7 +292,7 @@ class LatentInpaintTask(LatentSpace, DatasetTask):
     def hole_of(self, mask: str | None, side: int) -> tuple[torch.Tensor, str]:
         """The hole ``--mask`` names ``(1, 1, S, S)`` bool and its description: a centred shape of radius
         ``SHOWN_HOLE`` (default a circle; a half cut at the middle), or a picture file, its white pixels the hole
-        (brightness above one half, the picture made a square of the model's size)."""
+        (brightness above one half, a picture of the model's size)."""
         from ncacli.engine.damage import SHAPES, damage_mask
 
         if mask is None or mask in SHAPES:
@@ -304,7 +304,7 @@ class LatentInpaintTask(LatentSpace, DatasetTask):
 
         if not Path(mask).expanduser().is_file():
             raise UsageError(f"--mask {mask}: neither a shape ({', '.join(SHAPES)}) nor a picture file")
-        hole = (picture_file(mask, side)[:3].mean(0) > 0.5)[None, None].to(self.device)
+        hole = (picture_file(mask, side, "--mask picture")[:3].mean(0) > 0.5)[None, None].to(self.device)
         share = float(hole.float().mean())
         if share == 0.0:
             raise UsageError(f"--mask {mask}: no white pixel, so no hole to fill (white marks the hole)")

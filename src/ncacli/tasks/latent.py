@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ncacli.engine import one_hot
-from ncacli.errors import UsageError
+from ncacli.errors import NcaError, UsageError
 from ncacli.spec import ModelSpec, TaskSpec
 from ncacli.tasks.image import ImageTask, class_names
 from ncacli.tasks.latent_space import (
@@ -42,6 +42,32 @@ WINDOW_MARGIN = 4  # latent cells around a loss window: more than the decoder re
 @dataclass(frozen=True)
 class Options(AutoencoderOptions):
     loss_window: int = 0  # stage 2's loss on a random window this many pixels across, decoded alone (0: all)
+    ae_data: str = (
+        ""  # stage 1 learns a data set beside the targets: twemoji (ae_count of them) or a folder of pictures
+    )
+    ae_count: int = 64  # ae_data = twemoji: how many (a seeded choice, as edges2emoji's); a folder: the first (0: all)
+
+
+def data_set(o: Options, padding: int, image: tuple[int, int]) -> torch.Tensor | None:
+    """The pictures ``ae_data`` names, each fitted and padded into the target's ``image`` grid, or None."""
+    from ncacli.io.images import centred, image_to_rgba, twemoji_pictures
+
+    if not o.ae_data:
+        return None
+    fit = min(image) - 2 * padding  # each picture fits the target's grid whatever its shape
+    if o.ae_data == "twemoji":
+        pictures = list(twemoji_pictures(o.ae_count, fit, padding, 0, "task.ae_data = twemoji")[0])
+    else:
+        from ncacli.io.datasets import IMAGE_SUFFIXES
+
+        folder = Path(o.ae_data).expanduser()
+        if not folder.is_dir():
+            raise NcaError(f"task.ae_data = {o.ae_data}: neither twemoji nor a folder of pictures")
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise NcaError(f"task.ae_data = {o.ae_data}: no pictures ({', '.join(IMAGE_SUFFIXES)})")
+        pictures = [image_to_rgba(f.read_bytes(), str(f), fit, padding) for f in files[: o.ae_count or None]]
+    return centred(pictures, *image)
 
 
 class LatentTask(LatentSpace, ImageTask):
@@ -63,7 +89,14 @@ class LatentTask(LatentSpace, ImageTask):
 
     @staticmethod
     def check_config(config: Any) -> None:
-        check_options(Options(**config.task_options), config.channels)
+        o = Options(**config.task_options)
+        check_options(o, config.channels)
+        if o.ae_data and o.autoencoder:
+            raise UsageError("task.ae_data is what stage 1 learns, and --autoencoder skips stage 1: give one of them")
+        if o.ae_data not in ("", "twemoji") and not Path(o.ae_data).expanduser().is_dir():
+            raise UsageError(f"task.ae_data = {o.ae_data}: neither twemoji nor a folder of pictures")
+        if o.ae_count < 0:
+            raise UsageError(f"task.ae_count must be 0 or more, not {o.ae_count}")
         if config.pool_size < config.batch and config.mode != "growing":
             raise UsageError(f"pool_size ({config.pool_size}) is smaller than batch ({config.batch})")
 
@@ -118,8 +151,14 @@ class LatentTask(LatentSpace, ImageTask):
         return task
 
     def before_training(self, run_dir: Path, quiet: bool) -> None:
-        """Stage 1: the autoencoder, on the targets (see :meth:`LatentSpace.train_autoencoder`)."""
-        self.train_autoencoder(self.target if self.classes else self.target[None], run_dir, quiet, self.config.seed)
+        """Stage 1: the autoencoder, on the targets and ``ae_data``'s pictures (see
+        :meth:`LatentSpace.train_autoencoder`)."""
+        if self.autoencoder is not None:
+            return
+        targets = self.target if self.classes else self.target[None]
+        more = data_set(self.options, self.config.padding, tuple(targets.shape[-2:]))
+        pictures = targets if more is None else torch.cat([targets.cpu(), more])
+        self.train_autoencoder(pictures, run_dir, quiet, self.config.seed)
 
     def describe(self) -> str:
         return super().describe() + " (latent)"

@@ -40,6 +40,7 @@ class AutoencoderOptions:
     ae_batch: int = 4  # stage 1 batch
     ae_lr: float = 1e-3  # stage 1 learning rate (Adam)
     ae_crop: int = 128  # stage 1 learns from random windows this many pixels across (0: whole pictures)
+    ae_perturb: bool = True  # stage 1 learns damaged, partly grown and empty copies too (false: the pictures alone)
     damage_space: str = "pixel"  # where nca evaluate and nca render cut damage: pixel (re-encoded) or latent
     quantize: bool = False  # a VQ-VAE: snap the NCA's latents to the codebook before decoding (straight through)
     guide: float = 1.0  # weight of the state's RGBA channels' MSE to the target averaged over each cell (0: none)
@@ -138,6 +139,7 @@ class LatentSpace:
         ae = train_autoencoder(
             pictures.cpu(), self.ae_config, run_dir, iters=o.ae_iters, batch=o.ae_batch, lr=o.ae_lr, seed=seed,
             device=self.device, seed_positions=self.spec.task.seed_positions, quiet=quiet, crop=o.ae_crop,
+            perturb=o.ae_perturb,
         )  # fmt: skip
         self.use_autoencoder(ae)
 
