@@ -42,9 +42,7 @@ WINDOW_MARGIN = 4  # latent cells around a loss window: more than the decoder re
 @dataclass(frozen=True)
 class Options(AutoencoderOptions):
     loss_window: int = 0  # stage 2's loss on a random window this many pixels across, decoded alone (0: all)
-    ae_data: str = (
-        ""  # stage 1 learns a data set beside the targets: twemoji (ae_count of them) or a folder of pictures
-    )
+    ae_data: str = ""  # a data set stage 1 learns beside the targets: twemoji (ae_count of them) or a folder
     ae_count: int = 64  # ae_data = twemoji: how many (a seeded choice, as edges2emoji's); a folder: the first (0: all)
 
 
