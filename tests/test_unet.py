@@ -48,6 +48,27 @@ def test_a_rollout_is_one_pass_held_and_run_again_after_a_perturbation():
         assert torch.equal(out, net(cut)) and not torch.equal(out, once)  # the pass repaints the damaged state
 
 
+def test_a_leaky_u_net_is_the_same_network_with_pix2pix_s_leaky_activations():
+    """``activation = "leaky_relu"``: every activation of the network is pix2pix's LeakyReLU (slope 0.2), with
+    the weights the ReLU network would start from."""
+    from ncacli.engine.nca import ModelConfig
+    from ncacli.engine.unet import UNet
+
+    config = ModelConfig(channels=8, architecture="unet")
+    torch.manual_seed(0)
+    relu = UNet(config, width=4, levels=2)
+    torch.manual_seed(0)
+    leaky = UNet(config, width=4, levels=2, activation="leaky_relu")
+    acts = [m for m in leaky.modules() if isinstance(m, torch.nn.LeakyReLU)]
+    assert len(acts) == 2 * (2 + 1 + 2) and all(m.negative_slope == 0.2 for m in acts)
+    assert not any(isinstance(m, torch.nn.ReLU) for m in leaky.modules())
+    for a, b in zip(relu.state_dict().values(), leaky.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    x = torch.rand(1, 8, 8, 8)
+    with torch.no_grad():
+        assert not torch.allclose(relu(x), leaky(x))  # the same weights, another function
+
+
 def test_a_condition_that_changes_runs_the_pass_again():
     net = small(k=2)
     x = torch.rand(1, 8, 8, 8)
@@ -122,6 +143,7 @@ def test_pix2pix_trains_the_u_net_against_its_critic(capsys, tmp_path):
         (["--model", "unett"], "unknown model 'unett' (did you mean 'unet'?)"),
         (["--model", "pix2pix", "--loss", "mse"], "--model pix2pix trains with pix2pix's l1+gan"),
         (["--model", "unet", "--set", "architecture_options.depth=3"], "depth"),
+        (["--model", "unet", "--set", "architecture_options.activation=gelu"], "relu, leaky_relu"),
     ],
 )
 def test_what_a_u_net_does_not_take_is_one_line(capsys, tmp_path, args, needle):

@@ -29,16 +29,20 @@ from torch import nn
 
 from ncacli.engine.nca import Condition, Generator, ModelConfig, Observer
 
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}  # leaky: pix2pix's encoder's slope
 
-def block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU())
+
+def block(cin: int, cout: int, activation: str = "relu") -> nn.Sequential:
+    act = ACTIVATIONS[activation]
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), act(), nn.Conv2d(cout, cout, 3, padding=1), act())
 
 
 class UNet(nn.Module):
-    """``config.architecture_options``: ``width`` (8) and ``levels`` (3). The receptive field is ``10·2^levels − 5``
-    cells (75 at 3 levels): a picture grown from one seed cell needs it to span the grid, or the cells far from
-    the seed cannot tell where they are (at 2 levels, 35 cells, Table 1's 72-cell grid came out as blurred squares
-    of each class's mean colour)."""
+    """``config.architecture_options``: ``width`` (8), ``levels`` (3) and ``activation`` (``relu``, or
+    ``leaky_relu`` with slope 0.2, pix2pix's: a thin U-Net's ReLUs can all go dead). The receptive field is
+    ``10·2^levels − 5`` cells (75 at 3 levels): a picture grown from one seed cell needs it to span the grid, or
+    the cells far from the seed cannot tell where they are (at 2 levels, 35 cells, Table 1's 72-cell grid came out
+    as blurred squares of each class's mean colour)."""
 
     capabilities = frozenset()  # it does not step: no page, no fractal growth
     active_ok = False
@@ -46,10 +50,12 @@ class UNet(nn.Module):
     # without the NCA's per-parameter gradient normalisation
     training = {"lr": 2e-4, "grad_norm": False}
 
-    def __init__(self, config: ModelConfig, width: int = 8, levels: int = 3) -> None:
+    def __init__(self, config: ModelConfig, width: int = 8, levels: int = 3, activation: str = "relu") -> None:
         super().__init__()
         if width < 1 or levels < 1:
             raise ValueError(f"a U-Net needs width ≥ 1 and levels ≥ 1, not width {width}, levels {levels}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}")
         self.config = config
         self.levels = levels
         seen = config.channels + config.condition_channels
@@ -58,15 +64,15 @@ class UNet(nn.Module):
         self.pool = nn.ModuleList()
         cin = seen
         for w in widths[:-1]:
-            self.down.append(block(cin, w))
+            self.down.append(block(cin, w, activation))
             self.pool.append(nn.Conv2d(w, w, 3, stride=2, padding=1))
             cin = w
-        self.bottom = block(cin, widths[-1])
+        self.bottom = block(cin, widths[-1], activation)
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
         for w, below in zip(reversed(widths[:-1]), reversed(widths[1:]), strict=True):
             self.up.append(nn.Conv2d(below, w, 3, padding=1))
-            self.merge.append(block(2 * w, w))
+            self.merge.append(block(2 * w, w, activation))
         self.out = nn.Conv2d(widths[0], config.channels, 1)
         self.engine = "reference"
 
