@@ -98,7 +98,11 @@ class Reads:
         None, "--condition-map", help="Conditional models: an image whose brightness picks each cell's class."
     )
     input: Optional[str] = flag(
-        None, "--input", help="Models that read an input: what to grow from (a classifier: a class, or #N)."
+        None,
+        "--input",
+        "--image",
+        help="Models that read an input: what to grow from (a classifier: a class, or #N; an inpainting model: #N, a "
+        "held-out picture, or a picture file of the model's size).",
     )
     mask: Optional[str] = flag(
         None,
