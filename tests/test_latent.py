@@ -342,6 +342,7 @@ def test_stage_one_learns_a_data_set_beside_the_target_and_perturbed_copies_or_n
         assert all(whole) if not perturb else not all(whole)  # complete pictures alone, or perturbed ones too
     for args, needle in ((["--set", "task.ae_data=/nonexistent"], "neither twemoji nor a folder"),
                          (["--set", "task.ae_count=-1"], "ae_count"),
+                         (["--set", "task.ae_data=twemoji", "--set", "task.ae_count=0"], "1 or more with task.ae_data"),
                          (["--set", "task.ae_data=twemoji", "--autoencoder", tmp_path / "t" / FINAL],
                           "task.ae_data is what stage 1 learns")):  # fmt: skip
         code, _, err = run_cli(capsys, "train", *RUN, *args, "--out", tmp_path / "bad")
