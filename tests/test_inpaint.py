@@ -84,7 +84,7 @@ def test_the_verbs_show_a_held_out_face_with_its_hole(capsys, tmp_path, run):
     Image.new("RGB", (16, 16), "red").save(tmp_path / "face.png")
     code, out, err = run_cli(
         capsys, "render", model, tmp_path / "f.gif", "--steps", "2", "--image", tmp_path / "face.png", "--json"
-    )  # fmt: skip (--image: another name of --input)
+    )  # --image: another name of --input
     assert code == 0, err
     assert last_json(out)["input"] == str(tmp_path / "face.png")
     with Image.open(tmp_path / "f.gif") as gif:

@@ -93,9 +93,9 @@ class LatentTask(LatentSpace, ImageTask):
             raise UsageError("task.ae_data is what stage 1 learns, and --autoencoder skips stage 1: give one of them")
         if o.ae_data not in ("", "twemoji") and not Path(o.ae_data).expanduser().is_dir():
             raise UsageError(f"task.ae_data = {o.ae_data}: neither twemoji nor a folder of pictures")
-        if o.ae_count < (1 if o.ae_data == "twemoji" else 0):
-            least = "1 or more with task.ae_data = twemoji" if o.ae_data == "twemoji" else "0 or more"
-            raise UsageError(f"task.ae_count must be {least}, not {o.ae_count}")
+        least, why = (1, " with task.ae_data = twemoji") if o.ae_data == "twemoji" else (0, "")
+        if o.ae_count < least:
+            raise UsageError(f"task.ae_count must be {least} or more{why}, not {o.ae_count}")
         if config.pool_size < config.batch and config.mode != "growing":
             raise UsageError(f"pool_size ({config.pool_size}) is smaller than batch ({config.batch})")
 
