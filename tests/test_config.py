@@ -146,6 +146,20 @@ def test_the_review_table1_presets_have_its_sizes():
     assert all(abs(counts[n] - review[n]) / review[n] < 0.03 for n in counts)
 
 
+def test_table1_learned_rows_train_with_the_review_s_optimiser():
+    """The learned rows train as the review's repository trains its emoji (the Sobel row keeps Distill's recipe,
+    with which it learns here); the wider rows inherit it from table1-conv3."""
+    review = {"lr": 5e-4, "lr_schedule": "cosine", "lr_min": 0.0, "lr_warmup": 1000, "adam_betas": [0.5, 0.95],
+              "grad_norm": False, "grad_clip": 1.0, "update_tanh": True, "steps_min": 38, "steps_max": 46}
+    for name in ("table1-conv3", "table1-conv5", "table1-combined"):
+        config = resolve(name)
+        assert {key: getattr(config, key) for key in review} == review, name
+    sobel = resolve("table1")
+    assert (sobel.lr, sobel.grad_norm, sobel.lr_warmup, sobel.steps_min) == (2e-3, True, 0, 64)
+    assert not sobel.update_tanh
+    assert resolve("table1-conv5").perception_options["kernel_size"] == 5
+
+
 def test_sections_and_their_short_form():
     """A key of the model, target and training sections works in its section and without it; the task's and
     the objectives' options sit in their own sections; one mechanism names the section in its message."""
