@@ -149,8 +149,18 @@ def test_the_review_table1_presets_have_its_sizes():
 def test_table1_learned_rows_train_with_the_review_s_optimiser():
     """The learned rows train as the review's repository trains its emoji (the Sobel row keeps Distill's recipe,
     with which it learns here); the wider rows inherit it from table1-conv3."""
-    review = {"lr": 5e-4, "lr_schedule": "cosine", "lr_min": 0.0, "lr_warmup": 1000, "adam_betas": [0.5, 0.95],
-              "grad_norm": False, "grad_clip": 1.0, "update_tanh": True, "steps_min": 38, "steps_max": 46}
+    review = {
+        "lr": 5e-4,
+        "lr_schedule": "cosine",
+        "lr_min": 0.0,
+        "lr_warmup": 1000,
+        "adam_betas": [0.5, 0.95],
+        "grad_norm": False,
+        "grad_clip": 1.0,
+        "update_tanh": True,
+        "steps_min": 38,
+        "steps_max": 46,
+    }
     for name in ("table1-conv3", "table1-conv5", "table1-combined"):
         config = resolve(name)
         assert {key: getattr(config, key) for key in review} == review, name
