@@ -71,6 +71,40 @@ def test_the_nca_s_gradient_flows_through_the_critic_without_training_it():
     assert all(p.grad is None for p in params) and all(p.requires_grad for p in params)
 
 
+@pytest.mark.parametrize("mode", ["vanilla", "lsgan"])
+def test_pix2pix_s_discriminator_losses_in_each_mode(mode):
+    """pix2pix's two ``--gan_mode``s on the same patch scores: vanilla a cross-entropy of the logits, lsgan a
+    squared distance of the scores themselves (1 real, 0 fake); the discriminator's loss is halved, the model's
+    term is per sample. Then a few steps of each separate real from grown pictures."""
+    from ncacli.losses import Samples
+    from ncacli.losses.critic import GANLoss
+
+    torch.manual_seed(0)
+    loss = GANLoss(None, None, width=8, mode=mode, lr=1e-3)
+    real, fake, condition = pictures(2)
+    loss.build(5, torch.device("cpu"))
+    with torch.no_grad():
+        on_real = loss.critic.scores(torch.cat([real, condition], 1))
+        on_fake = loss.critic.scores(torch.cat([fake, condition], 1))
+        critic, seen = loss.critic_loss(real, fake, condition)
+        model = loss.model_loss(fake, condition)
+    if mode == "lsgan":
+        want = 0.5 * (((on_real - 1) ** 2).mean() + (on_fake**2).mean())
+        want_model = ((on_fake - 1) ** 2).mean(dim=(1, 2, 3))
+        said = (on_real.mean(), on_fake.mean())
+    else:
+        want = 0.5 * (-torch.log(torch.sigmoid(on_real)).mean() - torch.log(1 - torch.sigmoid(on_fake)).mean())
+        want_model = -torch.log(torch.sigmoid(on_fake)).mean(dim=(1, 2, 3))
+        said = (torch.sigmoid(on_real).mean(), torch.sigmoid(on_fake).mean())
+    assert float(critic) == pytest.approx(float(want), rel=1e-5)
+    assert model.shape == (4,) and torch.allclose(model, want_model, rtol=1e-5)
+    assert (seen["d_real"], seen["d_fake"]) == pytest.approx((float(said[0]), float(said[1])), rel=1e-5)
+    samples = Samples(real=real, condition=condition)
+    for _ in range(30):
+        loss(fake.clone().requires_grad_(True), samples)
+    assert loss.last["d_real"] > 0.7 and loss.last["d_fake"] < 0.3, loss.last
+
+
 def test_the_gradient_penalty_pulls_the_critic_s_slope_towards_one():
     """With the penalty alone (real and grown pictures the same, so the Wasserstein term is zero), the critic's
     gradient norm at the interpolates moves to 1 from wherever it starts."""

@@ -144,6 +144,7 @@ def test_pix2pix_trains_the_u_net_against_its_critic(capsys, tmp_path):
         (["--model", "pix2pix", "--loss", "mse"], "--model pix2pix trains with pix2pix's l1+gan"),
         (["--model", "unet", "--set", "architecture_options.depth=3"], "depth"),
         (["--model", "unet", "--set", "architecture_options.activation=gelu"], "relu, leaky_relu"),
+        (["--model", "pix2pix", "--set", "objectives.gan.mode=hinge"], "mode must be one of vanilla, lsgan"),
     ],
 )
 def test_what_a_u_net_does_not_take_is_one_line(capsys, tmp_path, args, needle):

@@ -50,6 +50,9 @@ class CriticOptions:
             raise UsageError(f"objectives.wgan-gp.width must be at least 1, not {self.width}")
 
 
+GAN_MODES = ("vanilla", "lsgan")
+
+
 @dataclass(frozen=True)
 class GANOptions:
     """The ``[objectives.gan]`` section (pix2pix's defaults)."""
@@ -59,9 +62,12 @@ class GANOptions:
     beta1: float = 0.5  # the discriminator's Adam β1 (pix2pix: 0.5)
     beta2: float = 0.999  # the discriminator's Adam β2 (pix2pix: 0.999)
     width: int = 64  # the first layer's channels (doubled at each of the three strided layers)
+    mode: str = "vanilla"  # pix2pix's --gan_mode: vanilla (cross-entropy) or lsgan (least squares)
 
     def __post_init__(self) -> None:
         CriticOptions(self.n_critic, 0.0, self.lr, self.beta1, self.beta2, self.width)  # the same checks
+        if self.mode not in GAN_MODES:
+            raise UsageError(f"objectives.gan.mode must be one of {', '.join(GAN_MODES)}, not {self.mode!r}")
 
 
 class Critic(nn.Module):
@@ -229,28 +235,35 @@ class WGANGPLoss(Adversarial):
 
 
 class GANLoss(Adversarial):
-    """pix2pix's conditional GAN: a PatchGAN discriminator, each patch judged real or fake by a cross-entropy
-    (``[BCE(D(real), 1) + BCE(D(fake), 0)] / 2``, halved as pix2pix halves it); the model's term is
-    ``BCE(D(fake), 1)`` over the patches (the non-saturating loss). Defaults are pix2pix's: one discriminator step
-    per model step, Adam 2e-4 with betas (0.5, 0.999)."""
+    """pix2pix's conditional GAN: a PatchGAN discriminator judging each patch real or fake, its loss halved as
+    pix2pix halves it. ``mode`` is pix2pix's ``--gan_mode``: ``vanilla`` (the default), a cross-entropy
+    ``[BCE(D(real), 1) + BCE(D(fake), 0)] / 2`` and the model's term ``BCE(D(fake), 1)`` over the patches (the
+    non-saturating loss); ``lsgan`` (Mao et al. 2017), least squares ``[(D(real) − 1)² + D(fake)²] / 2`` and
+    ``(D(fake) − 1)²``, whose scores stay near their targets where a winning cross-entropy critic's grow without
+    bound. Defaults are pix2pix's: one discriminator step per model step, Adam 2e-4 with betas (0.5, 0.999)."""
 
     Options = GANOptions
     name = "gan"
+
+    def distance(self, scores: torch.Tensor, real: bool, reduction: str = "mean") -> torch.Tensor:
+        """How far patch scores are from the label ``real``: the mode's cross-entropy or squared error."""
+        label = torch.full_like(scores, float(real))
+        if self.options.mode == "lsgan":
+            return F.mse_loss(scores, label, reduction=reduction)
+        return F.binary_cross_entropy_with_logits(scores, label, reduction=reduction)
 
     def critic_loss(
         self, real: torch.Tensor, fake: torch.Tensor, condition: torch.Tensor | None
     ) -> tuple[torch.Tensor, dict[str, float]]:
         assert self.critic is not None
-        bce = F.binary_cross_entropy_with_logits
         on_real = self.critic.scores(self.pictures(real, condition))
         on_fake = self.critic.scores(self.pictures(fake, condition))
-        loss = 0.5 * (bce(on_real, torch.ones_like(on_real)) + bce(on_fake, torch.zeros_like(on_fake)))
-        seen = {"d_real": float(torch.sigmoid(on_real.detach()).mean()),
-                "d_fake": float(torch.sigmoid(on_fake.detach()).mean())}  # fmt: skip
+        loss = 0.5 * (self.distance(on_real, True) + self.distance(on_fake, False))
+        judged = (lambda s: s) if self.options.mode == "lsgan" else torch.sigmoid  # what D says: 1 real, 0 fake
+        seen = {"d_real": float(judged(on_real.detach()).mean()), "d_fake": float(judged(on_fake.detach()).mean())}
         return loss, seen
 
     def model_loss(self, fake: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
         assert self.critic is not None
         on_fake = self.critic.scores(self.pictures(fake, condition))
-        per_patch = F.binary_cross_entropy_with_logits(on_fake, torch.ones_like(on_fake), reduction="none")
-        return per_patch.mean(dim=(1, 2, 3))
+        return self.distance(on_fake, True, reduction="none").mean(dim=(1, 2, 3))
