@@ -7,8 +7,10 @@ mutation (a switch of class), for conditional models at the review's sizes (the 
     python benchmarks/table1.py runs/table1-unet/model.safetensors runs/table1-pix2pix/model.safetensors --out DIR
 
 The single-step rows are models trained with `nca train --preset table1 --model unet` (or `--model pix2pix`, the
-GAN) and `--set architecture_options.width=3` (21,298 parameters; 4 and 5 give 37,500 and 58,256): each is laid
-beside the review's U-Net or GAN row of the nearest size, whose stage 1 is "—" (a single pass has no rollout).
+GAN) and `--set architecture_options.width=3` (21,298 parameters; 4 and 5 give 37,500 and 58,256), with
+`--set architecture_options.activation=leaky_relu` (at that width the ReLU network stays blank) and, for the GAN,
+`--set objectives.gan.mode=lsgan` (the cross-entropy discriminator holds it blank): each is laid beside the
+review's U-Net or GAN row of the nearest size, whose stage 1 is "—" (a single pass has no rollout).
 
 Each model is measured with `nca evaluate MODEL --metric lpips,mse --trials N` (a circle of radius 0.2 cut at step
 150) and with `--perturb mutation` (each trial switched to another class at step 150); its row of Table 1 is found
