@@ -175,6 +175,23 @@ def test_a_video_writer_that_fails_is_seen(tmp_path, tiny_model, name):
     assert _listing(tmp_path) == []
 
 
+def test_sigterm_stops_a_verb_with_143_and_keeps_the_old_file(tmp_path, tiny_model):
+    """``kill`` (SIGTERM) stops any verb as Ctrl-C does: one line, exit 143, the old output as it was. Before,
+    Python's default action killed the process without a word."""
+    import time
+
+    out = tmp_path / "grown.png"
+    out.write_bytes(b"the old picture")
+    command = [sys.executable, "-m", "ncacli", "grow", str(tiny_model), "--steps", "100000000", "--out", str(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    time.sleep(4)  # within the rollout: a hundred million steps take hours
+    proc.send_signal(signal.SIGTERM)
+    stdout, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err.decode()
+    assert err.decode().strip() == "nca: terminated" and stdout == b""
+    assert out.read_bytes() == b"the old picture" and _listing(tmp_path) == ["grown.png"]
+
+
 def _fail_to_sync(path) -> None:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 

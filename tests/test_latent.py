@@ -11,7 +11,7 @@ import torch
 
 from conftest import last_json, one_error_line, run_cli
 from ncacli.engine.autoencoder import Autoencoder, AutoencoderConfig
-from ncacli.errors import NcaError
+from ncacli.errors import NcaError, Terminated
 
 SMALL_AE = ["--set", "task.ae_iters=4", "--set", "task.width=4", "--set", "task.ae_batch=2",
             "--set", "task.codes=16"]  # fmt: skip
@@ -208,7 +208,9 @@ def test_stage_one_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert [json.loads(ln)["iteration"] for ln in lines] == [1, 2, 3, 4, 5, 6]
 
 
-def test_a_run_stopped_in_stage_one_resumes_with_resume(capsys, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("stop", "exit_code"), [(KeyboardInterrupt, 130), (Terminated, 143)])
+def test_a_run_stopped_in_stage_one_resumes_with_resume(capsys, tmp_path, monkeypatch, stop, exit_code):
+    """Ctrl-C, or SIGTERM (what ``nca``'s handler raises for it), during the autoencoder's training."""
     import ncacli.tasks.autoencoder as stage1
 
     out = tmp_path / "run"
@@ -218,12 +220,12 @@ def test_a_run_stopped_in_stage_one_resumes_with_resume(capsys, tmp_path, monkey
     def interrupt_at_third(*a, **k):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise KeyboardInterrupt
+            raise stop
         return real(*a, **k)
 
     monkeypatch.setattr(stage1, "augmented", interrupt_at_third)
     code, _, err = run_cli(capsys, "train", *RUN, "--out", out)
-    assert code == 130 and "interrupted at autoencoder iteration 2" in err and f"--resume {out}" in err
+    assert code == exit_code and "interrupted at autoencoder iteration 2" in err and f"--resume {out}" in err
     assert (out / stage1.RESUME).is_file() and not (out / stage1.FINAL).exists()
     assert not (out / "model.safetensors").exists()
     monkeypatch.setattr(stage1, "augmented", real)

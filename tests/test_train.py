@@ -114,7 +114,9 @@ def test_nan_loss_stops_with_a_checkpoint_and_a_clear_line(capsys, tmp_path, tar
     assert not (out / "model.safetensors").exists()
 
 
-def test_ctrl_c_saves_and_resume_finishes(tmp_path, target_png):
+@pytest.mark.parametrize(("sent", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_saves_and_resume_finishes(tmp_path, target_png, sent, code):
+    """Ctrl-C, or SIGTERM as a batch system sends it at its time limit: the run is saved and resumes."""
     out = tmp_path / "interrupted"
     args = ["train", "--target", str(target_png), "--iters", "400", "--out", str(out), *TINY]
     proc = subprocess.Popen(
@@ -124,9 +126,9 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, target_png):
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sent)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err.decode()
+    assert proc.returncode == code, err.decode()
     assert b"nca train --resume" in err
     done = len(metrics.read_text().splitlines())
     assert 3 <= done < 400

@@ -24,6 +24,13 @@ class WriteError(NcaError):
     is left as it was and no partial file remains."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, or a batch system at its time limit): every verb stops as on Ctrl-C, leaving no partial
+    file, and exits 143; ``nca train`` saves its run first, as on Ctrl-C."""
+
+    exit_code = 143
+
+
 class NonFiniteLoss(Exception):
     """A training loss became NaN or infinite at ``iteration`` (1-based; 0 where the raiser does not know it, the
     trainer fills it in). ``what``: which loss (the NCA's, or an objective's own, like a critic's)."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import warnings
 from typing import Any
 
 import typer
 
 from ncacli import __version__
-from ncacli.errors import NcaError
+from ncacli.errors import NcaError, Terminated
 
 
 def _version(value: bool) -> None:
@@ -54,10 +56,33 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"nca: warning: {message}", file=sys.stderr)
 
 
+_sigterm = {"seen": False}
+
+
+def _on_sigterm(signum, frame) -> None:
+    _sigterm["seen"] = True
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 failure, 2 usage, 130 interrupted)."""
+    """Run the CLI; returns the exit code (0 ok, 1 failure, 2 usage, 130 interrupted, 143 terminated)."""
     warnings.showwarning = _show_warning
     args = sys.argv[1:] if argv is None else list(argv)
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        return _main(args)
+    _sigterm["seen"] = False
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        code = _main(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code == 130 and _sigterm["seen"]:  # Typer turns any KeyboardInterrupt into a silent exit 130
+        print("nca: terminated", file=sys.stderr)
+        return Terminated.exit_code
+    return code
+
+
+def _main(args: list[str]) -> int:
     debug = "--debug" in args
     try:
         command = typer.main.get_command(build_app())
@@ -65,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except SystemExit as exc:  # Typer's own exits: usage errors (2), Ctrl-C (130), typer.Exit
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outside a verb (Typer handles it within one)
         print("nca: interrupted", file=sys.stderr)
         return 130
     except NcaError as exc:

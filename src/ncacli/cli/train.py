@@ -100,7 +100,7 @@ def train(
         session = open_session(config, out, resume, engine, world, notes, quiet)
     except Interrupted as exc:
         console.print(f"{exc}; continue with `nca train --resume {exc.path.parent}`", highlight=False, soft_wrap=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(exc.exit_code) from None
     console.quiet = not session.writes
     for note in session.notes:
         console.print(note, highlight=False)
@@ -305,21 +305,29 @@ def _parse_weights(text: str) -> dict[str, float]:
 
 
 def _fit(trainer, run_dir, saver, quiet: bool, trackers) -> None:
-    """Run the loop with a progress bar; Ctrl-C saves a checkpoint and exits 130; NaN stops cleanly."""
+    """Run the loop with a progress bar; Ctrl-C (or SIGTERM, as a batch system sends at its time limit) saves a
+    checkpoint and exits 130 (143); NaN stops cleanly."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ncacli.train.loop import NonFiniteLoss, run
     from ncacli.train.run_dir import RESUME
 
-    stop = {"requested": False}
+    stop = {"requested": False, "signal": signal.SIGINT}
+    handled = (signal.SIGINT, signal.SIGTERM)
 
-    def on_sigint(signum, frame) -> None:
+    def on_signal(signum, frame) -> None:
         if stop["requested"]:
             raise KeyboardInterrupt
-        stop["requested"] = True
-        console.print("[yellow]interrupt: finishing this iteration and saving (Ctrl-C again to abort)[/]")
+        stop.update(requested=True, signal=signum)
+        what = "interrupt" if signum == signal.SIGINT else "terminated"
+        console.print(f"[yellow]{what}: finishing this iteration and saving (Ctrl-C again to abort)[/]")
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {signum: signal.signal(signum, on_signal) for signum in handled}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
     cfg = trainer.config
     progress = Progress(
         TextColumn("[bold]train[/] {task.fields[mode]}"),
@@ -355,18 +363,18 @@ def _fit(trainer, run_dir, saver, quiet: bool, trackers) -> None:
                 )
                 finished = run(trainer, on_record, on_checkpoint, lambda: stop["requested"])
         except NonFiniteLoss as exc:
-            signal.signal(signal.SIGINT, previous)
+            restore()
             kept = saver.kept()
             if trainer.iteration > 0 and trainer.parameters_finite():
                 kept.append(saver.checkpoint(trainer))
             where = f"last good checkpoint: {kept[-1]}" if kept else "no checkpoint was written before it"
             raise NcaError(f"{exc}; training stopped, {where}") from None
         finally:
-            signal.signal(signal.SIGINT, previous)
+            restore()
         if not finished:
             path = saver.checkpoint(trainer)
             console.print(f"interrupted at iteration {trainer.iteration}: saved {path}; {saver.resume_hint}")
-            raise typer.Exit(130)
+            raise typer.Exit(128 + stop["signal"])
         saver.final(trainer)
         trackers.picture(trainer.iteration, run_dir.preview_path)
     except WriteError as exc:  # the files written before are whole: say where the run stands

@@ -35,12 +35,13 @@ PREFIX = "task.autoencoder."
 
 
 class Interrupted(Exception):
-    """Ctrl-C during stage 1; its state is saved at ``iteration``."""
+    """Ctrl-C (or SIGTERM) during stage 1; its state is saved at ``iteration``; ``exit_code`` 130 (143)."""
 
-    def __init__(self, iteration: int, path: Path) -> None:
+    def __init__(self, iteration: int, path: Path, exit_code: int = 130) -> None:
         super().__init__(f"interrupted at autoencoder iteration {iteration}: saved {path}")
         self.iteration = iteration
         self.path = path
+        self.exit_code = exit_code
 
 
 def augmented(
@@ -151,10 +152,10 @@ def train_autoencoder(
                     f"stage 1, autoencoder: iteration {iteration}/{iters}, reconstruction {reconstruction.item():.5f}",
                     highlight=False,
                 )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         done = iteration - 1
         _save_resume(resume, model, optimizer, generator, done, seconds)
-        raise Interrupted(done, resume) from None
+        raise Interrupted(done, resume, getattr(exc, "exit_code", 130)) from None
     model.eval()
     meta = {"autoencoder": json.dumps(config.to_dict()), "iterations": str(iters), "seconds": repr(seconds)}
     atomic_write_bytes(final, pack(model.tensors(PREFIX), meta))
