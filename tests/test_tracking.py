@@ -51,8 +51,8 @@ def test_wandb_runs_offline_and_a_resume_continues_the_same_run(capsys, tmp_path
     code, out, err = run_cli(capsys, "train", *SHORT, "--iters", "6", "--log", "wandb", "--evaluate", "--out", run)
     assert code == 0, err
     run_id = (run / "wandb-id").read_text()
-    (first,) = (run / "wandb").glob(f"offline-run-*-{run_id}")
-    record = (first / f"run-{run_id}.wandb").read_bytes()
+    (record_file,) = (run / "wandb").glob(f"offline-run-*/run-{run_id}.wandb")
+    first, record = record_file.parent, record_file.read_bytes()
     for key in (b"loss", b"lr", b"seconds", b"preview", b"evaluate/mse/stage3", b"steps_min"):
         assert key in record, key  # history, summary and config, in the run's own record file
     assert sorted(p.name.split("_")[1] for p in (first / "files" / "media" / "images").glob("preview_*")) == ["3", "6"]
@@ -61,7 +61,8 @@ def test_wandb_runs_offline_and_a_resume_continues_the_same_run(capsys, tmp_path
     code, _, err = run_cli(capsys, "train", "--resume", run, "--iters", "9", "--log", "wandb", "--quiet")
     assert code == 0, err
     assert (run / "wandb-id").read_text() == run_id
-    assert len(list((run / "wandb").glob(f"offline-run-*-{run_id}"))) == 2  # the same run id: `wandb sync` joins
+    # the same run id, so `wandb sync` joins them; a second run within the same second gets a "-1" on its folder
+    assert len(list((run / "wandb").glob(f"offline-run-*/run-{run_id}.wandb"))) == 2
 
 
 def test_bad_loggers_are_one_line_before_anything_is_written(capsys, tmp_path, monkeypatch):
