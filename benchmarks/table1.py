@@ -28,7 +28,7 @@ import json
 import sys
 from pathlib import Path
 
-from perception_table import nca, percent
+from perception_table import chosen_rows, nca, percent, row_options, write_table
 
 # Table 1 of the review (5 emoji, one conditional model each): LPIPS stages 1 / 2 / 3 and recovery %, after damage
 # and after mutation; parameters. Keyed by the preset that builds the row at the review's size.
@@ -147,33 +147,22 @@ def markdown(rows: list[dict], trials: int, metric: str = "lpips") -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="model files (or zoo names) to measure")
-    parser.add_argument("--train", action="store_true", help="train the rows' presets into --out first")
-    parser.add_argument("--rows", default=",".join(REVIEW), help="with --train: the presets to train")
-    parser.add_argument("--iters", type=int, default=8000, help="with --train: iterations (the presets' 8,000)")
-    parser.add_argument("--set", action="append", default=[], help="with --train: a preset key for nca train (repeat)")
+    row_options(parser, list(REVIEW), 8000, "runs/table1")
     parser.add_argument("--trials", type=int, default=20, help="trials of each measure (4 of each of the 5 classes)")
     parser.add_argument("--metric", choices=("lpips", "mse"), default="lpips", help="mse: without AlexNet's weights")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path, default=Path("runs/table1"))
     opts = parser.parse_args(argv)
     models = list(opts.models)
     if opts.train:
-        models += [str(train(preset, opts.out / preset, opts)) for preset in opts.rows.split(",")]
+        models += [str(train(preset, opts.out / preset, opts)) for preset in chosen_rows(parser, opts, list(REVIEW))]
     if not models:
         parser.error("name models to measure, or --train")
     rows = []
     for model in models:
         rows.append(row(model, opts))
         print(f"{model}: measured", file=sys.stderr, flush=True)
-    from ncacli.io.files import atomic_write_bytes
-
-    table = markdown(rows, opts.trials, opts.metric)
     opts.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(opts.out / "table.md", table.encode("utf-8"))
     document = {"metric": opts.metric, "trials": opts.trials, "rows": rows, "review": REVIEW, "baselines": BASELINES}
-    atomic_write_bytes(opts.out / "table.json", json.dumps(document, indent=2).encode())
-    sys.stdout.write(table)
+    write_table(opts.out, markdown(rows, opts.trials, opts.metric), document)
 
 
 if __name__ == "__main__":
