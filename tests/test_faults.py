@@ -184,12 +184,25 @@ def test_sigterm_stops_a_verb_with_143_and_keeps_the_old_file(tmp_path, tiny_mod
     out.write_bytes(b"the old picture")
     command = [sys.executable, "-m", "ncacli", "grow", str(tiny_model), "--steps", "100000000", "--out", str(out)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    time.sleep(4)  # within the rollout: a hundred million steps take hours
+    # Sent once the process catches SIGTERM (its handler is in place from the start of `nca`; on a loaded machine
+    # the imports before it can take longer than any fixed wait), then a moment more, into the rollout.
+    deadline = time.time() + 60
+    while time.time() < deadline and not _catches(proc.pid, signal.SIGTERM):
+        time.sleep(0.05)
+    time.sleep(2)  # a hundred million steps take hours
     proc.send_signal(signal.SIGTERM)
     stdout, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err.decode()
     assert err.decode().strip() == "nca: terminated" and stdout == b""
     assert out.read_bytes() == b"the old picture" and _listing(tmp_path) == ["grown.png"]
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (Linux: the ``SigCgt`` mask of /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
 
 
 def _fail_to_sync(path) -> None:
