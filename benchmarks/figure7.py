@@ -13,7 +13,8 @@ The review's finding, which the curves test: wider perception wins. With `--trai
 OUT/ROW (resumed where a run stopped). Each model is measured by `nca evaluate MODEL --metric lpips,mse,ssim
 --every E --trials N --json` (held-out pairs, a circle cut at step 150). LPIPS needs AlexNet's weights
 (torchvision's cache or $NCA_ALEXNET_WEIGHTS); `--metric mse` measures without them. Writes figure7.png,
-table.md and table.json into --out and prints the Markdown on stdout.
+growth.png (each model's pictures after 200 steps, from the preview its run drew on held-out pairs), table.md and
+table.json into --out and prints the Markdown on stdout.
 """
 
 from __future__ import annotations
@@ -150,6 +151,46 @@ def markdown(rows: list[dict], opts: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def growth(rows: list[dict], path: Path) -> bool:
+    """The pictures beside the curves: the held-out pairs each model's run drew at its end (``preview.png`` beside
+    the model: the inputs, the pictures after 96 and 200 steps, the targets, a band each), laid as the inputs, each
+    model's pictures after 200 steps, the targets. Nothing is written (False) where a model has no preview beside
+    it or the previews show other pairs."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from ncacli.io.files import atomic_write_bytes
+
+    previews = []
+    for r in rows:
+        preview = Path(r["model"]).parent / "preview.png"
+        if not preview.is_file():
+            return False
+        previews.append(Image.open(preview).convert("RGB"))
+    w, h = previews[0].size
+    band = h // 4
+
+    def strip(image, i):
+        return image.crop((0, i * band, w, (i + 1) * band))
+
+    if any(im.size != (w, h) or strip(im, 0).tobytes() != strip(previews[0], 0).tobytes() for im in previews):
+        return False
+    strips = [("input", strip(previews[0], 0))]
+    strips += [(f"{r['perception']}, {r['loss']}", strip(im, 2)) for r, im in zip(rows, previews, strict=True)]
+    strips.append(("target", strip(previews[0], 3)))
+    margin = 200
+    out = Image.new("RGB", (margin + w, band * len(strips)), "white")
+    draw = ImageDraw.Draw(out)
+    for i, (label, picture) in enumerate(strips):
+        out.paste(picture, (margin, i * band))
+        draw.text((6, i * band + band // 2 - 6), label, fill="black")
+    data = io.BytesIO()
+    out.save(data, format="PNG")
+    atomic_write_bytes(path, data.getvalue())
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="translation model files to measure")
@@ -169,6 +210,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{model}: measured", file=sys.stderr, flush=True)
     opts.out.mkdir(parents=True, exist_ok=True)
     plot(rows, opts.metric, opts.out / "figure7.png")
+    if not growth(rows, opts.out / "growth.png"):
+        why = "a model without its run's preview.png, or previews of other pairs"
+        print(f"growth.png: not drawn ({why})", file=sys.stderr)
     document = {"metric": opts.metric, "trials": opts.trials, "every": opts.every, "rows": rows}
     write_table(opts.out, markdown(rows, opts), document)
 

@@ -207,5 +207,21 @@ def test_figure7_trains_a_row_with_table_1_s_module_and_draws_its_curve(tmp_path
     steps = r["curve"]["mse"]["steps"]
     assert steps[0] == 0 and {100, 149, 150, 449} <= set(steps) and len(r["stages"]["mse"]["stages"]) == 3
     assert "| Conv 3x3 | mse |" in proc.stdout and (out / "figure7.png").stat().st_size > 1000
+    from PIL import Image
+
+    preview = Image.open(out / "conv3-mse" / "preview.png")  # inputs, 96 and 200 steps, targets: a band each
+    band = preview.height // 4
+    growth = Image.open(out / "growth.png")  # inputs, the model's 200 steps, targets, labelled in a margin
+    assert growth.size == (200 + preview.width, 3 * band)
+    assert (
+        growth.crop((200, band, growth.width, 2 * band)).tobytes()
+        == preview.crop((0, 2 * band, preview.width, 3 * band)).convert("RGB").tobytes()
+    )
+    alone = tmp_path / "alone.safetensors"  # no preview beside it: the table, and one line that says why no picture
+    alone.write_bytes((out / "conv3-mse" / "model.safetensors").read_bytes())
+    again = [*args[:2], str(alone), *args[7:-12], "--out", str(tmp_path / "f7b")]
+    proc = subprocess.run(again, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "growth.png: not drawn" in proc.stderr and not (tmp_path / "f7b" / "growth.png").exists()
     bad = subprocess.run([*args[:4], "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "nope not among" in bad.stderr
