@@ -74,7 +74,8 @@ def test_every_verb_on_the_model_file(capsys, tmp_path, run):
     code, _, err = run_cli(capsys, "render", model, tmp_path / "g.gif", "--steps", "4", "--input", "#1")
     assert code == 0, err
     with Image.open(tmp_path / "g.gif") as gif:
-        assert gif.n_frames == 5 and gif.size[0] == 3 * gif.size[1]  # input | growth | target, in pixels
+        # input | growth | target, one display pixel per picture pixel: the default 4 a cell over cells of 4 pixels
+        assert gif.n_frames == 5 and gif.size == (3 * 32, 32)
     code, _, err = run_cli(capsys, "grow", model, "--steps", "4", "--out", tmp_path / "g.png")
     assert code == 0, err
     with Image.open(tmp_path / "g.png") as png:

@@ -253,8 +253,13 @@ class Showing(_Bound):
         """The first sample as a video frame: ``(H·scale, W·scale, 3)`` uint8."""
         from ncacli.io.images import to_pixels
 
-        pixels = max(1, round(scale / self.scale))  # ``scale`` display pixels per cell, at least 1 per pixel
+        pixels = self.display_pixels(scale)
         return to_pixels(self.rgba(states[:1])[0], scale=pixels, background=self.spec.task.background)
+
+    def display_pixels(self, scale: int) -> int:
+        """Display pixels per picture pixel for ``scale`` display pixels per cell: at least one (a latent
+        model's cell is ``self.scale`` pixels of its picture already)."""
+        return max(1, round(scale / self.scale))
 
     not_grown: ClassVar[str] = ""  # why ``nca grow`` does not show the task's models, and what does ("": it does)
 

@@ -318,7 +318,7 @@ class LatentInpaintTask(LatentSpace, DatasetTask):
 
         from ncacli.io.images import to_pixels
 
-        pixels = max(1, round(scale / self.scale))
+        pixels = self.display_pixels(scale)
         whole, masked = getattr(self, "shown", (None, None))
         panels = [self.rgba(states[:1])[0]] if whole is None else [masked[0], self.rgba(states[:1])[0], whole[0]]
         return np.concatenate([to_pixels(p, scale=pixels, background="white") for p in panels], axis=1)

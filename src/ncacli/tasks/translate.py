@@ -249,7 +249,7 @@ class TranslateTask(DatasetTask):
 
     def frame(self, states: torch.Tensor, condition: torch.Tensor | None, scale: int) -> Any:
         """The first sample between its input and, for a pair the growth was scheduled with, its target:
-        ``(H·scale, 3·W·scale, 3)`` uint8 (a video frame)."""
+        ``(H·p, 3·W·p, 3)`` uint8 (a video frame), ``p`` display pixels per picture pixel."""
         import numpy as np
 
         from ncacli.io.images import to_pixels
@@ -260,7 +260,8 @@ class TranslateTask(DatasetTask):
             if torch.equal(inputs, condition[:1]):
                 panels.append(target)
                 break
-        return np.concatenate([to_pixels(p, scale=scale, background="white") for p in panels], axis=1)
+        pixels = self.display_pixels(scale)
+        return np.concatenate([to_pixels(p, scale=pixels, background="white") for p in panels], axis=1)
 
     # -- evaluating ----------------------------------------------------------------------------------------
 
