@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ncacli.engine import native
 from ncacli.engine.perception import FixedKernelPerception, any_neighbour
 from ncacli.registry import capabilities
 
@@ -69,8 +70,10 @@ def tap_features(perceive: nn.Module, seen: torch.Tensor, index: torch.Tensor, m
 
     For each of its :class:`~ncacli.engine.perception.Taps`, each cell's neighbours are gathered straight from
     the state, without padding the grid (``circular`` wraps their coordinates, ``zeros`` points those beyond the
-    edge at an extra zero cell, appended only when some tap lies beyond it), and multiplied by the blocks; kernels
-    shared by every channel multiply the neighbours gathered tap by tap, ``(K, T) @ (T, N·C)``.
+    edge at an extra zero cell, appended only when some tap lies beyond it), and multiplied by the taps' matrix;
+    kernels shared by every channel multiply the neighbours gathered tap by tap, ``(K, T) @ (T, N·C)``; learned
+    depthwise kernels go through :mod:`ncacli.engine.native` where it is built, gathered and multiplied in one
+    pass (``index`` ascending, as ``nonzero`` gives it).
     """
     b, c, h, w = seen.shape
     n = index.numel()
@@ -94,16 +97,22 @@ def tap_features(perceive: nn.Module, seen: torch.Tensor, index: torch.Tensor, m
         flats.append((flat.t() if taps.shared is not None else flat).reshape(-1))
     if beyond:
         rows = torch.cat([rows, rows.new_zeros(1, c)])
+    parts = None
     out = []
     for taps, flat in zip(groups, flats, strict=True):
-        gathered = rows.index_select(0, flat)
-        if taps.shared is not None:  # (T·N, C) tap-major → (K, N, C) → grouped per channel (N, C·K)
+        if taps.depthwise is not None and native.usable(rows, taps.depthwise):
+            if parts is None:  # the cells of each sample (``index`` ascends): their neighbours' rows are its own
+                parts = torch.searchsorted(index, torch.arange(b + 1, device=index.device) * (h * w))
+            flat = flat.view(n, len(taps.offsets))
+            features = native.depthwise_features(rows, flat, taps.depthwise, parts, b * h * w)
+        elif taps.shared is not None:  # (T·N, C) tap-major → (K, N, C) → grouped per channel (N, C·K)
             k, t = taps.shared.shape
-            features = taps.shared.to(gathered.dtype) @ gathered.view(t, n * c)
+            features = taps.shared.to(rows.dtype) @ rows.index_select(0, flat).view(t, n * c)
             features = features.view(k, n, c).permute(1, 2, 0).reshape(n, c * k)
         else:
-            features = gathered.view(n, len(taps.offsets) * c)
-            features = features if taps.blocks is None else features @ taps.blocks.to(gathered.dtype)
+            features = rows.index_select(0, flat).view(n, len(taps.offsets) * c)
+            matrix = taps.matrix()
+            features = features if matrix is None else features @ matrix.to(rows.dtype)
         features = features if taps.bias is None else features + taps.bias
         out.append(features if taps.activation is None else taps.activation(features))
     return out[0] if len(out) == 1 else torch.cat(out, dim=1)

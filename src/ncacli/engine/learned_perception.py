@@ -213,7 +213,7 @@ class ConvPerception(LearnedPerception):
         taps = depthwise_taps(conv.weight, c, conv.dilation[0], conv.bias)
         if self.mix is not None:
             mix = self.mix.weight.reshape(self.mix.out_channels, -1)
-            taps = Taps(taps.offsets, taps.blocks @ mix.T, self.mix.bias)
+            taps = Taps(taps.offsets, taps.matrix() @ mix.T, self.mix.bias)
         taps.activation = self.act
         return [taps]
 

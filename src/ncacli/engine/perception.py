@@ -76,16 +76,29 @@ def stack_kernels(kernels: list[list[list[float]]]) -> torch.Tensor:
 class Taps:
     """A group of a perception's features that is linear in a cell's neighbours: gather the state's rows at
     ``offsets`` (``(dy, dx)`` pairs, rows running down the grid) into ``(N, T·C)``, tap-major, then multiply by
-    ``blocks`` ``(T·C, F)``, add ``bias`` ``(F,)`` and apply ``activation`` (elementwise) when there is one.
-    ``blocks=None``: the gathered rows are the features, unless ``shared`` ``(K, T)`` says that every channel is
-    convolved with the same ``K`` kernels (the fixed perceptions): then the features are ``(N, C·K)``, grouped per
-    channel, computed with the kernels' own multiply-adds rather than ``C`` times as many."""
+    the matrix ``(T·C, F)`` (:meth:`matrix`), add ``bias`` ``(F,)`` and apply ``activation`` (elementwise) when
+    there is one. The matrix is ``blocks``, or, for a depthwise convolution, made from ``depthwise`` ``(T, K, C)``
+    (``K`` kernels per channel, features ``(N, C·K)`` grouped per channel), which the active step can apply
+    without it (:mod:`ncacli.engine.native`). Neither: the gathered rows are the features, unless ``shared``
+    ``(K, T)`` says that every channel is convolved with the same ``K`` kernels (the fixed perceptions): then the
+    features are ``(N, C·K)``, grouped per channel, computed with the kernels' own multiply-adds rather than ``C``
+    times as many."""
 
     offsets: tuple[tuple[int, int], ...]
     blocks: torch.Tensor | None
     bias: torch.Tensor | None = None
     activation: Callable[[torch.Tensor], torch.Tensor] | None = None
     shared: torch.Tensor | None = None
+    depthwise: torch.Tensor | None = None
+
+    def matrix(self) -> torch.Tensor | None:
+        """``(T·C, F)``: ``blocks``, or the block-diagonal matrix of ``depthwise``, entry ``[t·C + c, c·K + j]``
+        the kernel ``j`` of channel ``c`` at tap ``t`` (differentiable in it); None for gathered rows as they are."""
+        if self.depthwise is None:
+            return self.blocks
+        t, k, c = self.depthwise.shape
+        eye = torch.eye(c, dtype=self.depthwise.dtype, device=self.depthwise.device)
+        return torch.einsum("tkc,cd->tcdk", self.depthwise, eye).reshape(t * c, c * k)
 
 
 def feature_count(perceive: nn.Module, seen: int) -> int:
@@ -97,12 +110,9 @@ def feature_count(perceive: nn.Module, seen: int) -> int:
 
 def depthwise_taps(weight: torch.Tensor, channels: int, dilation: int = 1, bias: torch.Tensor | None = None) -> Taps:
     """A depthwise convolution as :class:`Taps`: ``weight`` ``(C·K, 1, k, k)`` (K kernels per channel, features
-    grouped per channel, ``[c0·k0, c0·k1, …]``), differentiable in ``weight``, gives ``blocks`` ``(T·C, C·K)``
-    with entry ``[t·C + c, c·K + j]`` the kernel ``j`` of channel ``c`` at tap ``t``; fixed kernels (``weight``
-    needs no gradient) leave out the taps where every kernel is zero. One matrix product over the gathered rows:
-    its block-diagonal zeros cost less than a product batched over channels with K = 3 columns (a training
-    iteration of the combined lizard 15% faster; see benchmarks/NOTES.md). Fixed kernels that are the same for
-    every channel come as ``shared`` ``(K, T)`` instead, without the ``C``-fold zeros."""
+    grouped per channel, ``[c0·k0, c0·k1, …]``), differentiable in ``weight``, gives ``depthwise`` ``(T, K, C)``;
+    fixed kernels (``weight`` needs no gradient) leave out the taps where every kernel is zero. Fixed kernels
+    that are the same for every channel come as ``shared`` ``(K, T)`` instead."""
     k = weight.shape[-1]
     kernels = weight.reshape(channels, -1, k * k)  # (C, K, k·k)
     taps = torch.arange(k * k, device=weight.device)
@@ -112,9 +122,7 @@ def depthwise_taps(weight: torch.Tensor, channels: int, dilation: int = 1, bias:
     offsets = tuple(((int(t) // k - half) * dilation, (int(t) % k - half) * dilation) for t in taps.tolist())
     if not weight.requires_grad and bias is None and bool((kernels == kernels[:1]).all()):
         return Taps(offsets, None, shared=kernels[0][:, taps].contiguous())
-    eye = torch.eye(channels, dtype=weight.dtype, device=weight.device)
-    dense = torch.einsum("ckt,cd->tcdk", kernels[:, :, taps], eye).reshape(len(offsets) * channels, -1)
-    return Taps(offsets, dense, bias)
+    return Taps(offsets, None, bias, depthwise=kernels[:, :, taps].permute(2, 1, 0))
 
 
 class FixedKernelPerception(nn.Module):
