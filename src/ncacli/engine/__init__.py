@@ -1,4 +1,5 @@
-"""The NCA engine: pure torch, no files, no terminal."""
+"""The NCA engine: pure torch (and one C kernel for the CPU, built on first use by
+:mod:`ncacli.engine.native`), no user files, no terminal."""
 
 from ncacli.engine.condition import one_hot, other_labels, ramp
 from ncacli.engine.counter_random import CounterRandom
