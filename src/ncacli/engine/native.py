@@ -67,7 +67,7 @@ def library() -> ctypes.CDLL | None:
     """The compiled kernel, or None where it cannot be had (no compiler, ``NCA_NATIVE=0``, a failed build)."""
     if os.environ.get(DISABLE_ENV, "1") == "0" or not SOURCE.is_file():
         return None
-    capability = torch.backends.cpu.get_cpu_capability()
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()  # unknown: no flags
     flags = _FLAGS.get(capability, [])
     key = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode()).hexdigest()[:16]
     target = cache_dir() / f"taps-{key}.so"
