@@ -7,9 +7,10 @@ multiply-adds (a block-diagonal matrix); as products batched over channels it ru
 kernels' own multiply-adds, and adds the gradient back into the neighbours' rows without the gathered copy.
 
 It is compiled once per machine by the system's C compiler (``$CC``, else ``cc``) into
-``$XDG_CACHE_HOME/nca/native`` (``~/.cache/nca/native``), keyed by the source and the CPU's vector instructions,
-and loaded with :mod:`ctypes`. Without a compiler, on other devices or types, or with ``NCA_NATIVE=0``, the
-active step keeps the matrix product: the same numbers up to the order of floating-point sums.
+``$XDG_CACHE_HOME/nca/native`` (``~/.cache/nca/native``), keyed by the source, the CPU's architecture and vector
+instructions, and loaded with :mod:`ctypes`. Without a compiler, on other devices or types, or with
+``NCA_NATIVE=0``, the active step keeps the matrix product: the same numbers up to the order of floating-point
+sums.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shlex
 import shutil
 import subprocess
@@ -69,7 +71,8 @@ def library() -> ctypes.CDLL | None:
         return None
     capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()  # unknown: no flags
     flags = _FLAGS.get(capability, [])
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode()).hexdigest()[:16]
+    built_for = " ".join([platform.machine(), *flags]).encode()  # a home shared between machines keeps one each
+    key = hashlib.sha256(SOURCE.read_bytes() + built_for).hexdigest()[:16]
     target = cache_dir() / f"taps-{key}.so"
     try:
         if not target.is_file() and not _build(target, flags):
